@@ -1,0 +1,104 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Bounded per-task queues of (deadline, frame) entries."""
+
+from collections import deque
+import math
+from typing import List, Optional, Tuple
+
+Entry = Tuple[float, object]  # (deadline on the engine clock, Frame)
+
+
+class TaskQueue:
+    """A bounded queue with a drop policy, an order and prompt removal of late entries.
+
+    drop_oldest makes room for a new entry by dropping the oldest one; drop_newest refuses the
+    new entry. order picks which entry runs next: the oldest or the newest. Entries are kept in
+    arrival order; the earliest deadline is cached so that expiry scans only when one is due.
+    """
+
+    __slots__ = ('capacity', 'drop_oldest', 'newest_first', '_entries', '_earliest')
+
+    def __init__(self, capacity: int, drop_policy: str = 'drop_oldest',
+                 order: str = 'oldest_first'):
+        self.capacity = capacity
+        self.drop_oldest = drop_policy == 'drop_oldest'
+        self.newest_first = order == 'newest_first'
+        self._entries: deque = deque()
+        self._earliest = math.inf
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def configure(self, capacity: int, drop_policy: str, order: str) -> List[Entry]:
+        """Apply new settings; return the entries dropped by a smaller capacity (oldest)."""
+        self.drop_oldest = drop_policy == 'drop_oldest'
+        self.newest_first = order == 'newest_first'
+        self.capacity = capacity
+        dropped = []
+        while len(self._entries) > capacity:
+            dropped.append(self._entries.popleft())
+        if dropped:
+            self._recompute_earliest()
+        return dropped
+
+    def push(self, entry: Entry) -> Optional[Entry]:
+        """Add entry; return the entry dropped to respect the capacity, if any."""
+        entries = self._entries
+        dropped = None
+        if len(entries) >= self.capacity:
+            if not self.drop_oldest:
+                return entry
+            dropped = entries.popleft()
+        entries.append(entry)
+        if entry[0] < self._earliest:
+            self._earliest = entry[0]
+        elif dropped is not None and dropped[0] <= self._earliest:
+            self._recompute_earliest()
+        return dropped
+
+    @property
+    def earliest_deadline(self) -> float:
+        return self._earliest
+
+    def head(self) -> Optional[Entry]:
+        """Return the entry that pop() would return, without removing it."""
+        if not self._entries:
+            return None
+        return self._entries[-1] if self.newest_first else self._entries[0]
+
+    def pop(self) -> Entry:
+        entry = self._entries.pop() if self.newest_first else self._entries.popleft()
+        if entry[0] <= self._earliest:
+            self._recompute_earliest()
+        return entry
+
+    def remove_late(self, limit: float) -> List[Entry]:
+        """Remove and return every entry whose deadline is before limit, wherever it is."""
+        if limit <= self._earliest:
+            return []
+        late = [e for e in self._entries if e[0] < limit]
+        self._entries = deque(e for e in self._entries if e[0] >= limit)
+        self._recompute_earliest()
+        return late
+
+    def clear(self) -> List[Entry]:
+        entries = list(self._entries)
+        self._entries.clear()
+        self._earliest = math.inf
+        return entries
+
+    def _recompute_earliest(self) -> None:
+        self._earliest = min((e[0] for e in self._entries), default=math.inf)

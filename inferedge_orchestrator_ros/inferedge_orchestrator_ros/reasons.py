@@ -1,0 +1,72 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The closed vocabularies used verbatim in results, telemetry, decisions and messages."""
+
+# Why a routed frame left a task queue without running.
+QUEUE_OVERFLOW = 'queue_overflow'
+EXPIRED = 'expired'
+PREDICTED_LATE = 'predicted_late'
+RATE_LIMITED = 'rate_limited'
+DISABLED = 'disabled'
+QUEUE_RESIZED = 'queue_resized'
+DEACTIVATED = 'deactivated'
+SHUTDOWN = 'shutdown'
+DROP_REASONS = (QUEUE_OVERFLOW, EXPIRED, PREDICTED_LATE, RATE_LIMITED, DISABLED,
+                QUEUE_RESIZED, DEACTIVATED, SHUTDOWN)
+
+# Why a frame was rejected by an input before routing (counted per input as malformed).
+UNKNOWN_INPUT = 'unknown_input'
+UNKNOWN_ENCODING = 'unknown_encoding'
+ZERO_SIZE = 'zero_size'
+STEP_TOO_SMALL = 'step_too_small'
+DATA_TOO_SHORT = 'data_too_short'
+TOO_MANY_PIXELS = 'too_many_pixels'
+BAD_ARRAY = 'bad_array'
+DECODE_ERROR = 'decode_error'
+MALFORMED_REASONS = (UNKNOWN_INPUT, UNKNOWN_ENCODING, ZERO_SIZE, STEP_TOO_SMALL, DATA_TOO_SHORT,
+                     TOO_MANY_PIXELS, BAD_ARRAY, DECODE_ERROR)
+
+# Why a job that a worker took did not produce a result.
+TIMEOUT = 'timeout'
+WORKER_ERROR = 'worker_error'
+FAILURE_REASONS = (TIMEOUT, WORKER_ERROR, DECODE_ERROR)
+
+# Result status.
+OK = 'OK'
+FAILED = 'FAILED'
+TIMED_OUT = 'TIMED_OUT'
+
+# What put a higher-priority task at risk (the reason of SHED_START and LIMIT decisions), and
+# the other decision reasons.
+DEADLINE_MISS = 'deadline_miss'
+LATENCY_P95 = 'latency_p95'
+BACKLOG = 'backlog'
+RECOVERED = 'recovered'
+PARAM_CHANGE = 'param_change'
+SLOT_RETIRED = 'slot_retired'
+RISK_REASONS = (EXPIRED, PREDICTED_LATE, DEADLINE_MISS, LATENCY_P95, BACKLOG)
+DECISION_REASONS = DROP_REASONS + FAILURE_REASONS + RISK_REASONS[2:] + (
+    RECOVERED, PARAM_CHANGE, SLOT_RETIRED)
+
+# Decision events.
+SHED_START = 'SHED_START'
+SHED_STOP = 'SHED_STOP'
+LIMIT = 'LIMIT'
+DROP = 'DROP'
+PARAM_CHANGE_EVENT = 'PARAM_CHANGE'
+WORKER_ERROR_EVENT = 'WORKER_ERROR'
+WORKER_TIMEOUT_EVENT = 'WORKER_TIMEOUT'
+EVENTS = (SHED_START, SHED_STOP, LIMIT, DROP, PARAM_CHANGE_EVENT, WORKER_ERROR_EVENT,
+          WORKER_TIMEOUT_EVENT)

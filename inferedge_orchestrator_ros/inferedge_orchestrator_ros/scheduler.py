@@ -1,0 +1,206 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Per-task scheduling state and the choice of the next job for a free slot.
+
+Priority mode: strict priority, then earliest deadline of each task's next frame, then the
+task's order (oldest_first | newest_first). A rate floor (min_rate_hz) runs a starved task
+first; a priority hold keeps a slot idle rather than start a lower-priority job that would make
+an expected higher-priority frame miss its deadline. FIFO mode: one arrival order across tasks.
+"""
+
+from collections import deque
+import math
+from typing import List, Optional, Tuple
+
+from inferedge_orchestrator_ros.config import TaskConfig
+from inferedge_orchestrator_ros.queues import TaskQueue
+from inferedge_orchestrator_ros.telemetry import RateMeter, TaskTelemetry
+
+SERVICE_HISTORY = 50  # service times kept for the prediction
+MIN_SAMPLES = 5  # measurements before the prediction replaces expected_latency_ms
+INTERARRIVAL_SMOOTHING = 0.1
+IDLE_INTERARRIVALS = 2.0  # a source silent for this many mean intervals is not expected
+
+
+class TaskState:
+    """Everything the engine tracks about one task at run time."""
+
+    def __init__(self, config: TaskConfig, index: int, window_s: float, window_samples: int):
+        self.config = config
+        self.name = config.name
+        self.index = index
+        self.queue = TaskQueue(config.queue_size, config.drop_policy, config.order)
+        self.telemetry = TaskTelemetry(window_s, window_samples)
+        self.worker = None
+        self.in_flight = 0
+        self.expected_s = config.expected_latency_ms / 1000.0
+        self._service = deque(maxlen=SERVICE_HISTORY)
+        self.predicted_s = self.expected_s
+        self.last_arrival: Optional[float] = None
+        self.mean_interarrival: Optional[float] = None
+        self.last_age = 0.0
+        self.routed_rate = RateMeter()
+        self.admitted_rate = RateMeter()
+        self.started_rate = RateMeter()
+        self.tokens = 1.0
+        self.token_time = 0.0
+        self.shed_limit_hz = 0.0  # 0: not limited by shedding
+        self.held_seq = -1
+        self.reset_risk()
+
+    # -- configuration that can change at run time ---------------------------------------
+    @property
+    def priority(self) -> int:
+        return self.config.priority
+
+    @property
+    def budget_s(self) -> float:
+        return self.config.latency_budget_ms / 1000.0
+
+    @property
+    def drops_late(self) -> bool:
+        return self.config.on_deadline == 'drop'
+
+    def rate_limit_hz(self) -> float:
+        """The admission limit in force: max_rate_hz and the shedding limit (0 = none)."""
+        cap = self.config.max_rate_hz
+        shed = self.shed_limit_hz
+        if cap and shed:
+            return min(cap, shed)
+        return cap or shed
+
+    # -- observations -----------------------------------------------------------------------
+    def set_expected(self, seconds: float) -> None:
+        self.expected_s = seconds
+        if len(self._service) < MIN_SAMPLES:
+            self.predicted_s = seconds
+
+    def record_service(self, seconds: float) -> None:
+        self._service.append(seconds)
+        if len(self._service) >= MIN_SAMPLES:
+            ordered = sorted(self._service)
+            self.predicted_s = ordered[min(len(ordered) - 1,
+                                           int(math.ceil(0.95 * len(ordered))) - 1)]
+
+    def note_arrival(self, now: float, age: float) -> None:
+        if self.last_arrival is not None:
+            gap = now - self.last_arrival
+            if self.mean_interarrival is None:
+                self.mean_interarrival = gap
+            else:
+                self.mean_interarrival += INTERARRIVAL_SMOOTHING * (gap - self.mean_interarrival)
+        self.last_arrival = now
+        self.last_age = age
+        self.routed_rate.add(now)
+
+    def admit(self, now: float) -> bool:
+        """Apply the rate limit (a one-token bucket); True when the frame may be queued."""
+        limit = self.rate_limit_hz()
+        if limit:
+            tokens = min(1.0, self.tokens + (now - self.token_time) * limit)
+            self.token_time = now
+            # 10% slack so that arrival jitter does not halve the admitted rate.
+            if tokens < 0.9:
+                self.tokens = tokens
+                return False
+            self.tokens = tokens - 1.0
+        self.admitted_rate.add(now)
+        return True
+
+    def reset_risk(self) -> None:
+        """Start a new shedding tick: clear the risk signals gathered since the last one."""
+        self.tick_expired = 0
+        self.tick_predicted_late = 0
+        self.tick_misses = 0
+        self.tick_end_to_end: List[float] = []
+
+    def next_expected_arrival(self, now: float) -> Optional[float]:
+        """When the next frame should arrive; None if unknown or the source went quiet.
+
+        After a single arrival the interval is unknown: the next frame may come at once, and
+        is expected so for one latency budget.
+        """
+        if self.last_arrival is None or now >= self.expectation_ends():
+            return None
+        if self.mean_interarrival is None:
+            return now
+        return max(now, self.last_arrival + self.mean_interarrival)
+
+    def expectation_ends(self) -> float:
+        """The time after which a silent source is no longer expected to send a frame."""
+        if self.mean_interarrival is None:
+            return self.last_arrival + self.budget_s
+        return self.last_arrival + IDLE_INTERARRIVALS * self.mean_interarrival
+
+
+def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
+             ) -> Tuple[Optional[TaskState], float]:
+    """Return (the higher-priority task whose expected frame would miss, when to look again).
+
+    Starting candidate's job ends at now + its predicted service time. A higher-priority task
+    whose next frame is expected before then would start only at that end and finish after
+    its own service time: if that is past the frame's deadline, the job must not start.
+    """
+    end = now + candidate.predicted_s
+    for other in tasks:
+        if other.priority <= candidate.priority or not other.config.enabled:
+            continue
+        expected = other.next_expected_arrival(now)
+        if expected is None or expected >= end:
+            continue
+        deadline = expected + other.budget_s - other.last_age
+        if end + other.predicted_s > deadline:
+            return other, other.expectation_ends()
+    return None, math.inf
+
+
+def select_priority(tasks: List[TaskState], now: float, last_free_slot: bool,
+                    priority_hold: bool) -> Tuple[Optional[TaskState], List[Tuple]]:
+    """Pick the task whose next frame runs now; tasks are the pool's, priority-sorted.
+
+    Returns (task or None, holds) where holds lists (held task, blocking task, wake time).
+    """
+    ready = [t for t in tasks if len(t.queue)]
+    if not ready:
+        return None, []
+    # Rate floor first: a task below min_rate_hz over the last second runs ahead of priority.
+    starved = [t for t in ready if t.config.min_rate_hz and
+               t.started_rate.rate(now) < t.config.min_rate_hz]
+    by_priority = sorted(ready, key=lambda t: (-t.priority, t.queue.head()[0], t.index))
+    candidates = sorted(starved, key=lambda t: (-t.priority, t.queue.head()[0], t.index))
+    candidates += [t for t in by_priority if t not in starved]
+    holds = []
+    for task in candidates:
+        if priority_hold and last_free_slot:
+            blocker, wake = hold_for(task, tasks, now)
+            if blocker is not None:
+                holds.append((task, blocker, wake))
+                continue
+        return task, holds
+    return None, holds
+
+
+def select_fifo(tasks: List[TaskState]) -> Optional[TaskState]:
+    """Pick the task holding the earliest-arrived frame (ties: the task listed first)."""
+    best = None
+    best_key = None
+    for task in tasks:
+        head = task.queue.head()
+        if head is None:
+            continue
+        key = (head[1].seq, task.index)
+        if best_key is None or key < best_key:
+            best, best_key = task, key
+    return best

@@ -1,0 +1,146 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The engine under a virtual clock: a deterministic discrete-event simulation.
+
+Arrivals come from a trace; a job's service time comes from its worker's
+simulated_service_time(); nothing sleeps. The same config and trace give the same report
+(apart from CPU and RSS, which are not sampled under the virtual clock).
+"""
+
+import heapq
+import math
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+
+from inferedge_orchestrator_ros.config import load_config, OrchestratorConfig
+from inferedge_orchestrator_ros.engine import Engine, Result, VirtualClock
+from inferedge_orchestrator_ros.workers import InferenceOutput
+
+_ARRIVAL, _COMPLETE, _WAKE = 0, 1, 2
+MIN_STEP_S = 1e-6  # a timer due exactly now is looked at again one microsecond later
+
+
+class Simulation:
+    """Drive an Engine with a trace of (time_s, input_name) arrivals under a virtual clock."""
+
+    def __init__(self, config, on_result: Optional[Callable[[Result], None]] = None,
+                 frame_shape: Tuple[int, int, int] = (4, 4, 3)):
+        self.config: OrchestratorConfig = load_config(config)
+        self.clock = VirtualClock()
+        self._on_result = on_result
+        self.engine = Engine(self.config, on_result=self._result, clock=self.clock,
+                             virtual=True)
+        self.engine.virtual_start = self._start_job
+        self._image = np.zeros(frame_shape, dtype=np.uint8)
+        self._events: List[tuple] = []
+        self._order = 0
+        self._wakes = set()
+        self.results: Dict[str, List[float]] = {t.name: [] for t in self.config.tasks}
+
+    def _push(self, when: float, kind: int, payload=None) -> None:
+        self._order += 1
+        heapq.heappush(self._events, (when, self._order, kind, payload))
+
+    def _start_job(self, job) -> None:
+        service = job.worker.simulated_service_time(job.frame)
+        self._push(self.clock.now + service, _COMPLETE, (job, service))
+
+    def _result(self, result: Result) -> None:
+        if result.status == 'OK':
+            self.results[result.task].append(result.end_to_end_s)
+        if self._on_result is not None:
+            self._on_result(result)
+
+    def run(self, arrivals: Iterable[Tuple[float, str]], until: float,
+            snapshot_every: float = 0.0,
+            on_snapshot: Optional[Callable[[dict], None]] = None) -> dict:
+        """Replay arrivals until `until` (s) and return the engine's report."""
+        engine = self.engine
+        engine.start()
+        for when, input_name in arrivals:
+            self._push(when, _ARRIVAL, input_name)
+        self._push(0.0, _WAKE)
+        if snapshot_every and on_snapshot is not None:
+            for index in range(1, int(until / snapshot_every) + 1):
+                self._push(index * snapshot_every, _WAKE, 'snapshot')
+        while self._events:
+            when, _, kind, payload = heapq.heappop(self._events)
+            if when > until:
+                break
+            self.clock.now = when
+            if kind == _ARRIVAL:
+                engine.submit(payload, self._image, age_s=0.0)
+            elif kind == _COMPLETE:
+                job, service = payload
+                engine.complete(job, InferenceOutput({}, 0.0, service))
+            else:
+                self._wakes.discard(when)
+                if payload == 'snapshot':
+                    on_snapshot(engine.snapshot())
+            wake = engine.poll()
+            if wake < math.inf:
+                wake = max(wake, when + MIN_STEP_S)
+                if wake not in self._wakes:
+                    self._wakes.add(wake)
+                    self._push(wake, _WAKE)
+        self.clock.now = until
+        engine.poll()
+        return engine.report()
+
+
+def periodic_trace(inputs: List[str], frames: int, interval_s: float
+                   ) -> List[Tuple[float, str]]:
+    """Every input gets one frame every interval_s, frames times."""
+    return [(index * interval_s, name) for index in range(frames) for name in inputs]
+
+
+def compare_overload(config, frames: int, interval_ms: float = 10.0) -> dict:
+    """Run FIFO and the orchestrator on the same periodic trace under the virtual clock.
+
+    Arrivals stop after `frames` per input; the run goes on without arrivals for the largest
+    latency budget, then stops; what is left is reported as queued or in flight.
+    """
+    base = load_config(config)
+    interval = interval_ms / 1000.0
+    trace = periodic_trace(list(base.inputs), frames, interval)
+    until = (frames - 1) * interval + max(t.latency_budget_ms for t in base.tasks) / 1000.0
+    out = {'scenario': {'config': base.name, 'frames': frames, 'interval_ms': interval_ms,
+                        'duration_s': until, 'inputs': list(base.inputs)},
+           'modes': {}, 'end_to_end_samples_ms': {}}
+    for mode in ('fifo', 'priority'):
+        data = base.to_dict()
+        data['orchestrator']['mode'] = mode
+        simulation = Simulation(data)
+        report = simulation.run(trace, until)
+        tasks = {}
+        for name, task in report['final']['tasks'].items():
+            run = task['run_latency']['end_to_end']
+            tasks[name] = {
+                'routed': task['routed'], 'executed': task['executed'],
+                'completed_within_budget': task['completed_within_budget'],
+                'failed': task['failed'], 'dropped': task['dropped'],
+                'dropped_by_reason': task['dropped_by_reason'], 'queued': task['queued'],
+                'in_flight': task['in_flight'], 'held_for_priority': task['held_for_priority'],
+                'p50_ms': run['p50_ms'], 'p95_ms': run['p95_ms'], 'p99_ms': run['p99_ms'],
+                'max_ms': run['max_ms'],
+            }
+        out['modes'][mode] = {'tasks': tasks,
+                              'decisions': report['final']['decisions'],
+                              'invariant_violations': report['invariant_violations']}
+        out['end_to_end_samples_ms'][mode] = {
+            name: [round(v * 1000.0, 6) for v in values]
+            for name, values in simulation.results.items()}
+    return out

@@ -1,0 +1,133 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Bounded latency statistics: a time-windowed ring and a log-bucket histogram."""
+
+import math
+from typing import Dict, List, Optional
+
+import numpy as np
+
+PERCENTILES = (50.0, 95.0, 99.0)
+
+
+def percentile(sorted_values: List[float], q: float) -> float:
+    """Return the q-th percentile by linear interpolation (numpy's default method)."""
+    if not sorted_values:
+        return math.nan
+    position = (len(sorted_values) - 1) * q / 100.0
+    low = int(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+class LatencyWindow:
+    """The samples of the last window_s seconds in a fixed-size ring.
+
+    When more samples arrive within the window than the ring holds, the oldest are overwritten
+    and counted in `overflow`, so a percentile is then over the newest `capacity` samples.
+    """
+
+    __slots__ = ('window_s', 'capacity', 'overflow', '_times', '_values', '_next', '_count')
+
+    def __init__(self, window_s: float, capacity: int):
+        self.window_s = window_s
+        self.capacity = capacity
+        self.overflow = 0
+        self._times = np.zeros(capacity)
+        self._values = np.zeros(capacity)
+        self._next = 0
+        self._count = 0
+
+    def add(self, now: float, value: float) -> None:
+        index = self._next
+        if self._count == self.capacity:
+            if now - self._times[index] < self.window_s:
+                self.overflow += 1
+        else:
+            self._count += 1
+        self._times[index] = now
+        self._values[index] = value
+        self._next = (index + 1) % self.capacity
+
+    def values(self, now: float) -> np.ndarray:
+        count = self._count
+        times = self._times[:count] if count < self.capacity else self._times
+        values = self._values[:count] if count < self.capacity else self._values
+        return values[times >= now - self.window_s]
+
+    def summary(self, now: float) -> Dict[str, float]:
+        """Return count, p50, p95, p99 and max of the window (NaN when empty)."""
+        values = self.values(now)
+        if values.size == 0:
+            return {'count': 0, 'p50': math.nan, 'p95': math.nan, 'p99': math.nan,
+                    'max': math.nan}
+        p50, p95, p99 = np.percentile(values, PERCENTILES)
+        return {'count': int(values.size), 'p50': float(p50), 'p95': float(p95),
+                'p99': float(p99), 'max': float(values.max())}
+
+
+class LogHistogram:
+    """Whole-run percentiles in bounded memory: geometric buckets, relative error <= 1%.
+
+    Bucket i covers [min_value * r^i, min_value * r^(i+1)) with r = 1.02; a value is reported
+    as the geometric middle of its bucket, which is within sqrt(1.02) - 1 < 1% of the value.
+    Exact count, sum, min and max are kept beside it.
+    """
+
+    RATIO = 1.02
+
+    def __init__(self, min_value: float = 1e-6, max_value: float = 1e4):
+        self.min_value = min_value
+        self._log_ratio = math.log(self.RATIO)
+        self._buckets = np.zeros(int(math.ceil(math.log(max_value / min_value) /
+                                               self._log_ratio)) + 2, dtype=np.int64)
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        if value <= self.min_value:
+            index = 0
+        else:
+            index = min(int(math.log(value / self.min_value) / self._log_ratio) + 1,
+                        len(self._buckets) - 1)
+        self._buckets[index] += 1
+
+    def percentile(self, q: float) -> float:
+        if self.count == 0:
+            return math.nan
+        rank = q / 100.0 * (self.count - 1)
+        cumulative = np.cumsum(self._buckets)
+        index = int(np.searchsorted(cumulative, rank + 1, side='left'))
+        if index == 0:
+            value = self.min_value
+        else:
+            value = self.min_value * self.RATIO ** (index - 0.5)
+        return min(max(value, self.min), self.max)
+
+    def summary(self) -> Dict[str, Optional[float]]:
+        if self.count == 0:
+            return {'count': 0, 'mean': math.nan, 'p50': math.nan, 'p95': math.nan,
+                    'p99': math.nan, 'max': math.nan}
+        return {'count': self.count, 'mean': self.total / self.count,
+                'p50': self.percentile(50.0), 'p95': self.percentile(95.0),
+                'p99': self.percentile(99.0), 'max': self.max}

@@ -1,0 +1,163 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Telemetry: bounded counters and latency statistics per input and task, and the invariants.
+
+Live percentiles come from a time window (LatencyWindow); whole-run percentiles for reports and
+benchmarks from a log-bucket histogram (LogHistogram). Nothing here grows with run length.
+"""
+
+from collections import deque
+import math
+import os
+from typing import Dict, List
+
+from inferedge_orchestrator_ros import reasons
+from inferedge_orchestrator_ros.stats import LatencyWindow, LogHistogram
+
+LATENCY_SERIES = ('queue_wait', 'preprocess', 'inference', 'service', 'end_to_end')
+
+
+class RateMeter:
+    """Counts events in the last `span_s` seconds (1 s: a rate in Hz)."""
+
+    __slots__ = ('span_s', '_times')
+
+    def __init__(self, span_s: float = 1.0):
+        self.span_s = span_s
+        self._times: deque = deque()
+
+    def add(self, now: float) -> None:
+        self._times.append(now)
+
+    def rate(self, now: float) -> float:
+        times = self._times
+        horizon = now - self.span_s
+        while times and times[0] <= horizon:
+            times.popleft()
+        return len(times) / self.span_s
+
+
+class InputTelemetry:
+    __slots__ = ('received', 'accepted', 'malformed', 'stamp_fallback', 'decode_errors',
+                 'rate')
+
+    def __init__(self):
+        self.received = 0
+        self.accepted = 0
+        self.malformed: Dict[str, int] = {}
+        self.stamp_fallback = 0
+        self.decode_errors = 0  # accepted frames whose bytes failed to decode later
+        self.rate = RateMeter()
+
+    def to_dict(self, now: float) -> dict:
+        return {'received': self.received, 'accepted': self.accepted,
+                'malformed': sum(self.malformed.values()),
+                'malformed_by_reason': dict(sorted(self.malformed.items())),
+                'stamp_fallback': self.stamp_fallback, 'decode_errors': self.decode_errors,
+                'rate_hz': self.rate.rate(now)}
+
+
+class TaskTelemetry:
+    """Counters and latency statistics of one task (queued and in flight live elsewhere)."""
+
+    def __init__(self, window_s: float, window_samples: int):
+        self.routed = 0
+        self.executed = 0
+        self.within_budget = 0
+        self.failed: Dict[str, int] = {}
+        self.dropped: Dict[str, int] = {}
+        self.dropped_total = 0
+        self.failed_total = 0
+        self.held_for_priority = 0
+        self.max_queue_depth = 0
+        self.windows = {name: LatencyWindow(window_s, window_samples) for name in LATENCY_SERIES}
+        self.histograms = {name: LogHistogram() for name in LATENCY_SERIES}
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+        self.dropped_total += count
+
+    def fail(self, reason: str) -> None:
+        self.failed[reason] = self.failed.get(reason, 0) + 1
+        self.failed_total += 1
+
+    def record(self, now: float, series: str, value_s: float) -> None:
+        self.windows[series].add(now, value_s)
+        self.histograms[series].add(value_s)
+
+    def live_latency(self, now: float) -> Dict[str, dict]:
+        return {name: _ms(window.summary(now)) for name, window in self.windows.items()}
+
+    def run_latency(self) -> Dict[str, dict]:
+        return {name: _ms(hist.summary()) for name, hist in self.histograms.items()}
+
+    def window_overflow(self) -> int:
+        return sum(window.overflow for window in self.windows.values())
+
+
+def _ms(summary: dict) -> dict:
+    """Convert a summary in seconds to milliseconds, with None for missing values (JSON)."""
+    out = {}
+    for key, value in summary.items():
+        if key == 'count':
+            out[key] = value
+        else:
+            out[f'{key}_ms'] = None if value is None or math.isnan(value) else value * 1000.0
+    return out
+
+
+class ResourceMonitor:
+    """Process CPU percent and RSS with psutil, when it is installed."""
+
+    def __init__(self, enabled: bool = True):
+        self._process = None
+        if enabled:
+            try:
+                import psutil
+                self._process = psutil.Process(os.getpid())
+                self._process.cpu_percent(None)  # the first call only primes the counter
+            except ImportError:
+                self._process = None
+
+    @property
+    def available(self) -> bool:
+        return self._process is not None
+
+    def sample(self) -> dict:
+        if self._process is None:
+            return {'available': False, 'cpu_percent': None, 'rss_mb': None}
+        return {'available': True, 'cpu_percent': self._process.cpu_percent(None),
+                'rss_mb': self._process.memory_info().rss / 2 ** 20}
+
+
+def check_invariants(snapshot: dict) -> List[str]:
+    """Return the accounting violations in a snapshot (empty when every frame is accounted)."""
+    problems = []
+    for name, inp in snapshot['inputs'].items():
+        if inp['received'] != inp['malformed'] + inp['accepted']:
+            problems.append(f'input {name}: received {inp["received"]} != malformed '
+                            f'{inp["malformed"]} + accepted {inp["accepted"]}')
+    for name, task in snapshot['tasks'].items():
+        total = (task['executed'] + task['failed'] + task['dropped'] + task['queued'] +
+                 task['in_flight'])
+        if task['routed'] != total:
+            problems.append(f'task {name}: routed {task["routed"]} != executed '
+                            f'{task["executed"]} + failed {task["failed"]} + dropped '
+                            f'{task["dropped"]} + queued {task["queued"]} + in_flight '
+                            f'{task["in_flight"]}')
+        unknown = set(task['dropped_by_reason']) - set(reasons.DROP_REASONS)
+        if unknown:
+            problems.append(f'task {name}: drop reasons outside the closed list: {unknown}')
+    return problems
