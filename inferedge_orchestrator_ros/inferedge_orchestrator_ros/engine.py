@@ -749,6 +749,56 @@ class Engine:
             for result in pending:
                 self._deliver(result)
 
+    # -- live retuning --------------------------------------------------------------------
+
+    RETUNABLE = ('priority', 'latency_budget_ms', 'enabled', 'max_rate_hz', 'min_rate_hz',
+                 'queue_size', 'drop_policy', 'order', 'on_deadline', 'expected_latency_ms',
+                 'timeout_ms')
+
+    def update_task(self, name: str, **changes: Any) -> Decision:
+        """Change run-time settings of one task atomically, between two scheduling decisions.
+
+        The values are validated first (ConfigError, nothing changes); then applied under the
+        engine lock and announced as a PARAM_CHANGE decision. A priority or enabled change
+        lifts every shedding limit; a smaller queue_size drops the oldest frames with reason
+        queue_resized.
+        """
+        from inferedge_orchestrator_ros.config import ConfigError, parse_task
+        task = self._tasks_by_name.get(name)
+        if task is None:
+            raise ConfigError(f'tasks: {name!r} is not a task; allowed: '
+                              f'{", ".join(self._tasks_by_name)}')
+        for key in changes:
+            if key not in self.RETUNABLE:
+                raise ConfigError(f'tasks.{name}.{key}: cannot change while running; allowed: '
+                                  f'{", ".join(self.RETUNABLE)}')
+        merged = dict(vars(task.config), **changes)
+        new_config = parse_task(f'tasks.{name}', merged, task.config.pool)
+        with self._lock:
+            now = self._clock()
+            old = task.config
+            task.config = new_config
+            self.config.tasks[task.index] = new_config
+            dropped = task.queue.configure(new_config.queue_size, new_config.drop_policy,
+                                           'oldest_first' if self._fifo else new_config.order)
+            self._drop_entries(task, dropped, reasons.QUEUE_RESIZED)
+            if new_config.expected_latency_ms != old.expected_latency_ms and \
+                    new_config.expected_latency_ms:
+                task.set_expected(new_config.expected_latency_ms / 1000.0)
+            self._pools[new_config.pool].sort_tasks()
+            if new_config.priority != old.priority or new_config.enabled != old.enabled:
+                self._shedder.reset(now, self._tasks, self._queue_depths())
+            if not new_config.enabled:
+                self._drop_entries(task, task.queue.clear(), reasons.DISABLED)
+            detail = ', '.join(f'{key}: {getattr(old, key)!r} -> {getattr(new_config, key)!r}'
+                               for key in changes if getattr(old, key) != getattr(new_config, key))
+            decision = self.decisions.add(now, reasons.PARAM_CHANGE_EVENT, reasons.PARAM_CHANGE,
+                                          task=name, queue_depths=self._queue_depths(),
+                                          count=len(dropped), detail=detail or 'no change')
+            self._dispatch(now)
+            self._cond.notify_all()
+        return decision
+
     # -- telemetry -------------------------------------------------------------------------
 
     def snapshot(self) -> Dict[str, Any]:
