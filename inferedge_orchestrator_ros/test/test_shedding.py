@@ -18,6 +18,7 @@ from inferedge_orchestrator_ros.config import load_config, SheddingConfig
 from inferedge_orchestrator_ros.decisions import DecisionLog
 from inferedge_orchestrator_ros.scheduler import TaskState
 from inferedge_orchestrator_ros.shedding import LoadShedder
+from inferedge_orchestrator_ros.telemetry import RateMeter
 
 
 def setup(**low):
@@ -30,7 +31,10 @@ def setup(**low):
 
 
 def admit(tasks, now, count):
+    """Make every task's admitted and arrival rate `count` Hz over the second before now."""
     for task in tasks:
+        task.admitted_rate = RateMeter()
+        task.routed_rate = RateMeter()
         for i in range(count):
             task.admitted_rate.add(now - i / count)
             task.routed_rate.add(now - i / count)
