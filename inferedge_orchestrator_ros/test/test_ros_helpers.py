@@ -1,0 +1,185 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The ROS node's rclpy-free helpers: image conversion, tensors, patterns, parameter mapping.
+
+These run without ROS 2.
+"""
+
+import array
+
+from inferedge_orchestrator_ros import reasons
+from inferedge_orchestrator_ros.config import ConfigError, load_config
+from inferedge_orchestrator_ros.ros import params
+from inferedge_orchestrator_ros.ros.images import (array_to_tensor, image_to_array,
+                                                   PatternSource, tensor_fields)
+import numpy as np
+import pytest
+
+BIG = 10 ** 8
+
+
+def test_image_view_shares_the_message_buffer():
+    data = array.array('B', PatternSource(64, 48, 'rgb8').frame_bytes(5))
+    image, reason = image_to_array('rgb8', 48, 64, 64 * 3, 0, data, BIG)
+    assert reason == ''
+    assert image.shape == (48, 64, 3)
+    assert np.shares_memory(image, np.frombuffer(data, dtype=np.uint8))
+
+
+def test_padded_rows_are_skipped_without_copy():
+    rows = np.zeros((4, 20), dtype=np.uint8)
+    rows[:, :15] = np.arange(60, dtype=np.uint8).reshape(4, 15)
+    rows[:, 15:] = 255  # padding
+    image, reason = image_to_array('bgr8', 4, 5, 20, 0, rows.tobytes(), BIG)
+    assert reason == ''
+    assert image.shape == (4, 5, 3)
+    assert image.max() < 60
+    assert np.array_equal(image.reshape(4, 15), rows[:, :15])
+
+
+@pytest.mark.parametrize('encoding,channels', [('rgb8', 3), ('bgr8', 3), ('rgba8', 4),
+                                               ('bgra8', 4), ('mono8', 1)])
+def test_eight_bit_encodings(encoding, channels):
+    data = bytes(range(6 * channels)) * 2
+    image, reason = image_to_array(encoding, 2, 6, 6 * channels, 0, data, BIG)
+    assert reason == '' and image.shape == (2, 6, channels) and image.dtype == np.uint8
+
+
+@pytest.mark.parametrize('bigendian', [0, 1])
+def test_mono16_in_either_byte_order(bigendian):
+    values = np.arange(12, dtype=np.uint16).reshape(3, 4) * 300
+    data = values.astype('>u2' if bigendian else '<u2').tobytes()
+    image, reason = image_to_array('mono16', 3, 4, 8, bigendian, data, BIG)
+    assert reason == ''
+    assert image.dtype == np.uint16
+    assert np.array_equal(image[:, :, 0], values)
+
+
+@pytest.mark.parametrize('fields,reason', [
+    (('yuv422', 4, 5, 10, 0, bytes(40)), reasons.UNKNOWN_ENCODING),
+    (('rgb8', 0, 5, 15, 0, b''), reasons.ZERO_SIZE),
+    (('rgb8', 4, 0, 0, 0, b''), reasons.ZERO_SIZE),
+    (('rgb8', 4, 5, 14, 0, bytes(56)), reasons.STEP_TOO_SMALL),
+    (('rgb8', 4, 5, 15, 0, bytes(59)), reasons.DATA_TOO_SHORT),
+    (('mono16', 2, 2, 5, 0, bytes(10)), reasons.BAD_ARRAY),
+    (('rgb8', 100, 100, 300, 0, bytes(30000)), reasons.TOO_MANY_PIXELS),
+])
+def test_malformed_images_have_a_reason(fields, reason):
+    image, why = image_to_array(*fields, 9999)
+    assert image is None and why == reason
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float16', 'float64', 'int64', 'uint8', 'bool',
+                                   '>f4', 'int32'])
+def test_tensor_round_trip(dtype):
+    values = (np.arange(24) % 7).astype(dtype).reshape(2, 3, 4)
+    shape, code, data = tensor_fields(values)
+    assert isinstance(data, array.array) and data.typecode == 'B'
+    assert code != 0
+    assert np.array_equal(array_to_tensor(shape, code, data), values)
+
+
+def test_pattern_moves_and_has_the_right_size():
+    source = PatternSource(32, 24, 'rgb8', 'bars')
+    assert len(source.frame_bytes(0)) == 32 * 24 * 3 == source.step * 24
+    assert source.frame_bytes(0) != source.frame_bytes(1)
+    mono16 = PatternSource(8, 4, 'mono16', 'checkerboard')
+    assert mono16.frame(0).dtype == np.uint16 and mono16.step == 16
+    static = PatternSource(8, 4, 'mono8', 'static')
+    assert static.frame_bytes(0) == static.frame_bytes(3)
+    with pytest.raises(ValueError, match='allowed'):
+        PatternSource(8, 4, 'yuv', 'bars')
+
+
+def _values(**overrides):
+    """Parameter values as the node would read them (defaults plus overrides)."""
+    values = {p.name: p.default for p in params.GLOBAL_PARAMS}
+    values.update({'cpu.slots': 1})
+    for task in ('detector', 'ocr'):
+        for p in params.TASK_PARAMS:
+            values[f'{task}.{p.name}'] = p.default
+        for p in params.worker_option_params('dummy'):
+            values[f'{task}.{p.name}'] = None
+    values.update(overrides)
+    return values
+
+
+def test_parameters_map_to_a_valid_core_config():
+    values = _values(**{'detector.priority': 100, 'detector.latency_budget_ms': 80,
+                        'detector.worker_options.latency_ms': 20, 'ocr.input': 'front',
+                        'telemetry_period_s': 0.5, 'shedding.tick_s': 0.25})
+    data = params.config_from_parameters(values.get, ['camera', 'front'], ['detector', 'ocr'],
+                                         ['cpu'])
+    config = load_config(data)
+    detector = config.task('detector')
+    assert detector.priority == 100 and detector.latency_budget_ms == 80.0
+    assert detector.worker_options['latency_ms'] == 20.0
+    assert config.task('ocr').input == 'front'
+    assert config.telemetry.period_s == 0.5 and config.shedding.tick_s == 0.25
+    assert list(config.inputs) == ['camera', 'front']
+
+
+def test_core_validation_names_the_parameter():
+    values = _values(**{'ocr.queue_size': 0})
+    data = params.config_from_parameters(values.get, ['camera'], ['detector', 'ocr'], ['cpu'])
+    with pytest.raises(ConfigError, match=r'tasks\.ocr\.queue_size'):
+        load_config(data)
+
+
+def test_parameter_checks():
+    budget = params.TASK['latency_budget_ms']
+    assert budget.check('d.latency_budget_ms', 80) is None
+    assert budget.check('d.latency_budget_ms', 80.0) is None
+    assert 'out of range' in budget.check('d.latency_budget_ms', -1.0)
+    assert 'not a number' in budget.check('d.latency_budget_ms', 'fast')
+    priority = params.TASK['priority']
+    assert 'out of range' in priority.check('d.priority', 5000)
+    assert 'not an integer' in priority.check('d.priority', 5.5)
+    assert 'allowed: drop_oldest' in params.TASK['drop_policy'].check('d.drop_policy', 'x')
+    assert params.GLOBAL['tasks'].check('tasks', ['a', 'b']) is None
+    live = {p.name for p in params.TASK_PARAMS if p.live}
+    assert live == {'priority', 'latency_budget_ms', 'enabled', 'max_rate_hz', 'min_rate_hz',
+                    'queue_size', 'drop_policy', 'order', 'on_deadline',
+                    'expected_latency_ms', 'timeout_ms'}
+
+
+def test_block_names_are_checked():
+    taken = {}
+    params.check_names('tasks', ['detector'], taken)
+    with pytest.raises(ConfigError, match='already the name'):
+        params.check_names('pools', ['detector'], taken)
+    with pytest.raises(ConfigError, match='reserved'):
+        params.check_names('tasks', ['shedding'], {})
+    with pytest.raises(ConfigError, match='not a valid name'):
+        params.check_names('inputs', ['front camera'], {})
+
+
+def test_worker_option_parameters_follow_the_worker():
+    names = {p.name for p in params.worker_option_params('dummy')}
+    assert 'worker_options.latency_ms' in names and 'worker_options.fail_every' in names
+    onnx = {p.name: p.default for p in params.worker_option_params('onnxruntime')}
+    assert onnx['worker_options.model_path'] is None  # required: no default
+
+
+def test_every_parameter_is_documented():
+    import os
+    path = os.path.join(os.path.dirname(__file__), '..', '..', 'docs', 'node.md')
+    if not os.path.exists(path):
+        pytest.skip('docs/node.md is not beside the package (installed copy)')
+    with open(path, encoding='utf-8') as stream:
+        text = stream.read()
+    for spec in params.GLOBAL_PARAMS + params.INPUT_PARAMS + params.TASK_PARAMS + \
+            params.POOL_PARAMS:
+        assert f'`{spec.name}`' in text, spec.name
