@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Environment shared by the ROS tests: loopback-only DDS, a domain per test file, no daemon.
+"""
+Environment shared by the ROS tests: loopback-only DDS, a domain per test file, no daemon.
 
 Every ROS process a test starts (and the test's own rclpy contexts) runs with Cyclone DDS on
 the loopback interface only, without multicast, on the test file's own ROS_DOMAIN_ID.

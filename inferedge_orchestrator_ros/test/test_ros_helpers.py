@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The ROS node's rclpy-free helpers: image conversion, tensors, patterns, parameter mapping.
+"""
+The ROS node's rclpy-free helpers: image conversion, tensors, patterns, parameter mapping.
 
 These run without ROS 2.
 """

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Image message fields <-> numpy arrays, tensor encoding and test patterns (no rclpy here).
+"""
+Image message fields <-> numpy arrays, tensor encoding and test patterns (no rclpy here).
 
 The node hands the fields of a sensor_msgs/Image to image_to_array(), which returns a view on
 the message's buffer (np.frombuffer, step-aware) or the malformed reason. Message arrays are
@@ -36,7 +37,8 @@ _LITTLE = sys.byteorder == 'little'
 
 def image_to_array(encoding: str, height: int, width: int, step: int, is_bigendian: int,
                    data: Any, max_pixels: int) -> Tuple[Optional[np.ndarray], str]:
-    """Return (HxWxC view on data, '') or (None, malformed reason).
+    """
+    Return (HxWxC view on data, '') or (None, malformed reason).
 
     data is the message's buffer (array.array, bytes or memoryview); the array shares it
     (rows of step bytes, padding skipped), except for mono16 in the non-native byte order,
@@ -73,7 +75,8 @@ def image_to_array(encoding: str, height: int, width: int, step: int, is_bigendi
 
 
 def tensor_fields(values: np.ndarray) -> Tuple[array.array, int, array.array]:
-    """Return (shape, dtype code, data) of an output array for a Tensor message.
+    """
+    Return (shape, dtype code, data) of an output array for a Tensor message.
 
     data is little-endian and C-ordered, as array.array('B') built from bytes in one copy.
     """
@@ -94,7 +97,8 @@ def array_to_tensor(shape, dtype_code: int, data: Any) -> np.ndarray:
 
 
 class PatternSource:
-    """Moving test images for the synthetic camera, as bytes ready for a message.
+    """
+    Moving test images for the synthetic camera, as bytes ready for a message.
 
     pattern: bars (vertical colour bars sliding right), checkerboard (sliding diagonally),
     noise (a fixed noise image sliding right) or static (bars that do not move).

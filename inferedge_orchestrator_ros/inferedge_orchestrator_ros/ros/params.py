@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The orchestrator node's parameters and their mapping to the core config (no rclpy here).
+"""
+The orchestrator node's parameters and their mapping to the core config (no rclpy here).
 
 Parameters follow the Nav2 idiom: `inputs`, `tasks` and `pools` list names, and each name has a
 block of parameters (`detector.priority`, `camera.topic`, `cpu.slots`). The schema below is the
@@ -41,7 +42,8 @@ COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: a type, a default, a range or a list of allowed strings.
+    """
+    One parameter: a type, a default, a range or a list of allowed strings.
 
     A DOUBLE parameter is declared with dynamic typing so that 80 and 80.0 are both accepted
     (from YAML and from `ros2 param set`); check() enforces the type and the range itself.
@@ -204,7 +206,8 @@ WORKER_OPTIONS = 'worker_options'
 
 
 def worker_option_params(kind: str) -> Tuple[Param, ...]:
-    """Return the parameters `<task>.worker_options.<key>` of a worker kind.
+    """
+    Return the parameters `<task>.worker_options.<key>` of a worker kind.
 
     They are dynamically typed: the worker validates them (on configure). A default that a ROS
     parameter cannot hold (None, REQUIRED, an empty list) is left unset.
@@ -241,7 +244,8 @@ def check_names(kind: str, names: List[str], taken: Dict[str, str]) -> List[str]
 
 def config_from_parameters(get: Callable[[str], Any], inputs: List[str], tasks: List[str],
                            pools: List[str]) -> Dict[str, Any]:
-    """Build the core config dict from parameter values; get(name) returns a value or None.
+    """
+    Build the core config dict from parameter values; get(name) returns a value or None.
 
     The core validates the result (load_config), naming the failing field.
     """

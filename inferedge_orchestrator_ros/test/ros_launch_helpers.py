@@ -1,0 +1,96 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""What the launch tests share: a listener node in its own context on the test's domain."""
+
+import time
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+TELEMETRY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class Listener:
+    """A node of the test process: subscribes, publishes and spins until a condition holds."""
+
+    def __init__(self, domain_id: int, name: str):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._subscriptions = {}
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+    def spin_until(self, predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return predicate()
+
+    def subscribe(self, msg_type, topic: str, qos=10) -> list:
+        """Return the list that collects the messages of topic (one subscription per topic)."""
+        if topic not in self._subscriptions:
+            messages = []
+            self.node.create_subscription(msg_type, topic, messages.append, qos)
+            self._subscriptions[topic] = messages
+        return self._subscriptions[topic]
+
+    def telemetry(self, topic: str) -> list:
+        from inferedge_orchestrator_msgs.msg import OrchestratorTelemetry
+        return self.subscribe(OrchestratorTelemetry, topic, TELEMETRY_QOS)
+
+    def telemetry_after(self, topic: str, uptime_s: float = 0.0, timeout: float = 30.0,
+                        predicate=None):
+        """Spin until a telemetry message with uptime >= uptime_s (and predicate) arrives."""
+        messages = self.telemetry(topic)
+
+        def ready():
+            return bool(messages) and messages[-1].uptime_s >= uptime_s and \
+                (predicate is None or predicate(messages[-1]))
+        assert self.spin_until(ready, timeout), (
+            f'no telemetry on {topic} with uptime >= {uptime_s} s within {timeout} s; last: '
+            f'{messages[-1] if messages else None}')
+        return messages[-1]
+
+    def wait_for_subscribers(self, publisher, count: int = 1, timeout: float = 30.0) -> None:
+        assert self.spin_until(lambda: publisher.get_subscription_count() >= count, timeout), \
+            f'no subscriber on {publisher.topic_name} within {timeout} s'
+
+    @staticmethod
+    def invariant_violations(telemetry) -> list:
+        """Return the violations of the core invariants in a telemetry message."""
+        problems = []
+        for item in telemetry.inputs:
+            if item.received != item.malformed + item.accepted:
+                problems.append(f'input {item.name}: received {item.received} != malformed '
+                                f'{item.malformed} + accepted {item.accepted}')
+            if item.malformed != sum(r.count for r in item.malformed_by_reason):
+                problems.append(f'input {item.name}: malformed_by_reason does not add up')
+        for task in telemetry.tasks:
+            total = task.executed + task.failed + task.dropped + task.queued + task.in_flight
+            if task.routed != total:
+                problems.append(f'task {task.name}: routed {task.routed} != {total}')
+            if task.dropped != sum(r.count for r in task.dropped_by_reason):
+                problems.append(f'task {task.name}: dropped_by_reason does not add up')
+        return problems

@@ -1,0 +1,346 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Node tests: the orchestrator node in this process, with a session rclpy context.
+
+Lifecycle transitions are triggered directly; images are handed to the subscription's callback
+(or published by a second node); results are read by a subscriber in the same context.
+"""
+
+import array
+import json
+import threading
+import time
+
+from inferedge_orchestrator_ros import reasons
+from inferedge_orchestrator_ros.telemetry import check_invariants, LATENCY_SERIES
+import numpy as np
+import pytest
+
+from .ros_test_env import NOT_BUILT, package_available, ros_environment, ROS_NOT_FOUND
+
+try:
+    from diagnostic_msgs.msg import DiagnosticStatus
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CompressedImage, Image
+except ImportError as error:
+    pytest.skip(f'{ROS_NOT_FOUND}: {error}', allow_module_level=True)
+
+BUILT = package_available()
+if BUILT:
+    from diagnostic_updater import DiagnosticStatusWrapper
+    from inferedge_orchestrator_msgs.msg import InferenceResult, SchedulerDecision
+    from inferedge_orchestrator_ros.ros.orchestrator_node import OrchestratorNode
+
+pytestmark = pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
+
+DOMAIN_ID = 42
+SUCCESS = 'SUCCESS'
+
+
+@pytest.fixture(scope='session')
+def ros_context():
+    ros_environment(DOMAIN_ID)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+def demo_parameters(**overrides):
+    """Two dummy tasks on one camera; overrides as parameter name -> value."""
+    values = {
+        'autostart': False,
+        'tasks': ['detector', 'ocr'],
+        'detector.priority': 100,
+        'detector.latency_budget_ms': 200,
+        'detector.worker_options.latency_ms': 2.0,
+        'ocr.priority': 10,
+        'ocr.latency_budget_ms': 500.0,
+        'ocr.worker_options.latency_ms': 4.0,
+        'camera.topic': '/node_test/image',
+        'camera.reliability': 'reliable',
+        'camera.depth': 10,
+    }
+    values.update(overrides)
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+@pytest.fixture
+def make_node(ros_context):
+    nodes = []
+
+    def make(**overrides):
+        node = OrchestratorNode(node_name=f'orchestrator_{len(nodes)}', context=ros_context,
+                                parameter_overrides=demo_parameters(**overrides))
+        nodes.append(node)
+        return node
+    yield make
+    for node in nodes:
+        node.destroy_node()
+
+
+def image_msg(width=64, height=48, encoding='rgb8', step=None, data=None, stamp_now=None):
+    msg = Image()
+    msg.width, msg.height, msg.encoding = width, height, encoding
+    channels = {'rgb8': 3, 'bgr8': 3, 'mono8': 1, 'rgba8': 4}.get(encoding, 3)
+    msg.step = width * channels if step is None else step
+    size = msg.step * height if data is None else data
+    msg.data = array.array('B', bytes(size))
+    if stamp_now is not None:
+        msg.header.stamp = stamp_now.get_clock().now().to_msg()
+    msg.header.frame_id = 'test_camera'
+    return msg
+
+
+def feed(node, msg, name='camera'):
+    node._inputs[name].subscription.callback(msg)
+
+
+def state(result):
+    return result.name if hasattr(result, 'name') else str(result)
+
+
+def spin_until(executor, predicate, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=0.05)
+    return predicate()
+
+
+def test_lifecycle_round_trip_leaves_no_thread(make_node):
+    node = make_node()
+    before = threading.active_count()
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert threading.active_count() == before  # configure loads workers, starts nothing
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert threading.active_count() > before  # one slot thread and the timer
+    for _ in range(5):
+        feed(node, image_msg(stamp_now=node))
+    assert node._engine.drain(5.0)
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert threading.active_count() == before
+    # configure can run again, with a changed structural parameter
+    node.set_parameters([Parameter('tasks', value=['detector'])])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert list(node._engine.tasks) == ['detector']
+    assert not node.has_parameter('ocr.priority')  # the removed task's block is gone
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+    assert node.finished
+    assert threading.active_count() == before
+
+
+def test_autostart_reaches_active(make_node, ros_context):
+    node = make_node(autostart=True)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    try:
+        assert spin_until(executor, lambda: node._state_label == 'active', 10.0)
+    finally:
+        executor.remove_node(node)
+
+
+def test_config_file_and_tasks_together_are_refused(make_node, tmp_path):
+    path = tmp_path / 'core.yaml'
+    path.write_text('tasks: [{name: detector}]\n')
+    node = make_node(config_file=str(path))
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert node._engine is None and node._state_label == 'unconfigured'
+
+
+def test_config_file_mode_declares_task_blocks(make_node, tmp_path):
+    path = tmp_path / 'core.yaml'
+    path.write_text('tasks:\n'
+                    '  - {name: det, input: front, priority: 7, latency_budget_ms: 90,\n'
+                    '     worker_options: {latency_ms: 1}}\n')
+    node = make_node(config_file=str(path), tasks=[], **{'front.topic': '/node_test/front'})
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.get_parameter('det.priority').value == 7
+    assert node.get_parameter('det.latency_budget_ms').value == 90.0
+    assert not node.has_parameter('detector.priority')
+    result = node.set_parameters([Parameter('det.priority', value=20)])[0]
+    assert result.successful, result.reason
+    assert node._engine.tasks['det'].priority == 20
+
+
+def test_live_retuning_and_refusals(make_node):
+    node = make_node()
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    engine = node._engine
+    # a budget given as an integer is accepted
+    result = node.set_parameters([Parameter('detector.latency_budget_ms', value=80)])[0]
+    assert result.successful, result.reason
+    assert engine.tasks['detector'].config.latency_budget_ms == 80.0
+    # a priority swap is applied atomically and announced
+    result = node.set_parameters_atomically([Parameter('detector.priority', value=10),
+                                             Parameter('ocr.priority', value=100)])
+    assert result.successful, result.reason
+    assert engine.tasks['ocr'].priority == 100 and engine.tasks['detector'].priority == 10
+    changes = [d for d in engine.decisions_since(0) if d.event == 'PARAM_CHANGE']
+    assert {d.task for d in changes} >= {'detector', 'ocr'}
+    # bad values are refused with a reason and change nothing
+    for name, value, why in [('detector.priority', 5000, 'out of range'),
+                             ('detector.latency_budget_ms', -5.0, 'out of range'),
+                             ('detector.drop_policy', 'random', 'allowed'),
+                             ('detector.queue_size', 0, ''),
+                             ('detector.worker', 'tensorrt', 'cannot change while'),
+                             ('tasks', ['detector'], 'cannot change while'),
+                             ('camera.depth', 5, 'cannot change while')]:
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful, name
+        assert why in result.reason, result.reason
+    assert engine.tasks['detector'].priority == 10
+    assert node.get_parameter('detector.priority').value == 10
+    # an inconsistent pair is refused as a whole
+    result = node.set_parameters_atomically([Parameter('ocr.max_rate_hz', value=2.0),
+                                             Parameter('ocr.min_rate_hz', value=5.0)])
+    assert not result.successful and 'min_rate_hz' in result.reason
+    assert engine.tasks['ocr'].config.max_rate_hz == 0.0
+    # a smaller queue drops with reason queue_resized
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    result = node.set_parameters([Parameter('ocr.enabled', value=False)])[0]
+    assert result.successful
+    assert not engine.tasks['ocr'].config.enabled
+    # after cleanup the structural parameters may change again
+    node.trigger_deactivate()
+    node.trigger_cleanup()
+    result = node.set_parameters([Parameter('camera.depth', value=5)])[0]
+    assert result.successful, result.reason
+
+
+def test_malformed_images_are_counted_with_reasons(make_node):
+    node = make_node(max_image_pixels=100000)
+    node.trigger_configure()
+    node.trigger_activate()
+    good = image_msg(stamp_now=node)
+    bad = [
+        (image_msg(encoding='yuv422'), reasons.UNKNOWN_ENCODING),
+        (image_msg(width=0, data=0), reasons.ZERO_SIZE),
+        (image_msg(step=10), reasons.STEP_TOO_SMALL),
+        (image_msg(data=100), reasons.DATA_TOO_SHORT),
+        (image_msg(width=1000, height=1000, data=10), reasons.TOO_MANY_PIXELS),
+    ]
+    feed(node, good)
+    for msg, _ in bad:
+        feed(node, msg)
+    feed(node, good)
+    assert node._engine.drain(5.0)
+    snapshot = node._engine.snapshot()
+    camera = snapshot['inputs']['camera']
+    assert camera['received'] == 7 and camera['accepted'] == 2 and camera['malformed'] == 5
+    assert camera['malformed_by_reason'] == {reason: 1 for _, reason in bad}
+    assert check_invariants(snapshot) == []
+    assert node._state_label == 'active'
+
+
+def test_results_keep_the_header_and_carry_tensors(make_node, ros_context):
+    node = make_node(publish_tensors=True)
+    node.trigger_configure()
+    node.trigger_activate()
+    listener = rclpy.create_node('result_listener', context=ros_context)
+    results, decisions = [], []
+    listener.create_subscription(InferenceResult, f'/{node.get_name()}/detector/result',
+                                 results.append, 10)
+    listener.create_subscription(SchedulerDecision, f'/{node.get_name()}/decisions',
+                                 decisions.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    try:
+        assert spin_until(executor, lambda: listener.count_publishers(
+            f'/{node.get_name()}/detector/result') > 0, 5.0)
+        time.sleep(0.5)  # let discovery match the subscription
+        executor.spin_once(timeout_sec=0.1)
+        msg = image_msg(stamp_now=node)
+        feed(node, msg)
+        assert spin_until(executor, lambda: results, 10.0)
+        result = results[0]
+        assert result.header == msg.header
+        assert result.status == InferenceResult.OK and result.task == 'detector'
+        assert result.node_overhead_ms >= 0.0 and result.inference_ms > 0.0
+        assert result.transport_ms >= 0.0
+        assert [t.name for t in result.tensors] == ['shape']
+        assert np.frombuffer(result.tensors[0].data, dtype='<i4').tolist() == [48, 64, 3]
+        node.set_parameters([Parameter('detector.priority', value=99)])
+        assert spin_until(executor, lambda: any(d.event == 'PARAM_CHANGE' for d in decisions))
+    finally:
+        executor.shutdown()
+        listener.destroy_node()
+
+
+def test_compressed_input_and_decode_errors(make_node):
+    cv2 = pytest.importorskip('cv2', reason='OpenCV is needed to decode compressed images')
+    node = make_node(**{'camera.message_type': 'compressed_image'})
+    node.trigger_configure()
+    node.trigger_activate()
+    ok, jpeg = cv2.imencode('.jpg', np.zeros((48, 64, 3), dtype=np.uint8))
+    good = CompressedImage(format='jpeg', data=array.array('B', jpeg.tobytes()))
+    corrupt = CompressedImage(format='jpeg', data=array.array('B', jpeg.tobytes()[:40]))
+    feed(node, good)
+    feed(node, corrupt)
+    assert node._engine.drain(5.0)
+    snapshot = node._engine.snapshot()
+    camera = snapshot['inputs']['camera']
+    assert camera['received'] == 2 and camera['accepted'] == 2 and camera['decode_errors'] == 1
+    for task in ('detector', 'ocr'):
+        assert snapshot['tasks'][task]['failed_by_reason'] == {reasons.DECODE_ERROR: 1}
+        assert snapshot['tasks'][task]['executed'] == 1
+    assert check_invariants(snapshot) == []
+
+
+def test_telemetry_message_and_diagnostics(make_node):
+    node = make_node(**{'ocr.worker_options.fail_every': 1})
+    node.trigger_configure()
+    node.trigger_activate()
+    for _ in range(3):
+        feed(node, image_msg(stamp_now=node))
+        assert node._engine.drain(5.0)
+    msg = node.telemetry_message(node._engine.snapshot())
+    tasks = {t.name: t for t in msg.tasks}
+    assert tasks['ocr'].failed == 3
+    assert [(r.reason, r.count) for r in tasks['ocr'].failed_by_reason] == [('worker_error', 3)]
+    assert tasks['detector'].executed == 3
+    series = [s.series for s in tasks['detector'].latency]
+    assert series == list(LATENCY_SERIES) + ['transport', 'node_overhead']
+    assert msg.inputs[0].received == msg.inputs[0].accepted == 3
+    assert msg.node_state == 'active'
+    node._diag_snapshot_time = -1e9
+    ocr = node._diagnose_task(DiagnosticStatusWrapper(), 'ocr')
+    detector = node._diagnose_task(DiagnosticStatusWrapper(), 'detector')
+    assert ocr.level == DiagnosticStatus.ERROR, ocr.message
+    assert detector.level == DiagnosticStatus.OK, detector.message
+    camera = node._diagnose_input(DiagnosticStatusWrapper(), 'camera')
+    assert camera.level == DiagnosticStatus.OK, camera.message
+
+
+def test_report_is_written_at_shutdown(make_node, tmp_path):
+    path = tmp_path / 'report.json'
+    node = make_node(report_path=str(path))
+    node.trigger_configure()
+    node.trigger_activate()
+    feed(node, image_msg(stamp_now=node))
+    assert node._engine.drain(5.0)
+    assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+    report = json.loads(path.read_text())
+    assert report['invariant_violations'] == []
+    assert report['final']['tasks']['detector']['executed'] == 1
+    assert report['node']['tasks']['detector']['node_overhead']['count'] == 1
