@@ -1,0 +1,34 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+import os
+
+import pytest
+
+from .ros_test_env import ROS_NOT_FOUND
+
+try:
+    from ament_flake8.main import main_with_errors
+except ImportError as error:
+    pytest.skip(f'{ROS_NOT_FOUND}: {error}', allow_module_level=True)
+
+PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+
+
+@pytest.mark.flake8
+@pytest.mark.linter
+def test_flake8():
+    rc, errors = main_with_errors(argv=[PACKAGE])
+    assert rc == 0, \
+        'Found %d code style errors / warnings:\n' % len(errors) + '\n'.join(errors)
