@@ -138,6 +138,7 @@ class _Pool:
         self.tasks: List[TaskState] = []
         self.next_slot_id = 0
         self.retired = 0
+        self.stuck: List[_Slot] = []  # retired slots whose job has not returned yet
         self.busy_time = 0.0  # completed job time, slot-seconds
         self.period_busy = 0.0
         self.utilisation = 0.0
@@ -516,6 +517,8 @@ class Engine:
                 slot.job = job
                 task.in_flight += 1
                 task.started_rate.add(now)
+                if task.config.timeout_ms:  # the timer must look at it when it times out
+                    wake = min(wake, now + task.config.timeout_ms / 1000.0)
                 if self.virtual:
                     self.virtual_start(job)
                 else:
@@ -576,10 +579,26 @@ class Engine:
             output, error = None, None
             try:
                 output = job.worker.infer(job.frame)
-            except Exception as exc:  # noqa: B902 - a worker never kills the engine
+                if not isinstance(output, InferenceOutput):
+                    raise TypeError(f'infer() returned {type(output).__name__}, not '
+                                    'InferenceOutput')
+            except BaseException as exc:  # noqa: B902 - a worker never kills the engine
                 error = exc
             if self.complete(job, output, error) and slot.retired:
+                self._close_replaced(job.worker, job.task)
                 return
+
+    def _close_replaced(self, worker: Optional[Worker], task: TaskState) -> None:
+        """Close a worker that a fresh one replaced, once no job runs on it any more."""
+        with self._lock:
+            if worker is None or worker is task.worker or any(
+                    s.job is not None and s.job.worker is worker
+                    for p in self._pools.values() for s in p.slots + p.stuck):
+                return
+        try:
+            worker.close()
+        except Exception:  # noqa: B902 - closing a stale worker must not stop anything
+            LOGGER.exception('closing the replaced worker of task %s failed', task.name)
 
     def complete(self, job: _Job, output: Optional[InferenceOutput],
                  error: Optional[BaseException] = None) -> bool:
@@ -606,7 +625,12 @@ class Engine:
         pool.busy_time += now - job.start
         if not slot.retired and slot in pool.slots:
             pool.free.append(slot)
+        elif slot in pool.stuck:
+            pool.stuck.remove(slot)
         task = job.task
+        timeout = task.config.timeout_ms / 1000.0
+        if job.state == _RUNNING and timeout and now - job.start >= timeout:
+            self._time_out(job, now)  # it overran before the timer saw it: same outcome
         if job.state != _RUNNING:
             return None  # timed out or abandoned: its late output is discarded
         task.in_flight -= 1
@@ -699,6 +723,7 @@ class Engine:
         pool = slot.pool
         slot.retired = True
         pool.slots.remove(slot)
+        pool.stuck.append(slot)
         pool.retired += 1
         task = job.task
         self.decisions.add(now, reasons.WORKER_ERROR_EVENT, reasons.SLOT_RETIRED, task=task.name,
@@ -718,12 +743,19 @@ class Engine:
             worker.warmup(int(task.config.worker_options.get('warmup', 0) or 0))
         except Exception as error:  # noqa: B902
             LOGGER.error('task %s: replacing the stuck worker failed: %s', task.name, error)
+            with self._lock:
+                self.decisions.add(self._clock(), reasons.WORKER_ERROR_EVENT,
+                                   reasons.SLOT_RETIRED, task=task.name,
+                                   detail=f'replacing the stuck worker failed: '
+                                          f'{type(error).__name__}: {error}; pool '
+                                          f'{pool.name} capacity {len(pool.slots)}')
+                self._cond.notify_all()
             return
         with self._lock:
             if self._state not in (RUNNING, PAUSED):
                 worker.close()
                 return
-            task.worker = worker
+            replaced, task.worker = task.worker, worker
             slot = pool.add_slot()
             self._start_slot_thread(slot)
             self.decisions.add(self._clock(), reasons.WORKER_ERROR_EVENT, reasons.SLOT_RETIRED,
@@ -731,6 +763,7 @@ class Engine:
                                                       f'{pool.name}/{slot.id}')
             self._cond.notify_all()
             self._dispatch(self._clock())
+        self._close_replaced(replaced, task)  # when its stuck call has returned already
 
     def _timer_loop(self) -> None:
         while True:
