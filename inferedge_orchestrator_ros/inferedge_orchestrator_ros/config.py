@@ -355,7 +355,7 @@ def load_config(source: Any) -> OrchestratorConfig:
     """Load a config from a path (YAML or JSON), a dict or an OrchestratorConfig."""
     if isinstance(source, OrchestratorConfig):
         return source
-    if isinstance(source, dict):
+    if not isinstance(source, (str, os.PathLike)):
         return parse_config(source)
     path = os.fspath(source)
     try:

@@ -142,6 +142,7 @@ class _Pool:
         self.busy_time = 0.0  # completed job time, slot-seconds
         self.period_busy = 0.0
         self.utilisation = 0.0
+        self.floors = False
         for _ in range(slots):
             self.add_slot()
 
@@ -156,7 +157,9 @@ class _Pool:
         return self.busy_time + sum(now - s.job.start for s in self.slots if s.job is not None)
 
     def sort_tasks(self) -> None:
+        """Order tasks by priority (the scheduler relies on it); call after any change."""
         self.tasks.sort(key=lambda t: (-t.priority, t.index))
+        self.floors = any(t.config.min_rate_hz for t in self.tasks)
 
 
 class Engine:
@@ -198,6 +201,7 @@ class Engine:
         self._next_tick = math.inf
         self._next_period = math.inf
         self._timer_wake = math.inf
+        self._next_late = -math.inf  # when the next queued frame becomes late; -inf: rescan
         self._timer: Optional[threading.Thread] = None
         self._pending_results: List[Tuple[Result, Any]] = []
         self.virtual_start: Optional[Callable[[Any], None]] = None  # set by the simulation
@@ -354,7 +358,7 @@ class Engine:
                     LOGGER.warning('thread %s is still running after stop()', thread.name)
 
     def _idle(self) -> bool:
-        return not any(len(t.queue) or t.in_flight for t in self._tasks)
+        return not any(t.queue.entries or t.in_flight for t in self._tasks)
 
     # -- admission -------------------------------------------------------------------------
 
@@ -412,7 +416,10 @@ class Engine:
                     if depth > telemetry.max_queue_depth:
                         telemetry.max_queue_depth = depth
                     if out is None:
-                        if deadline - task.predicted_s < self._timer_wake:
+                        late_at = deadline - task.predicted_s
+                        if task.drops_late and late_at < self._next_late:
+                            self._next_late = late_at
+                        if late_at < self._timer_wake:
                             self._cond.notify()
                         continue
                     reason = reasons.QUEUE_OVERFLOW
@@ -470,12 +477,14 @@ class Engine:
     def _expire(self, now: float) -> float:
         """Drop queued frames that are past (expired) or will be past (predicted_late) their
         deadline; return when the next one becomes late."""
-        wake = math.inf
         if self._fifo:
-            return wake
+            return math.inf  # FIFO never expires frames
+        if now < self._next_late:
+            return self._next_late  # nothing can be late before then: skip the scan
+        wake = math.inf
         for task in self._tasks:
             queue_ = task.queue
-            if not len(queue_) or not task.drops_late:
+            if not queue_.entries or not task.drops_late:
                 continue
             predicted = task.predicted_s
             if now + predicted >= queue_.earliest_deadline:
@@ -487,8 +496,9 @@ class Engine:
                         task.tick_expired += 1
                     else:
                         task.tick_predicted_late += 1
-            if len(queue_):
+            if queue_.entries:
                 wake = min(wake, queue_.earliest_deadline - predicted)
+        self._next_late = wake
         return wake
 
     def _dispatch(self, now: float) -> float:
@@ -502,7 +512,8 @@ class Engine:
                 if self._fifo:
                     task = select_fifo(pool.tasks)
                 else:
-                    task, holds = select_priority(pool.tasks, now, len(pool.free) == 1, hold)
+                    task, holds = select_priority(pool.tasks, now, len(pool.free) == 1, hold,
+                                                  pool.floors)
                     for held, _, hold_wake in holds:
                         seq = held.queue.head()[1].seq
                         if held.held_seq != seq:
@@ -663,12 +674,12 @@ class Engine:
             telemetry.within_budget += 1
         else:
             task.tick_misses += 1
-        task.record_service(service)
+        if task.record_service(service):
+            self._next_late = -math.inf  # queued frames become late sooner: rescan
         task.tick_end_to_end.append(end_to_end)
         telemetry.record(now, 'queue_wait', result.queue_wait_s)
         telemetry.record(now, 'preprocess', output.preprocess_s)
         telemetry.record(now, 'inference', output.inference_s)
-        telemetry.record(now, 'service', service)
         telemetry.record(now, 'end_to_end', end_to_end)
         return result
 
@@ -819,6 +830,7 @@ class Engine:
                     new_config.expected_latency_ms:
                 task.set_expected(new_config.expected_latency_ms / 1000.0)
             self._pools[new_config.pool].sort_tasks()
+            self._next_late = -math.inf
             if new_config.priority != old.priority or new_config.enabled != old.enabled:
                 self._shedder.reset(now, self._tasks, self._queue_depths())
             if not new_config.enabled:

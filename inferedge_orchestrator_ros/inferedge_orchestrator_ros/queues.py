@@ -27,20 +27,21 @@ class TaskQueue:
     drop_oldest makes room for a new entry by dropping the oldest one; drop_newest refuses the
     new entry. order picks which entry runs next: the oldest or the newest. Entries are kept in
     arrival order; the earliest deadline is cached so that expiry scans only when one is due.
+    `entries` (a deque) may be read directly on hot paths: its truth value is "not empty".
     """
 
-    __slots__ = ('capacity', 'drop_oldest', 'newest_first', '_entries', '_earliest')
+    __slots__ = ('capacity', 'drop_oldest', 'newest_first', 'entries', '_earliest')
 
     def __init__(self, capacity: int, drop_policy: str = 'drop_oldest',
                  order: str = 'oldest_first'):
         self.capacity = capacity
         self.drop_oldest = drop_policy == 'drop_oldest'
         self.newest_first = order == 'newest_first'
-        self._entries: deque = deque()
+        self.entries: deque = deque()
         self._earliest = math.inf
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def configure(self, capacity: int, drop_policy: str, order: str) -> List[Entry]:
         """Apply new settings; return the entries dropped by a smaller capacity (oldest)."""
@@ -48,15 +49,15 @@ class TaskQueue:
         self.newest_first = order == 'newest_first'
         self.capacity = capacity
         dropped = []
-        while len(self._entries) > capacity:
-            dropped.append(self._entries.popleft())
+        while len(self.entries) > capacity:
+            dropped.append(self.entries.popleft())
         if dropped:
             self._recompute_earliest()
         return dropped
 
     def push(self, entry: Entry) -> Optional[Entry]:
         """Add entry; return the entry dropped to respect the capacity, if any."""
-        entries = self._entries
+        entries = self.entries
         dropped = None
         if len(entries) >= self.capacity:
             if not self.drop_oldest:
@@ -75,12 +76,12 @@ class TaskQueue:
 
     def head(self) -> Optional[Entry]:
         """Return the entry that pop() would return, without removing it."""
-        if not self._entries:
+        if not self.entries:
             return None
-        return self._entries[-1] if self.newest_first else self._entries[0]
+        return self.entries[-1] if self.newest_first else self.entries[0]
 
     def pop(self) -> Entry:
-        entry = self._entries.pop() if self.newest_first else self._entries.popleft()
+        entry = self.entries.pop() if self.newest_first else self.entries.popleft()
         if entry[0] <= self._earliest:
             self._recompute_earliest()
         return entry
@@ -89,16 +90,16 @@ class TaskQueue:
         """Remove and return every entry whose deadline is before limit, wherever it is."""
         if limit <= self._earliest:
             return []
-        late = [e for e in self._entries if e[0] < limit]
-        self._entries = deque(e for e in self._entries if e[0] >= limit)
+        late = [e for e in self.entries if e[0] < limit]
+        self.entries = deque(e for e in self.entries if e[0] >= limit)
         self._recompute_earliest()
         return late
 
     def clear(self) -> List[Entry]:
-        entries = list(self._entries)
-        self._entries.clear()
+        entries = list(self.entries)
+        self.entries.clear()
         self._earliest = math.inf
         return entries
 
     def _recompute_earliest(self) -> None:
-        self._earliest = min((e[0] for e in self._entries), default=math.inf)
+        self._earliest = min((e[0] for e in self.entries), default=math.inf)

@@ -87,12 +87,15 @@ class TaskState:
         if len(self._service) < MIN_SAMPLES:
             self.predicted_s = seconds
 
-    def record_service(self, seconds: float) -> None:
+    def record_service(self, seconds: float) -> bool:
+        """Add a measured service time; True when the prediction grew."""
         self._service.append(seconds)
-        if len(self._service) >= MIN_SAMPLES:
-            ordered = sorted(self._service)
-            self.predicted_s = ordered[min(len(ordered) - 1,
-                                           int(math.ceil(0.95 * len(ordered))) - 1)]
+        if len(self._service) < MIN_SAMPLES:
+            return False
+        ordered = sorted(self._service)
+        previous = self.predicted_s
+        self.predicted_s = ordered[min(len(ordered) - 1, int(math.ceil(0.95 * len(ordered))) - 1)]
+        return self.predicted_s > previous
 
     def note_arrival(self, now: float, age: float) -> None:
         if self.last_arrival is not None:
@@ -154,8 +157,10 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
     its own service time: if that is past the frame's deadline, the job must not start.
     """
     end = now + candidate.predicted_s
-    for other in tasks:
-        if other.priority <= candidate.priority or not other.config.enabled:
+    for other in tasks:  # priority-sorted: only the ones before candidate matter
+        if other.priority <= candidate.priority:
+            break
+        if not other.config.enabled:
             continue
         expected = other.next_expected_arrival(now)
         if expected is None or expected >= end:
@@ -167,14 +172,30 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
 
 
 def select_priority(tasks: List[TaskState], now: float, last_free_slot: bool,
-                    priority_hold: bool) -> Tuple[Optional[TaskState], List[Tuple]]:
+                    priority_hold: bool, floors: bool = True
+                    ) -> Tuple[Optional[TaskState], List[Tuple]]:
     """Pick the task whose next frame runs now; tasks are the pool's, priority-sorted.
 
-    Returns (task or None, holds) where holds lists (held task, blocking task, wake time).
+    floors: whether any task of the pool has a min_rate_hz. Returns (task or None, holds)
+    where holds lists (held task, blocking task, wake time).
     """
-    ready = [t for t in tasks if len(t.queue)]
-    if not ready:
-        return None, []
+    if not floors:
+        # Fast path: the highest priority with frames, then the earliest head deadline.
+        best = None
+        for task in tasks:
+            if not task.queue.entries:
+                continue
+            if best is None:
+                best, best_deadline = task, task.queue.head()[0]
+            elif task.priority < best.priority:
+                break
+            elif task.queue.head()[0] < best_deadline:
+                best, best_deadline = task, task.queue.head()[0]
+        if best is None:
+            return None, []
+        if not (priority_hold and last_free_slot) or hold_for(best, tasks, now)[0] is None:
+            return best, []
+    ready = [t for t in tasks if t.queue.entries]
     # Rate floor first: a task below min_rate_hz over the last second runs ahead of priority.
     starved = [t for t in ready if t.config.min_rate_hz and
                t.started_rate.rate(now) < t.config.min_rate_hz]

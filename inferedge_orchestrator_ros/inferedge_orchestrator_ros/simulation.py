@@ -48,11 +48,17 @@ class Simulation:
         self._events: List[tuple] = []
         self._order = 0
         self._wakes = set()
+        self.events_processed = 0
         self.results: Dict[str, List[float]] = {t.name: [] for t in self.config.tasks}
 
     def _push(self, when: float, kind: int, payload=None) -> None:
         self._order += 1
         heapq.heappush(self._events, (when, self._order, kind, payload))
+
+    def _push_next_arrival(self, arrivals) -> None:
+        arrival = next(arrivals, None)
+        if arrival is not None:
+            self._push(arrival[0], _ARRIVAL, arrival[1])
 
     def _start_job(self, job) -> None:
         service = job.worker.simulated_service_time(job.frame)
@@ -67,11 +73,11 @@ class Simulation:
     def run(self, arrivals: Iterable[Tuple[float, str]], until: float,
             snapshot_every: float = 0.0,
             on_snapshot: Optional[Callable[[dict], None]] = None) -> dict:
-        """Replay arrivals until `until` (s) and return the engine's report."""
+        """Replay arrivals (sorted by time; read lazily) until `until` (s); return the report."""
         engine = self.engine
         engine.start()
-        for when, input_name in arrivals:
-            self._push(when, _ARRIVAL, input_name)
+        arrivals = iter(arrivals)
+        self._push_next_arrival(arrivals)
         self._push(0.0, _WAKE)
         if snapshot_every and on_snapshot is not None:
             for index in range(1, int(until / snapshot_every) + 1):
@@ -81,8 +87,10 @@ class Simulation:
             if when > until:
                 break
             self.clock.now = when
+            self.events_processed += 1
             if kind == _ARRIVAL:
                 engine.submit(payload, self._image, age_s=0.0)
+                self._push_next_arrival(arrivals)
             elif kind == _COMPLETE:
                 job, service = payload
                 engine.complete(job, InferenceOutput({}, 0.0, service))

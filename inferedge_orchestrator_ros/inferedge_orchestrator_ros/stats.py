@@ -45,8 +45,8 @@ class LatencyWindow:
         self.window_s = window_s
         self.capacity = capacity
         self.overflow = 0
-        self._times = np.zeros(capacity)
-        self._values = np.zeros(capacity)
+        self._times = [0.0] * capacity  # lists: item assignment is cheaper than numpy's
+        self._values = [0.0] * capacity
         self._next = 0
         self._count = 0
 
@@ -63,8 +63,8 @@ class LatencyWindow:
 
     def values(self, now: float) -> np.ndarray:
         count = self._count
-        times = self._times[:count] if count < self.capacity else self._times
-        values = self._values[:count] if count < self.capacity else self._values
+        times = np.array(self._times[:count])
+        values = np.array(self._values[:count])
         return values[times >= now - self.window_s]
 
     def summary(self, now: float) -> Dict[str, float]:
@@ -91,8 +91,8 @@ class LogHistogram:
     def __init__(self, min_value: float = 1e-6, max_value: float = 1e4):
         self.min_value = min_value
         self._log_ratio = math.log(self.RATIO)
-        self._buckets = np.zeros(int(math.ceil(math.log(max_value / min_value) /
-                                               self._log_ratio)) + 2, dtype=np.int64)
+        self._buckets = [0] * (int(math.ceil(math.log(max_value / min_value) /
+                                             self._log_ratio)) + 2)
         self.count = 0
         self.total = 0.0
         self.min = math.inf
@@ -116,7 +116,7 @@ class LogHistogram:
         if self.count == 0:
             return math.nan
         rank = q / 100.0 * (self.count - 1)
-        cumulative = np.cumsum(self._buckets)
+        cumulative = np.cumsum(np.array(self._buckets, dtype=np.int64))
         index = int(np.searchsorted(cumulative, rank + 1, side='left'))
         if index == 0:
             value = self.min_value

@@ -26,7 +26,7 @@ from typing import Dict, List
 from inferedge_orchestrator_ros import reasons
 from inferedge_orchestrator_ros.stats import LatencyWindow, LogHistogram
 
-LATENCY_SERIES = ('queue_wait', 'preprocess', 'inference', 'service', 'end_to_end')
+LATENCY_SERIES = ('queue_wait', 'preprocess', 'inference', 'end_to_end')
 
 
 class RateMeter:

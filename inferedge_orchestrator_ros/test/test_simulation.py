@@ -15,6 +15,7 @@
 """The engine under the virtual clock: acceptance scenarios, determinism, invariants."""
 
 from hypothesis import given, settings, strategies as st
+import pytest
 
 from inferedge_orchestrator_ros.simulation import compare_overload, periodic_trace, Simulation
 from inferedge_orchestrator_ros.telemetry import check_invariants
@@ -40,6 +41,14 @@ def test_phase3_with_tight_detector_budget():
     tasks = result['modes']['priority']['tasks']
     assert tasks['detector']['dropped'] == 0
     assert tasks['classifier']['completed_within_budget'] >= 3
+
+
+@pytest.mark.parametrize('mode', ['fifo', 'priority'])
+def test_timers_do_not_flood_the_event_queue(mode):
+    simulation = Simulation(two_tasks(mode=mode))
+    simulation.run(periodic_trace(['camera'], 100, 0.01), 1.25)
+    # arrivals + completions + a few timers per frame, not one wake-up per microsecond
+    assert simulation.events_processed < 100 * 6
 
 
 def test_fifo_has_no_expiry_no_shedding_no_hold():
