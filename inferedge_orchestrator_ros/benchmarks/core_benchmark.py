@@ -17,8 +17,9 @@
     python3 benchmarks/core_benchmark.py [--minutes 60] [--cycles 20000] [--json OUT]
 
 1. Overhead, in one thread, 8 tasks with queues half full, shedding and telemetry on: the time
-   of submit() (admission, routing, decide, dequeue) and of complete() (accounting, telemetry,
-   decide, dequeue) per frame, and of poll() (expiry, timers). The engine runs without threads
+   of submit() (admission, routing, queueing) and of complete() (accounting, telemetry, decide,
+   dequeue) per frame, and of poll() (expiry, timers); with 8 inputs (a frame goes to one task)
+   and with 1 input (a frame goes to all 8 tasks). The engine runs without threads
    (virtual=True) but on the real clock, so these are real CPU times.
 2. Hand-off: submit() start -> the worker's infer() entry on a slot thread (thread wake-up).
 3. Memory: 8 tasks on 4 inputs at 25 frames/s each (100 frames/s), telemetry and decisions on,
@@ -43,59 +44,59 @@ from inferedge_orchestrator_ros.workers.dummy import DummyWorker
 IMAGE = np.zeros((48, 64, 3), dtype=np.uint8)
 
 
-def eight_tasks(shared_input: bool, queue_size: int = 8) -> dict:
+def eight_tasks(inputs: int, queue_size: int = 8) -> dict:
+    """8 tasks, priorities 80..10, spread over `inputs` inputs."""
     tasks = []
     for index in range(8):
         tasks.append({'name': f'task{index}', 'priority': 10 * (8 - index),
-                      'input': 'camera' if shared_input else f'input{index % 4}',
-                      'latency_budget_ms': 10000.0, 'queue_size': queue_size,
-                      'min_rate_hz': 1.0 if index == 7 else 0.0,
-                      'worker_options': {'latency_ms': 5.0}})
+                      'input': f'input{index % inputs}', 'latency_budget_ms': 10000.0,
+                      'queue_size': queue_size, 'worker_options': {'latency_ms': 5.0}})
     return {'orchestrator': {'shedding': {'backlog_threshold': 1000}}, 'tasks': tasks}
 
 
 def percentiles_us(samples):
     ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6  # noqa: E731
-    return {'median_us': statistics.median(ordered) * 1e6, 'p99_us': pick(0.99),
+    return {'median_us': statistics.median(ordered) * 1e6,
+            'p99_us': ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e6,
             'max_us': ordered[-1] * 1e6, 'n': len(ordered)}
 
 
-def overhead(cycles: int, shared_input: bool) -> dict:
-    """Per-frame engine cost in one thread: submit + complete (+ poll) with queues half full."""
+def overhead(cycles: int, inputs: int) -> dict:
+    """Per-frame engine cost in one thread, queues half full (4 of 8), one slot always busy.
+
+    Each cycle submits one frame to input0 (routed to 8 / inputs tasks, the top-priority task
+    among them) and completes as many jobs, each completion deciding over the 8 non-empty
+    queues and dequeuing the next job: so queue depths stay at 4.
+    """
     started = []
-    engine = Engine(eight_tasks(shared_input), virtual=True, clock=time.monotonic)
+    engine = Engine(eight_tasks(inputs), virtual=True, clock=time.monotonic)
     engine.virtual_start = started.append
     engine.start()
-    inputs = ['camera'] if shared_input else [f'input{i}' for i in range(4)]
+    for index in range(inputs):
+        for _ in range(4):
+            engine.submit(f'input{index}', IMAGE, 0.001)
+    engine.submit('input0', IMAGE, 0.001)  # the busy slot's job
+    per_frame = 8 // inputs
     output = InferenceOutput({}, 0.0, 0.0)
-    # Fill every queue to half its size; the one slot holds a job throughout.
-    for _ in range(4 if not shared_input else 4):
-        for name in inputs:
-            engine.submit(name, IMAGE, 0.001)
-            engine.submit(name, IMAGE, 0.001) if not shared_input else None
     submit_t, complete_t, poll_t, total_t = [], [], [], []
     gc.collect()
-    for index in range(cycles):
-        name = inputs[index % len(inputs)]
+    for _ in range(cycles):
         begin = time.perf_counter()
-        engine.submit(name, IMAGE, 0.001)
+        engine.submit('input0', IMAGE, 0.001)
         middle = time.perf_counter()
-        for _ in range(1 if not shared_input else 8):  # as many jobs out as frames went in
+        for _ in range(per_frame):
             engine.complete(started.pop(0), output)
         end = time.perf_counter()
         engine.poll()
         after = time.perf_counter()
         submit_t.append(middle - begin)
-        complete_t.append((end - middle) / (1 if not shared_input else 8))
+        complete_t.append((end - middle) / per_frame)
         poll_t.append(after - end)
         total_t.append(end - begin)
-    snapshot = engine.snapshot()
-    depths = [t['queued'] for t in snapshot['tasks'].values()]
-    return {'tasks_per_frame': 8 if shared_input else 2 if not shared_input else 1,
-            'submit': percentiles_us(submit_t), 'complete_per_job': percentiles_us(complete_t),
-            'poll': percentiles_us(poll_t), 'submit_plus_completions': percentiles_us(total_t),
-            'queue_depths_at_end': depths}
+    depths = [t['queued'] for t in engine.snapshot()['tasks'].values()]
+    return {'tasks_per_frame': per_frame, 'submit': percentiles_us(submit_t),
+            'complete_per_job': percentiles_us(complete_t), 'poll': percentiles_us(poll_t),
+            'submit_plus_completions': percentiles_us(total_t), 'queue_depths_at_end': depths}
 
 
 class TimestampWorker(DummyWorker):
@@ -133,7 +134,7 @@ def rss_mb() -> float:
 
 def memory(minutes: int) -> dict:
     """Simulate minutes at 100 frames/s with 8 tasks; RSS per simulated minute."""
-    config = eight_tasks(shared_input=False, queue_size=4)
+    config = eight_tasks(inputs=4, queue_size=4)
     for index, task in enumerate(config['tasks']):
         task['latency_budget_ms'] = 100.0 + 50 * index
         task['worker_options'] = {'latency_ms': 4.0 + index, 'jitter_ms': 3.0,
@@ -176,9 +177,9 @@ def main() -> None:
     parser.add_argument('--json', help='write the numbers to this file')
     args = parser.parse_args()
     result = {}
-    for shared in (False, True):
-        key = 'overhead_8_tasks_shared_input' if shared else 'overhead_8_tasks_4_inputs'
-        result[key] = overhead(args.cycles, shared)
+    for inputs in (8, 1):
+        key = f'overhead_8_tasks_{inputs}_inputs'
+        result[key] = overhead(args.cycles, inputs)
         o = result[key]
         print(f'{key}: submit median {o["submit"]["median_us"]:.1f} us p99 '
               f'{o["submit"]["p99_us"]:.1f} us | complete/job median '

@@ -677,10 +677,8 @@ class Engine:
         if task.record_service(service):
             self._next_late = -math.inf  # queued frames become late sooner: rescan
         task.tick_end_to_end.append(end_to_end)
-        telemetry.record(now, 'queue_wait', result.queue_wait_s)
-        telemetry.record(now, 'preprocess', output.preprocess_s)
-        telemetry.record(now, 'inference', output.inference_s)
-        telemetry.record(now, 'end_to_end', end_to_end)
+        telemetry.record_job(now, result.queue_wait_s, output.preprocess_s, output.inference_s,
+                             end_to_end)
         return result
 
     def _deliver(self, result: Result) -> None:

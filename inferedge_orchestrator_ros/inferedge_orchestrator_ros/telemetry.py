@@ -84,6 +84,8 @@ class TaskTelemetry:
         self.max_queue_depth = 0
         self.windows = {name: LatencyWindow(window_s, window_samples) for name in LATENCY_SERIES}
         self.histograms = {name: LogHistogram() for name in LATENCY_SERIES}
+        self._window_list = [self.windows[name] for name in LATENCY_SERIES]
+        self._histogram_list = [self.histograms[name] for name in LATENCY_SERIES]
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
@@ -96,6 +98,14 @@ class TaskTelemetry:
     def record(self, now: float, series: str, value_s: float) -> None:
         self.windows[series].add(now, value_s)
         self.histograms[series].add(value_s)
+
+    def record_job(self, now: float, queue_wait: float, preprocess: float, inference: float,
+                   end_to_end: float) -> None:
+        """Record the four latency series of one executed job (the per-job hot path)."""
+        for value, window, histogram in zip((queue_wait, preprocess, inference, end_to_end),
+                                            self._window_list, self._histogram_list):
+            window.add(now, value)
+            histogram.add(value)
 
     def live_latency(self, now: float) -> Dict[str, dict]:
         return {name: _ms(window.summary(now)) for name, window in self.windows.items()}
