@@ -33,6 +33,7 @@ import numpy as np
 from inferedge_orchestrator_ros.config import InputConfig, load_config, OrchestratorConfig
 from inferedge_orchestrator_ros.engine import Engine, Result
 from inferedge_orchestrator_ros.frame import CHANNELS
+from inferedge_orchestrator_ros.stats import LogHistogram
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 RUN_SCHEMA = 'inferedge_orchestrator_ros/run/1'
@@ -91,25 +92,34 @@ class ImageFolderSource:
 
 
 class FirstResults:
-    """Keeps per task the first OK result, the count of results and their statuses."""
+    """Keeps per task the first OK result and the whole-run service-time histogram."""
 
     def __init__(self, forward: Optional[Callable[[Result], None]] = None):
         self.first: Dict[str, Dict[str, Any]] = {}
-        self.statuses: Dict[str, Dict[str, int]] = {}
+        self.service: Dict[str, LogHistogram] = {}
         self._forward = forward
         self._lock = threading.Lock()
 
     def __call__(self, result: Result) -> None:
-        with self._lock:
-            counts = self.statuses.setdefault(result.task, {})
-            counts[result.status] = counts.get(result.status, 0) + 1
-            if result.status == 'OK' and result.task not in self.first:
-                self.first[result.task] = {
-                    'seq': result.seq, 'service_ms': result.service_s * 1000.0,
-                    'inference_ms': result.inference_s * 1000.0,
-                    'end_to_end_ms': result.end_to_end_s * 1000.0}
+        if result.status == 'OK':
+            with self._lock:
+                if result.task not in self.first:
+                    self.first[result.task] = {
+                        'seq': result.seq, 'service_ms': result.service_s * 1000.0,
+                        'inference_ms': result.inference_s * 1000.0,
+                        'end_to_end_ms': result.end_to_end_s * 1000.0}
+                    self.service[result.task] = LogHistogram()
+                self.service[result.task].add(result.service_s)
         if self._forward is not None:
             self._forward(result)
+
+    def service_ms(self) -> Dict[str, Dict[str, Any]]:
+        """Return the whole-run service time (worker takes the frame -> inference end)."""
+        with self._lock:
+            return {task: {key if key == 'count' else f'{key}_ms':
+                           value if key == 'count' else value * 1000.0
+                           for key, value in histogram.summary().items()}
+                    for task, histogram in self.service.items()}
 
 
 def progress_line(snapshot: Dict[str, Any], elapsed: float) -> str:
@@ -214,7 +224,7 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
         'images': images, 'mode': base.mode, 'seconds': seconds, 'frames': frames,
         'interrupted': interrupted, 'load_s': load_s, 'duration_s': sources_s,
         'submitted': submitted, 'source_skipped': skipped,
-        'first_results': dict(first.first),
+        'first_results': dict(first.first), 'service_ms': first.service_ms(),
         'tegrastats': tegrastats.summary() if tegrastats is not None else None,
     }
     return report
@@ -239,10 +249,11 @@ def _catch_sigint(stop: threading.Event):
 def summary_rows(report: Dict[str, Any]) -> List[List[str]]:
     """Rows of the per-task summary table of a run report (see cli.report_table)."""
     rows = []
+    services = (report.get('run') or {}).get('service_ms') or {}
     for name, task in report['final']['tasks'].items():
         run_latency = task.get('run_latency') or {}
         e2e = run_latency.get('end_to_end', {})
-        service = run_latency.get('service', {})
+        service = services.get(name) or run_latency.get('service', {})
         rows.append([name, task['priority'], task['routed'], task['executed'],
                      task['completed_within_budget'], task['failed'], task['dropped'],
                      _ms(e2e.get('p50_ms')), _ms(e2e.get('p95_ms')), _ms(e2e.get('p99_ms')),
