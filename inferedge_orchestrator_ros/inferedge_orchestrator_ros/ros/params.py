@@ -210,16 +210,17 @@ def worker_option_params(kind: str) -> Tuple[Param, ...]:
     Return the parameters `<task>.worker_options.<key>` of a worker kind.
 
     They are dynamically typed: the worker validates them (on configure). A default that a ROS
-    parameter cannot hold (None, REQUIRED, an empty list) is left unset.
+    parameter cannot hold (REQUIRED, None, a mapping, an empty list) is left unset; mappings can
+    only be given in a config_file.
     """
     params = []
     for key, (default, _) in worker_class(kind).OPTIONS.items():
-        if default is REQUIRED or default is None or \
+        text = 'required' if default is REQUIRED else f'default {default!r}'
+        if default is REQUIRED or isinstance(default, dict) or \
                 isinstance(default, (list, tuple)) and not default:
-            default = None
+            default = None  # no ROS parameter value: unset unless given
         elif isinstance(default, tuple):
             default = list(default)
-        text = 'required' if default is None else f'default {default!r}'
         params.append(Param(f'{WORKER_OPTIONS}.{key}', ANY, default,
                             f'{kind} worker option {key} ({text})'))
     return tuple(params)
