@@ -77,6 +77,54 @@ class Listener:
         assert self.spin_until(lambda: publisher.get_subscription_count() >= count, timeout), \
             f'no subscriber on {publisher.topic_name} within {timeout} s'
 
+    def call(self, srv_type, name: str, request, timeout: float = 20.0):
+        """Call a service of another node and return its response."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert self.spin_until(client.service_is_ready, timeout), f'{name} is not ready'
+            future = client.call_async(request)
+            assert self.spin_until(future.done, timeout), f'{name} did not answer'
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def lifecycle_state(self, node: str) -> str:
+        from lifecycle_msgs.srv import GetState
+        return self.call(GetState, f'{node}/get_state', GetState.Request()).current_state.label
+
+    def transition(self, node: str, transition_id: int) -> None:
+        from lifecycle_msgs.srv import ChangeState
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        response = self.call(ChangeState, f'{node}/change_state', request)
+        assert response.success, f'transition {transition_id} of {node} failed'
+
+    def set_parameters(self, node: str, values: dict, atomically: bool = False):
+        """Set parameters of another node; return the results (one, when atomically)."""
+        from rcl_interfaces.srv import SetParameters, SetParametersAtomically
+        from rclpy.parameter import Parameter
+        parameters = [Parameter(name, value=value).to_parameter_msg()
+                      for name, value in values.items()]
+        if atomically:
+            request = SetParametersAtomically.Request(parameters=parameters)
+            return self.call(SetParametersAtomically, f'{node}/set_parameters_atomically',
+                             request).result
+        request = SetParameters.Request(parameters=parameters)
+        return self.call(SetParameters, f'{node}/set_parameters', request).results
+
+    def get_parameters(self, node: str, names: list) -> list:
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+        response = self.call(GetParameters, f'{node}/get_parameters',
+                             GetParameters.Request(names=names))
+        return [parameter_value_to_python(value) for value in response.values]
+
+    def declared(self, node: str, names: list) -> list:
+        from rcl_interfaces.srv import ListParameters
+        response = self.call(ListParameters, f'{node}/list_parameters',
+                             ListParameters.Request())
+        return [name in response.result.names for name in names]
+
     @staticmethod
     def invariant_violations(telemetry) -> list:
         """Return the violations of the core invariants in a telemetry message."""

@@ -1,0 +1,176 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Launch test: inputs and health: QoS, compressed images and diagnostics.
+
+Three synthetic cameras: best effort (raw), reliable (raw) and reliable JPEG
+(sensor_msgs/CompressedImage). The orchestrator subscribes to each with matching QoS, and once
+more, reliable, to the best-effort camera: that input counts an incompatible-QoS event and
+receives nothing (its diagnostic turns ERROR once stale). A corrupt JPEG published by the test
+counts once on the input (decode_errors) and fails its task with reason decode_error. The
+task whose dummy worker fails every call reports ERROR on /diagnostics; a healthy one OK.
+"""
+
+import array
+import unittest
+
+from inferedge_orchestrator_ros import reasons
+import pytest
+
+from .ros_test_env import NOT_BUILT, package_available, ros_environment, ROS_NOT_FOUND
+
+try:
+    from launch import LaunchDescription
+    from launch.actions import SetEnvironmentVariable
+    from launch_ros.actions import Node
+    import launch_testing
+    import launch_testing.actions
+    import launch_testing.asserts
+except ImportError as error:
+    pytest.skip(f'{ROS_NOT_FOUND}: {error}', allow_module_level=True)
+
+BUILT = package_available()
+DOMAIN_ID = 46
+NODE = '/inferedge_orchestrator'
+PREFIX = '/inputs_test'
+
+
+def _camera(name, **parameters):
+    return Node(package='inferedge_orchestrator_ros', executable='synthetic_camera',
+                name=name, output='screen',
+                parameters=[dict({'fps': 15.0, 'width': 160, 'height': 120}, **parameters)])
+
+
+@pytest.mark.launch_test
+@pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
+def generate_test_description():
+    env = ros_environment(DOMAIN_ID)
+    orchestrator = Node(
+        package='inferedge_orchestrator_ros', executable='orchestrator',
+        name='inferedge_orchestrator', output='screen',
+        parameters=[{
+            'telemetry_period_s': 0.5,
+            'inputs': ['be', 'rel', 'jpeg', 'mismatch'],
+            'be.topic': f'{PREFIX}/be',
+            'be.reliability': 'best_effort',
+            'be.expected_rate_hz': 5.0,
+            'rel.topic': f'{PREFIX}/rel',
+            'rel.reliability': 'reliable',
+            'rel.depth': 5,
+            'jpeg.topic': f'{PREFIX}/jpeg',
+            'jpeg.message_type': 'compressed_image',
+            'jpeg.reliability': 'reliable',
+            'jpeg.depth': 10,
+            'mismatch.topic': f'{PREFIX}/be',
+            'mismatch.reliability': 'reliable',
+            'mismatch.stale_after_s': 1.0,
+            'tasks': ['on_be', 'on_rel', 'on_jpeg'],
+            'on_be.input': 'be',
+            'on_be.worker_options.latency_ms': 2.0,
+            'on_rel.input': 'rel',
+            'on_rel.worker_options.latency_ms': 2.0,
+            'on_rel.worker_options.fail_every': 1,
+            'on_jpeg.input': 'jpeg',
+            'on_jpeg.worker_options.latency_ms': 2.0,
+        }])
+    return LaunchDescription(
+        [SetEnvironmentVariable(name, value) for name, value in env.items()] + [
+            _camera('camera_be', topic=f'{PREFIX}/be', reliability='best_effort'),
+            _camera('camera_rel', topic=f'{PREFIX}/rel', reliability='reliable', depth=5),
+            _camera('camera_jpeg', topic=f'{PREFIX}/jpeg', reliability='reliable', depth=5,
+                    format='jpeg', fps=10.0),
+            orchestrator, launch_testing.actions.ReadyToTest()]), {}
+
+
+def _by_name(items):
+    return {item.name: item for item in items}
+
+
+class TestInputs(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        from .ros_launch_helpers import Listener
+        cls.listener = Listener(DOMAIN_ID, 'inputs_test')
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.listener.close()
+
+    def test_best_effort_and_reliable_cameras(self):
+        telemetry = self.listener.telemetry_after(
+            f'{NODE}/telemetry', timeout=60.0,
+            predicate=lambda m: all(_by_name(m.inputs)[i].received >= 10 for i in ('be', 'rel')))
+        inputs, tasks = _by_name(telemetry.inputs), _by_name(telemetry.tasks)
+        self.assertEqual(inputs['be'].topic, f'{PREFIX}/be')
+        self.assertGreater(tasks['on_be'].executed, 0)
+        self.assertEqual(tasks['on_rel'].executed, 0)
+        self.assertEqual({r.reason for r in tasks['on_rel'].failed_by_reason},
+                         {reasons.WORKER_ERROR})
+        self.assertEqual(self.listener.invariant_violations(telemetry), [])
+
+    def test_incompatible_qos_is_counted(self):
+        telemetry = self.listener.telemetry_after(
+            f'{NODE}/telemetry', timeout=30.0,
+            predicate=lambda m: _by_name(m.inputs)['mismatch'].incompatible_qos > 0)
+        self.assertEqual(_by_name(telemetry.inputs)['mismatch'].received, 0)
+
+    def test_compressed_input_with_a_corrupt_image(self):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CompressedImage
+        listener = self.listener
+        listener.telemetry_after(
+            f'{NODE}/telemetry', timeout=30.0,
+            predicate=lambda m: _by_name(m.tasks)['on_jpeg'].executed >= 3)
+        publisher = listener.node.create_publisher(
+            CompressedImage, f'{PREFIX}/jpeg',
+            QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        listener.wait_for_subscribers(publisher)
+        corrupt = CompressedImage(format='jpeg')
+        corrupt.header.stamp = listener.node.get_clock().now().to_msg()
+        corrupt.data = array.array('B', b'\xff\xd8\xff\xe0' + bytes(200))
+        publisher.publish(corrupt)
+        telemetry = listener.telemetry_after(
+            f'{NODE}/telemetry', timeout=30.0,
+            predicate=lambda m: _by_name(m.inputs)['jpeg'].decode_errors >= 1)
+        jpeg, task = _by_name(telemetry.inputs)['jpeg'], _by_name(telemetry.tasks)['on_jpeg']
+        self.assertEqual(jpeg.decode_errors, 1)
+        self.assertEqual(jpeg.malformed, 0)
+        self.assertEqual([(r.reason, r.count) for r in task.failed_by_reason],
+                         [(reasons.DECODE_ERROR, 1)])
+        self.assertGreater(task.executed, 0)
+        self.assertEqual(self.listener.invariant_violations(telemetry), [])
+
+    def test_diagnostics_levels(self):
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+        arrays = self.listener.subscribe(DiagnosticArray, '/diagnostics')
+        wanted = {'task on_rel': DiagnosticStatus.ERROR, 'task on_be': DiagnosticStatus.OK,
+                  'input be': DiagnosticStatus.OK, 'input mismatch': DiagnosticStatus.ERROR}
+        seen = {}
+
+        def levels_seen():
+            for message in arrays:
+                for status in message.status:
+                    seen.setdefault(status.name.split(': ', 1)[-1], set()).add(status.level)
+            arrays.clear()
+            return all(level in seen.get(name, ()) for name, level in wanted.items())
+        self.assertTrue(self.listener.spin_until(levels_seen, 30.0), seen)
+
+
+@launch_testing.post_shutdown_test()
+class TestInputsShutdown(unittest.TestCase):
+
+    def test_exit_codes(self, proc_info):
+        launch_testing.asserts.assertExitCodes(proc_info)
