@@ -552,6 +552,9 @@ class Engine:
         if now >= self._next_tick:
             if not self._fifo and self._state in (RUNNING, PAUSED):
                 self._shedder.tick(now, self._tasks, self._queue_depths())
+            else:
+                for task in self._tasks:
+                    task.reset_risk()  # nothing reads the risk signals: keep them bounded
             while self._next_tick <= now:
                 self._next_tick += self.config.shedding.tick_s
         if now >= self._next_period:

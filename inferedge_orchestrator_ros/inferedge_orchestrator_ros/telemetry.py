@@ -39,7 +39,10 @@ class RateMeter:
         self._times: deque = deque()
 
     def add(self, now: float) -> None:
-        self._times.append(now)
+        times = self._times
+        times.append(now)
+        if times[0] <= now - self.span_s:  # trim here too: rate() may be called rarely
+            times.popleft()
 
     def rate(self, now: float) -> float:
         times = self._times
