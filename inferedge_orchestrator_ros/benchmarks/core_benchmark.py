@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Core benchmark (a script, not a test): scheduling overhead, worker hand-off and memory.
+"""
+Core benchmark (a script, not a test): scheduling overhead, worker hand-off and memory.
 
     python3 benchmarks/core_benchmark.py [--minutes 60] [--cycles 20000] [--json OUT]
 
@@ -34,12 +35,11 @@ import statistics
 import threading
 import time
 
-import numpy as np
-
 from inferedge_orchestrator_ros.engine import Engine
 from inferedge_orchestrator_ros.simulation import Simulation
 from inferedge_orchestrator_ros.workers import InferenceOutput
 from inferedge_orchestrator_ros.workers.dummy import DummyWorker
+import numpy as np
 
 IMAGE = np.zeros((48, 64, 3), dtype=np.uint8)
 
@@ -62,7 +62,8 @@ def percentiles_us(samples):
 
 
 def overhead(cycles: int, inputs: int) -> dict:
-    """Per-frame engine cost in one thread, queues half full (4 of 8), one slot always busy.
+    """
+    Per-frame engine cost in one thread, queues half full (4 of 8), one slot always busy.
 
     Each cycle submits one frame to input0 (routed to 8 / inputs tasks, the top-priority task
     among them) and completes as many jobs, each completion deciding over the 8 non-empty

@@ -12,14 +12,17 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Validated configuration: tasks, inputs, pools, shedding and telemetry settings.
+"""
+Validated configuration: tasks, inputs, pools, shedding and telemetry settings.
 
 A config comes from YAML, JSON or a dict. The prototype's format (a `run` block plus a `tasks`
 list) is recognised and imported; see docs/config.md for the mapping.
 """
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
 import json
 import math
 import os
@@ -37,7 +40,7 @@ MAX_QUEUE_SIZE = 4096
 
 
 class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field, the value and what is allowed."""
+    """A configuration value is invalid: the message names the field, value and what is allowed."""
 
 
 @dataclass
@@ -78,7 +81,7 @@ class TelemetryConfig:
 @dataclass
 class TaskConfig:
     name: str
-    input: str = 'camera'
+    input: str = 'camera'  # noqa: A003 - the config key users write
     priority: int = 0
     latency_budget_ms: float = 100.0
     queue_size: int = 4
@@ -196,14 +199,14 @@ def _name(where: str, value: Any) -> str:
 
 # --- sections -------------------------------------------------------------------------------
 
-TASK_KEYS = [f for f in TaskConfig.__dataclass_fields__]
+TASK_KEYS = list(TaskConfig.__dataclass_fields__)
 
 
 def parse_task(where: str, data: Any, default_pool: str = 'cpu') -> TaskConfig:
     """Validate one task block and return its TaskConfig."""
     _check_keys(where, data, TASK_KEYS)
     if 'name' not in data:
-        raise ConfigError(f'{where}: missing required key \'name\'')
+        raise ConfigError(f"{where}: missing required key 'name'")
     task = TaskConfig(name=_name(f'{where}.name', data['name']), pool=default_pool)
     where = f'tasks.{task.name}'
     checks = {
@@ -378,4 +381,3 @@ def load_config(source: Any) -> OrchestratorConfig:
         return parse_config(data)
     except ConfigError as error:
         raise ConfigError(f'{path}: {error}') from None
-

@@ -15,7 +15,9 @@
 """Decisions: what the orchestrator dropped, limited or changed, and why, in a bounded ring."""
 
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
 import threading
 from typing import Callable, Dict, List, Optional, Tuple
 

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The engine: admission, queues, scheduling, shedding, workers and telemetry behind one API.
+"""
+The engine: admission, queues, scheduling, shedding, workers and telemetry behind one API.
 
 submit() is thread-safe and cheap: it routes a frame to the tasks of its input and starts jobs on
 free slots; inference runs on slot threads (one per pool slot, non-daemon, joined on stop). A
@@ -22,7 +23,8 @@ thread is started and the simulation calls poll() and complete().
 See docs/engine_api.md.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 import logging
 import math
 import queue
@@ -30,17 +32,27 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import numpy as np
-
 from inferedge_orchestrator_ros import reasons
-from inferedge_orchestrator_ros.config import load_config, OrchestratorConfig, TaskConfig
-from inferedge_orchestrator_ros.decisions import Decision, DecisionLog
-from inferedge_orchestrator_ros.frame import CHANNELS, DecodeError, encoded_image_size, Frame
-from inferedge_orchestrator_ros.scheduler import select_fifo, select_priority, TaskState
+from inferedge_orchestrator_ros.config import load_config
+from inferedge_orchestrator_ros.config import OrchestratorConfig
+from inferedge_orchestrator_ros.config import TaskConfig
+from inferedge_orchestrator_ros.decisions import Decision
+from inferedge_orchestrator_ros.decisions import DecisionLog
+from inferedge_orchestrator_ros.frame import CHANNELS
+from inferedge_orchestrator_ros.frame import DecodeError
+from inferedge_orchestrator_ros.frame import encoded_image_size
+from inferedge_orchestrator_ros.frame import Frame
+from inferedge_orchestrator_ros.scheduler import select_fifo
+from inferedge_orchestrator_ros.scheduler import select_priority
+from inferedge_orchestrator_ros.scheduler import TaskState
 from inferedge_orchestrator_ros.shedding import LoadShedder
-from inferedge_orchestrator_ros.telemetry import (check_invariants, InputTelemetry,
-                                                  ResourceMonitor)
-from inferedge_orchestrator_ros.workers import create_worker, InferenceOutput, Worker
+from inferedge_orchestrator_ros.telemetry import check_invariants
+from inferedge_orchestrator_ros.telemetry import InputTelemetry
+from inferedge_orchestrator_ros.telemetry import ResourceMonitor
+from inferedge_orchestrator_ros.workers import create_worker
+from inferedge_orchestrator_ros.workers import InferenceOutput
+from inferedge_orchestrator_ros.workers import Worker
+import numpy as np
 
 LOGGER = logging.getLogger('inferedge_orchestrator_ros')
 REPORT_SCHEMA = 'inferedge_orchestrator_ros/report/1'
@@ -64,7 +76,8 @@ class VirtualClock:
 
 @dataclass
 class Result:
-    """The outcome of one job, delivered by on_result (on the slot thread; timeouts: timer).
+    """
+    The outcome of one job, delivered by on_result (on the slot thread; timeouts: timer).
 
     Times are seconds. queue_wait runs from submit() returning to a worker taking the frame;
     end_to_end from the caller's stamp (arrival - age) to the end of inference; finished is the
@@ -72,7 +85,7 @@ class Result:
     """
 
     task: str
-    input: str
+    input: str  # noqa: A003 - the input's name, as in the config
     seq: int
     status: str
     reason: str = ''
@@ -91,8 +104,12 @@ class Result:
 
 @dataclass
 class Submission:
-    """What submit() returns: accepted (not malformed), the malformed reason, the frame's seq
-    and the (task, reason) drops of this frame that admission decided at once."""
+    """
+    What submit() returns.
+
+    accepted is False for a malformed frame, with its reason; seq is the frame's number; dropped
+    lists the (task, reason) drops of this frame that admission decided at once.
+    """
 
     accepted: bool
     reason: str = ''
@@ -295,8 +312,12 @@ class Engine:
         return True
 
     def stop(self, timeout: float = 5.0, reason: str = reasons.SHUTDOWN) -> None:
-        """Stop admitting; drop what is queued (reason); wait for in-flight jobs up to timeout,
-        abandon the rest (dropped, reason); join the threads. start() may run again later."""
+        """
+        Stop admitting frames and join the threads; start() may run again later.
+
+        Drops what is queued with reason, waits up to timeout for jobs in flight and abandons
+        the rest (dropped with reason; their late output is discarded).
+        """
         with self._lock:
             if self._state not in (RUNNING, PAUSED):
                 return
@@ -371,7 +392,8 @@ class Engine:
 
     def submit(self, input_name: str, data: Any, age_s: Optional[float] = None,
                encoding: Optional[str] = None, meta: Any = None) -> Submission:
-        """Route one frame to the tasks of input_name; never runs inference.
+        """
+        Route one frame to the tasks of input_name; never runs inference.
 
         data is an HxWxC (or HxW) uint8 array (uint16 for mono16) or encoded JPEG/PNG bytes.
         age_s is the frame's age at arrival measured by the caller's clock (now - stamp); None,
@@ -475,8 +497,12 @@ class Engine:
     # -- scheduling ------------------------------------------------------------------------
 
     def _expire(self, now: float) -> float:
-        """Drop queued frames that are past (expired) or will be past (predicted_late) their
-        deadline; return when the next one becomes late."""
+        """
+        Drop queued frames past their deadline; return when the next one becomes late.
+
+        expired: the deadline has passed; predicted_late: it will have by the time the frame
+        could be served (now + predicted service time).
+        """
         if self._fifo:
             return math.inf  # FIFO never expires frames
         if now < self._next_late:
@@ -537,8 +563,11 @@ class Engine:
         return wake
 
     def poll(self) -> float:
-        """Run due timers (expiry, timeouts, shedding tick, telemetry period) and dispatch;
-        return the engine-clock time at which poll() should run next."""
+        """
+        Run due timers and dispatch; return when to be called next (engine clock).
+
+        The timers: expiry, timeouts, the shedding tick and the telemetry period.
+        """
         with self._lock:
             wake = self._poll(self._clock())
             pending, self._pending_results = self._pending_results, []
@@ -616,7 +645,8 @@ class Engine:
 
     def complete(self, job: _Job, output: Optional[InferenceOutput],
                  error: Optional[BaseException] = None) -> bool:
-        """Account for a finished job and start the next ones; deliver its result.
+        """
+        Account for a finished job and start the next ones; deliver its result.
 
         Called by the slot thread (or the simulation). Returns True when the job's slot is done.
         """
@@ -801,14 +831,16 @@ class Engine:
                  'timeout_ms')
 
     def update_task(self, name: str, **changes: Any) -> Decision:
-        """Change run-time settings of one task atomically, between two scheduling decisions.
+        """
+        Change run-time settings of one task atomically, between two scheduling decisions.
 
         The values are validated first (ConfigError, nothing changes); then applied under the
         engine lock and announced as a PARAM_CHANGE decision. A priority or enabled change
         lifts every shedding limit; a smaller queue_size drops the oldest frames with reason
         queue_resized.
         """
-        from inferedge_orchestrator_ros.config import ConfigError, parse_task
+        from inferedge_orchestrator_ros.config import ConfigError
+        from inferedge_orchestrator_ros.config import parse_task
         task = self._tasks_by_name.get(name)
         if task is None:
             raise ConfigError(f'tasks: {name!r} is not a task; allowed: '
@@ -897,8 +929,12 @@ class Engine:
         }
 
     def report(self) -> Dict[str, Any]:
-        """Return the whole-run report (docs/telemetry.md): the final snapshot, whole-run
-        latency percentiles per task and the recent decisions."""
+        """
+        Return the whole-run report, as in docs/telemetry.md.
+
+        It holds the final snapshot, whole-run latency percentiles per task and the decisions
+        still in the ring.
+        """
         with self._lock:
             now = self._clock()
             snapshot = self._snapshot(now)

@@ -19,9 +19,8 @@ import threading
 import time
 from typing import Any, Optional, Tuple
 
-import numpy as np
-
 from inferedge_orchestrator_ros import reasons
+import numpy as np
 
 CHANNELS = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1, 'mono16': 1}
 
@@ -33,7 +32,8 @@ class DecodeError(RuntimeError):
 
 
 class Frame:
-    """An accepted input frame: a decoded HxWxC array or encoded bytes decoded lazily, once.
+    """
+    An accepted input frame: a decoded HxWxC array or encoded bytes decoded lazily, once.
 
     arrival is the engine clock's time at submit(); age is the caller's stamp age at arrival
     (0 for a fallback); meta is opaque caller data (the ROS node keeps the image header there).

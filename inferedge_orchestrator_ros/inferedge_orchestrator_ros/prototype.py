@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Import of the InferEdgeOrchestrator prototype's config format (a `run` block plus `tasks`).
+"""
+Import of the InferEdgeOrchestrator prototype's config format (a `run` block plus `tasks`).
 
 Mapping (docs/config.md):
 - run.overload_backlog_threshold -> orchestrator.shedding.backlog_threshold

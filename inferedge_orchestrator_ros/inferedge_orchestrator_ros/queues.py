@@ -22,7 +22,8 @@ Entry = Tuple[float, object]  # (deadline on the engine clock, Frame)
 
 
 class TaskQueue:
-    """A bounded queue with a drop policy, an order and prompt removal of late entries.
+    """
+    A bounded queue with a drop policy, an order and prompt removal of late entries.
 
     drop_oldest makes room for a new entry by dropping the oldest one; drop_newest refuses the
     new entry. order picks which entry runs next: the oldest or the newest. Entries are kept in

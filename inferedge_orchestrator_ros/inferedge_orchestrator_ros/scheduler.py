@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Per-task scheduling state and the choice of the next job for a free slot.
+"""
+Per-task scheduling state and the choice of the next job for a free slot.
 
 Priority mode: strict priority, then earliest deadline of each task's next frame, then the
 task's order (oldest_first | newest_first). A rate floor (min_rate_hz) runs a starved task
@@ -26,7 +27,8 @@ from typing import List, Optional, Tuple
 
 from inferedge_orchestrator_ros.config import TaskConfig
 from inferedge_orchestrator_ros.queues import TaskQueue
-from inferedge_orchestrator_ros.telemetry import RateMeter, TaskTelemetry
+from inferedge_orchestrator_ros.telemetry import RateMeter
+from inferedge_orchestrator_ros.telemetry import TaskTelemetry
 
 SERVICE_HISTORY = 50  # service times kept for the prediction
 MIN_SAMPLES = 5  # measurements before the prediction replaces expected_latency_ms
@@ -74,7 +76,7 @@ class TaskState:
         return self.config.on_deadline == 'drop'
 
     def rate_limit_hz(self) -> float:
-        """The admission limit in force: max_rate_hz and the shedding limit (0 = none)."""
+        """Return the admission limit in force: max_rate_hz and the shedding limit (0 = none)."""
         cap = self.config.max_rate_hz
         shed = self.shed_limit_hz
         if cap and shed:
@@ -130,7 +132,8 @@ class TaskState:
         self.tick_end_to_end: List[float] = []
 
     def next_expected_arrival(self, now: float) -> Optional[float]:
-        """When the next frame should arrive; None if unknown or the source went quiet.
+        """
+        When the next frame should arrive; None if unknown or the source went quiet.
 
         After a single arrival the interval is unknown: the next frame may come at once, and
         is expected so for one latency budget.
@@ -142,7 +145,7 @@ class TaskState:
         return max(now, self.last_arrival + self.mean_interarrival)
 
     def expectation_ends(self) -> float:
-        """The time after which a silent source is no longer expected to send a frame."""
+        """Return the time after which a silent source is no longer expected to send a frame."""
         if self.mean_interarrival is None:
             return self.last_arrival + self.budget_s
         return self.last_arrival + IDLE_INTERARRIVALS * self.mean_interarrival
@@ -150,7 +153,8 @@ class TaskState:
 
 def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
              ) -> Tuple[Optional[TaskState], float]:
-    """Return (the higher-priority task whose expected frame would miss, when to look again).
+    """
+    Return (the higher-priority task whose expected frame would miss, when to look again).
 
     Starting candidate's job ends at now + its predicted service time. A higher-priority task
     whose next frame is expected before then would start only at that end and finish after
@@ -174,7 +178,8 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
 def select_priority(tasks: List[TaskState], now: float, last_free_slot: bool,
                     priority_hold: bool, floors: bool = True
                     ) -> Tuple[Optional[TaskState], List[Tuple]]:
-    """Pick the task whose next frame runs now; tasks are the pool's, priority-sorted.
+    """
+    Pick the task whose next frame runs now; tasks are the pool's, priority-sorted.
 
     floors: whether any task of the pool has a min_rate_hz. Returns (task or None, holds)
     where holds lists (held task, blocking task, wake time).

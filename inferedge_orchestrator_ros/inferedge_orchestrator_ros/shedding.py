@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Adaptive load shedding: limit low-priority admissions while higher-priority work is at risk.
+"""
+Adaptive load shedding: limit low-priority admissions while higher-priority work is at risk.
 
 Every tick (0.5 s by default) in which a task is at risk (it lost frames to expired or
 predicted_late, missed a deadline, its end-to-end p95 over the tick exceeded a fraction of its

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The engine under a virtual clock: a deterministic discrete-event simulation.
+"""
+The engine under a virtual clock: a deterministic discrete-event simulation.
 
 Arrivals come from a trace; a job's service time comes from its worker's
 simulated_service_time(); nothing sleeps. The same config and trace give the same report
@@ -23,11 +24,13 @@ import heapq
 import math
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-import numpy as np
-
-from inferedge_orchestrator_ros.config import load_config, OrchestratorConfig
-from inferedge_orchestrator_ros.engine import Engine, Result, VirtualClock
+from inferedge_orchestrator_ros.config import load_config
+from inferedge_orchestrator_ros.config import OrchestratorConfig
+from inferedge_orchestrator_ros.engine import Engine
+from inferedge_orchestrator_ros.engine import Result
+from inferedge_orchestrator_ros.engine import VirtualClock
 from inferedge_orchestrator_ros.workers import InferenceOutput
+import numpy as np
 
 _ARRIVAL, _COMPLETE, _WAKE = 0, 1, 2
 MIN_STEP_S = 1e-6  # a timer due exactly now is looked at again one microsecond later
@@ -118,7 +121,8 @@ def periodic_trace(inputs: List[str], frames: int, interval_s: float
 
 
 def compare_overload(config, frames: int, interval_ms: float = 10.0) -> dict:
-    """Run FIFO and the orchestrator on the same periodic trace under the virtual clock.
+    """
+    Run FIFO and the orchestrator on the same periodic trace under the virtual clock.
 
     Arrivals stop after `frames` per input; the run goes on without arrivals for the largest
     latency budget, then stops; what is left is reported as queued or in flight.

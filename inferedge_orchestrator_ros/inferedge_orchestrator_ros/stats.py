@@ -34,7 +34,8 @@ def percentile(sorted_values: List[float], q: float) -> float:
 
 
 class LatencyWindow:
-    """The samples of the last window_s seconds in a fixed-size ring.
+    """
+    The samples of the last window_s seconds in a fixed-size ring.
 
     When more samples arrive within the window than the ring holds, the oldest are overwritten
     and counted in `overflow`, so a percentile is then over the newest `capacity` samples.
@@ -81,7 +82,8 @@ class LatencyWindow:
 
 
 class LogHistogram:
-    """Whole-run percentiles in bounded memory: geometric buckets, relative error <= 1%.
+    """
+    Whole-run percentiles in bounded memory: geometric buckets, relative error <= 1%.
 
     Bucket i covers [min_value * r^i, min_value * r^(i+1)) with r = 1.02; a value is reported
     as the geometric middle of its bucket, which is within sqrt(1.02) - 1 < 1% of the value.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Telemetry: bounded counters and latency statistics per input and task, and the invariants.
+"""
+Telemetry: bounded counters and latency statistics per input and task, and the invariants.
 
 Live percentiles come from a time window (LatencyWindow); whole-run percentiles for reports and
 benchmarks from a log-bucket histogram (LogHistogram). Nothing here grows with run length.
@@ -24,7 +25,8 @@ import os
 from typing import Dict, List
 
 from inferedge_orchestrator_ros import reasons
-from inferedge_orchestrator_ros.stats import LatencyWindow, LogHistogram
+from inferedge_orchestrator_ros.stats import LatencyWindow
+from inferedge_orchestrator_ros.stats import LogHistogram
 
 LATENCY_SERIES = ('queue_wait', 'preprocess', 'inference', 'end_to_end')
 

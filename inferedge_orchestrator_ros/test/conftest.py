@@ -34,7 +34,7 @@ def prototype_path():
 
 
 def two_tasks(detector_budget=80.0, **orchestrator):
-    """The prototype's phase3 overload scenario in the native format."""
+    """Return the prototype's phase3 overload scenario in the native format."""
     return {
         'orchestrator': dict({'pools': {'cpu': {'slots': 1}},
                               'shedding': {'backlog_threshold': 8}}, **orchestrator),

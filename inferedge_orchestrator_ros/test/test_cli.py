@@ -18,9 +18,8 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from inferedge_orchestrator_ros.cli import main
+import pytest
 
 
 def run_cli(*args):

@@ -16,9 +16,9 @@
 
 import json
 
+from inferedge_orchestrator_ros.config import ConfigError
+from inferedge_orchestrator_ros.config import load_config
 import pytest
-
-from inferedge_orchestrator_ros.config import ConfigError, load_config
 
 
 def base(**task):

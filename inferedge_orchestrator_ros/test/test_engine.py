@@ -17,14 +17,14 @@
 import threading
 import time
 
-import numpy as np
-import pytest
-
 from inferedge_orchestrator_ros import reasons
 from inferedge_orchestrator_ros.config import ConfigError
-from inferedge_orchestrator_ros.engine import Engine, WorkerLoadError
+from inferedge_orchestrator_ros.engine import Engine
+from inferedge_orchestrator_ros.engine import WorkerLoadError
 from inferedge_orchestrator_ros.telemetry import check_invariants
 from inferedge_orchestrator_ros.workers import Worker
+import numpy as np
+import pytest
 
 IMAGE = np.zeros((48, 64, 3), dtype=np.uint8)
 

@@ -16,11 +16,12 @@
 
 import math
 
+from inferedge_orchestrator_ros.queues import TaskQueue
+from inferedge_orchestrator_ros.stats import LatencyWindow
+from inferedge_orchestrator_ros.stats import LogHistogram
+from inferedge_orchestrator_ros.stats import percentile
 import numpy as np
 import pytest
-
-from inferedge_orchestrator_ros.queues import TaskQueue
-from inferedge_orchestrator_ros.stats import LatencyWindow, LogHistogram, percentile
 
 
 def entries(*deadlines):

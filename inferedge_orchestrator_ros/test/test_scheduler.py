@@ -15,8 +15,12 @@
 """Scheduling rules: priority, deadline, order, priority hold and rate floor."""
 
 from inferedge_orchestrator_ros.config import load_config
-from inferedge_orchestrator_ros.scheduler import hold_for, select_fifo, select_priority, TaskState
-from inferedge_orchestrator_ros.simulation import periodic_trace, Simulation
+from inferedge_orchestrator_ros.scheduler import hold_for
+from inferedge_orchestrator_ros.scheduler import select_fifo
+from inferedge_orchestrator_ros.scheduler import select_priority
+from inferedge_orchestrator_ros.scheduler import TaskState
+from inferedge_orchestrator_ros.simulation import periodic_trace
+from inferedge_orchestrator_ros.simulation import Simulation
 
 from .conftest import two_tasks
 

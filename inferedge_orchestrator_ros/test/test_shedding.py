@@ -14,7 +14,8 @@
 
 """Load shedding: risk, limits, floors, recovery, reset."""
 
-from inferedge_orchestrator_ros.config import load_config, SheddingConfig
+from inferedge_orchestrator_ros.config import load_config
+from inferedge_orchestrator_ros.config import SheddingConfig
 from inferedge_orchestrator_ros.decisions import DecisionLog
 from inferedge_orchestrator_ros.scheduler import TaskState
 from inferedge_orchestrator_ros.shedding import LoadShedder
@@ -23,7 +24,7 @@ from inferedge_orchestrator_ros.telemetry import RateMeter
 
 def setup(**low):
     config = load_config({'tasks': [{'name': 'high', 'priority': 10, 'latency_budget_ms': 100},
-                                    dict({'name': 'mid', 'priority': 5}),
+                                    {'name': 'mid', 'priority': 5},
                                     dict({'name': 'low', 'priority': 1}, **low)]})
     tasks = [TaskState(t, i, 10.0, 64) for i, t in enumerate(config.tasks)]
     log = DecisionLog(100)

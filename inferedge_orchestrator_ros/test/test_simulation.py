@@ -14,11 +14,14 @@
 
 """The engine under the virtual clock: acceptance scenarios, determinism, invariants."""
 
-from hypothesis import given, settings, strategies as st
-import pytest
-
-from inferedge_orchestrator_ros.simulation import compare_overload, periodic_trace, Simulation
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+from inferedge_orchestrator_ros.simulation import compare_overload
+from inferedge_orchestrator_ros.simulation import periodic_trace
+from inferedge_orchestrator_ros.simulation import Simulation
 from inferedge_orchestrator_ros.telemetry import check_invariants
+import pytest
 
 from .conftest import two_tasks
 

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Workers run one task's inference; the engine calls them from its slot threads.
+"""
+Workers run one task's inference; the engine calls them from its slot threads.
 
 The interface (docs/engine_api.md): load() once before the task takes frames (slow work: model
 loading, sessions, contexts), warmup(n), infer(frame) -> InferenceOutput, close(). Options are
@@ -23,9 +24,8 @@ from dataclasses import dataclass
 import importlib
 from typing import Any, Callable, Dict
 
-import numpy as np
-
 from inferedge_orchestrator_ros.config import ConfigError
+import numpy as np
 
 # kind -> 'module:Class'; modules import their runtimes lazily, in load().
 WORKER_KINDS = {

@@ -18,10 +18,10 @@ import itertools
 import threading
 import time
 
-import numpy as np
-
-from inferedge_orchestrator_ros.workers import InferenceOutput, Worker
+from inferedge_orchestrator_ros.workers import InferenceOutput
 from inferedge_orchestrator_ros.workers import options as opt
+from inferedge_orchestrator_ros.workers import Worker
+import numpy as np
 
 
 class DummyWorkerError(RuntimeError):
@@ -29,7 +29,8 @@ class DummyWorkerError(RuntimeError):
 
 
 class DummyWorker(Worker):
-    """Sleep latency_ms (fixed, or sampled from a distribution) and return the image shape.
+    """
+    Sleep latency_ms (fixed, or sampled from a distribution) and return the image shape.
 
     busy_wait spins instead of sleeping: it holds the GIL for the whole latency, as pure-Python
     preprocessing would, so other Python threads (the executor included) stall meanwhile.
