@@ -513,6 +513,11 @@ class Engine:
             if not queue_.entries or not task.drops_late:
                 continue
             predicted = task.predicted_s
+            if predicted >= task.budget_s:
+                # No frame could make its deadline by this prediction: dropping them all as
+                # predicted_late would starve the task and never refresh the prediction (a
+                # latch after a slow spell). Run them instead; drop only expired ones.
+                predicted = 0.0
             if now + predicted >= queue_.earliest_deadline:
                 for deadline, _ in queue_.remove_late(now + predicted):
                     reason = reasons.EXPIRED if deadline < now else reasons.PREDICTED_LATE
