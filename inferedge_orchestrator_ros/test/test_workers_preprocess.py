@@ -178,7 +178,7 @@ def test_constant_inputs_take_the_model_shape_and_dtype():
 def test_option_errors_name_the_field(worker):
     path = {OnnxWorker: 'model_path', TensorRTWorker: 'engine_path'}[worker]
     ok = worker.validate_options({path: 'm'}, 'w')
-    assert ok['warmup'] == 3 and ok['resize'] == 'stretch' and ok['extra_inputs'] == {}
+    assert ok['warmup'] == 3 and ok['resize'] == 'stretch' and ok['extra_inputs'] is None
     cases = [
         ({}, f"w: missing required key '{path}'"),
         ({path: 'm', 'resize': 'fit'}, 'w.resize: .fit. is not allowed; allowed: stretch'),

@@ -163,7 +163,7 @@ class OnnxWorker(Worker):
         """Pick the image input, build the preprocessor and the constant inputs."""
         options = self.options
         inputs = {meta.name: meta for meta in session.get_inputs()}
-        extra = options['extra_inputs']
+        extra = options['extra_inputs'] or {}
         for name in extra:
             if name not in inputs:
                 raise ValueError(f'extra_inputs: {name!r} is not an input of the model; '

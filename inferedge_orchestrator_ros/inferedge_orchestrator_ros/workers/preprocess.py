@@ -120,7 +120,7 @@ PREPROCESS_OPTIONS = {
     'input_size': ((), int_list(2)),
     'size_multiple': (1, opt.integer(1, 4096)),
     'pad_value': (0.0, opt.number(0.0, 65535.0)),
-    'extra_inputs': ({}, constants),
+    'extra_inputs': (None, constants),  # None: none (a ROS parameter cannot default to {})
     'outputs': ((), string_list),
 }
 

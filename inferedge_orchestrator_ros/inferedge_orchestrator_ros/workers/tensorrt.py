@@ -169,7 +169,7 @@ class TensorRTWorker(Worker):
             shape = tuple(int(d) for d in engine.get_tensor_shape(name))
             self.tensors[name] = _Tensor(name, is_input, dtype, shape)
         inputs = [t for t in self.tensors.values() if t.is_input]
-        extra = self.options['extra_inputs']
+        extra = self.options['extra_inputs'] or {}
         for name in extra:
             if name not in self.tensors or not self.tensors[name].is_input:
                 raise ValueError(f'extra_inputs: {name!r} is not an input of the engine; '
