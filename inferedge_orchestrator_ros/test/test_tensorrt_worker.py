@@ -208,6 +208,8 @@ class FakeTensorRT(types.ModuleType):
 
             def create_execution_context(self):
                 cuda.check_current()
+                if len(trt.contexts) >= self.spec.get('max_contexts', 64):
+                    return None  # what TensorRT returns when device memory runs out
                 context = ExecutionContext(self)
                 trt.contexts.append(context)
                 return context
@@ -432,6 +434,14 @@ def test_engine_errors_are_clear_and_release_the_context(fakes, tmp_path):
     assert cuda.context.detached and cuda.stack() == []
     with pytest.raises(RuntimeError, match='infer.. before load'):
         make_worker(engine_file(tmp_path, STATIC)).infer(frame(np.zeros((8, 8, 3), np.uint8)))
+
+
+def test_a_slot_that_cannot_get_a_context_fails_load_and_frees_the_others(fakes, tmp_path):
+    trt, cuda = fakes
+    with pytest.raises(RuntimeError, match='could not create an execution context'):
+        make_worker(engine_file(tmp_path, dict(STATIC, max_contexts=1)), slots=2).load()
+    assert len(cuda.allocations) == 2 and all(a.freed for a in cuda.allocations)
+    assert cuda.memory == {} and cuda.context.detached and cuda.stack() == []
 
 
 def test_close_frees_device_memory_with_the_context_current(fakes, tmp_path):

@@ -143,7 +143,10 @@ class TensorRTWorker(Worker):
                                    'deserialize it (built by another TensorRT version or for '
                                    'another GPU? rebuild it with trtexec on this device)')
             self._read_tensors()
-            self._states = [self._create_state(index) for index in range(self.slots)]
+            self._states = []
+            for index in range(self.slots):
+                self._states.append(_SlotState(index))  # released on failure, even half-made
+                self._create_state(self._states[-1])
             self._free = list(reversed(self._states))
         except BaseException:
             self._release()
@@ -216,9 +219,9 @@ class TensorRTWorker(Worker):
         return tuple(int(d) for d in self.engine.get_tensor_profile_shape(tensor.name,
                                                                           profile)[2])
 
-    def _create_state(self, index: int) -> _SlotState:
+    def _create_state(self, state: _SlotState) -> None:
         cuda = self.cuda
-        state = _SlotState(index)
+        index = state.index
         state.context = self.engine.create_execution_context()
         if state.context is None:
             raise RuntimeError('could not create an execution context (out of device memory?)')
@@ -252,7 +255,6 @@ class TensorRTWorker(Worker):
                 state.context.set_input_shape(name, value.shape)
                 state.shapes[name] = value.shape
         state.stream.synchronize()
-        return state
 
     def warmup(self, runs: int) -> None:
         """Run the whole path runs times on a synthetic image, on every slot's context."""
