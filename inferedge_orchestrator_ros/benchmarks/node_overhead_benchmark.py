@@ -35,30 +35,12 @@ Then it stops the launch with SIGINT and reports the exit code (0 expected).
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 
-import numpy as np
+from ros_launch import Launch, ros_environment, stamp_ns, summary
 
-CYCLONEDDS_URI = (
-    '<CycloneDDS><Domain><General><Interfaces><NetworkInterface name="lo"/></Interfaces>'
-    '<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto'
-    '</ParticipantIndex><MaxAutoParticipantIndex>64</MaxAutoParticipantIndex><Peers>'
-    '<Peer Address="127.0.0.1"/></Peers></Discovery></Domain></CycloneDDS>')
 TASKS = ('detector', 'classifier', 'ocr')
-
-
-def summary(values) -> dict:
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return {'count': 0}
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {'count': int(values.size), 'mean_ms': float(values.mean()), 'p50_ms': float(p50),
-            'p95_ms': float(p95), 'p99_ms': float(p99), 'max_ms': float(values.max())}
 
 
 def line(name: str, stats: dict) -> str:
@@ -77,20 +59,13 @@ def main(argv=None) -> int:
     parser.add_argument('--json', help='write the numbers there')
     args = parser.parse_args(argv)
 
-    env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain),
-               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
-               RMW_IMPLEMENTATION='rmw_cyclonedds_cpp', CYCLONEDDS_URI=CYCLONEDDS_URI)
-    os.environ.update(env)
+    env = ros_environment(args.domain)
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from inferedge_orchestrator_msgs.msg import InferenceResult
 
-    log = tempfile.NamedTemporaryFile('w+', prefix='node_overhead_launch_', suffix='.log',
-                                      delete=False)
-    launch = subprocess.Popen(['ros2', 'launch', 'inferedge_orchestrator_ros',
-                               'demo.launch.py'], env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    launch = Launch(env, 'demo.launch.py')
     rclpy.init(domain_id=args.domain)
     node = rclpy.create_node('node_overhead_benchmark')
     clock = node.get_clock()
@@ -103,8 +78,7 @@ def main(argv=None) -> int:
             first.append(receipt_ns)
         if receipt_ns - first[0] < args.warmup_s * 1e9 or msg.status != InferenceResult.OK:
             return
-        stamp_ns = msg.header.stamp.sec * 1000000000 + msg.header.stamp.nanosec
-        receipt_ms = (receipt_ns - stamp_ns) / 1e6
+        receipt_ms = (receipt_ns - stamp_ns(msg.header)) / 1e6
         accounted = msg.transport_ms + msg.queue_wait_ms + msg.preprocess_ms + msg.inference_ms
         rows.append((msg.task, msg.node_overhead_ms, receipt_ms - accounted, receipt_ms,
                      msg.end_to_end_ms))
@@ -113,31 +87,17 @@ def main(argv=None) -> int:
     for task in TASKS:
         node.create_subscription(InferenceResult, f'/inferedge_orchestrator/{task}/result',
                                  on_result, qos)
-    code = None
     try:
         end = time.monotonic() + args.timeout_s
-        while len(rows) < args.results and time.monotonic() < end:
+        while len(rows) < args.results and time.monotonic() < end and launch.running():
             rclpy.spin_once(node, timeout_sec=0.1)
-            if launch.poll() is not None:
-                break
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
-        if launch.poll() is None:
-            launch.send_signal(signal.SIGINT)  # launch forwards it to the nodes
-            try:
-                code = launch.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(launch.pid, signal.SIGKILL)
-                code = launch.wait()
-        else:
-            code = launch.returncode
-    log.seek(0)
-    launch_log = log.read()
-    log.close()
+        code = launch.stop()
     if len(rows) < args.results:
-        print(f'only {len(rows)} results; launch log: {log.name}', file=sys.stderr)
-        print(launch_log[-3000:], file=sys.stderr)
+        print(f'only {len(rows)} results; launch log: {launch.log.name}', file=sys.stderr)
+        print(launch.output()[-3000:], file=sys.stderr)
         return 1
 
     overhead = summary([r[1] for r in rows])
@@ -150,7 +110,7 @@ def main(argv=None) -> int:
         'cross_check_receipt_minus_stamp_minus_accounted': cross,
         'receipt_minus_stamp': receipt,
         'launch_exit_code': code,
-        'died': 'process has died' in launch_log,
+        'died': launch.died(),
     }
     counts = ', '.join(f'{task} {count}' for task, count in result['by_task'].items())
     print(f'{len(rows)} results over ROS 2 ({counts})')
@@ -159,13 +119,13 @@ def main(argv=None) -> int:
     print(line('receipt - stamp (end to end, subscriber)', receipt))
     print(f'node overhead p95 < 2 ms: {"yes" if overhead["p95_ms"] < 2.0 else "NO"}')
     print(f'launch exit code after SIGINT: {code}'
-          f'{" (a process died, see " + log.name + ")" if result["died"] else ""}')
+          f'{" (a process died, see " + launch.log.name + ")" if result["died"] else ""}')
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as stream:
             json.dump(result, stream, indent=2)
             stream.write('\n')
     if not result['died'] and code == 0:
-        os.unlink(log.name)
+        launch.discard_log()
     return 0 if code == 0 else 1
 
 

@@ -1,0 +1,92 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""What the ROS 2 benchmark scripts share: a launch in the background and percentiles."""
+
+import os
+import signal
+import subprocess
+import tempfile
+
+import numpy as np
+
+CYCLONEDDS_URI = (
+    '<CycloneDDS><Domain><General><Interfaces><NetworkInterface name="lo"/></Interfaces>'
+    '<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto'
+    '</ParticipantIndex><MaxAutoParticipantIndex>64</MaxAutoParticipantIndex><Peers>'
+    '<Peer Address="127.0.0.1"/></Peers></Discovery></Domain></CycloneDDS>')
+
+
+def ros_environment(domain_id: int) -> dict:
+    """Set (in this process) and return the loopback-only DDS environment of a benchmark."""
+    env = {'ROS_DOMAIN_ID': str(domain_id), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+           'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp', 'CYCLONEDDS_URI': CYCLONEDDS_URI}
+    os.environ.update(env)
+    return dict(os.environ)
+
+
+class Launch:
+    """`ros2 launch <package> <file> args...` in the background, stopped with SIGINT."""
+
+    def __init__(self, env: dict, launch_file: str, *arguments: str,
+                 package: str = 'inferedge_orchestrator_ros'):
+        self.log = tempfile.NamedTemporaryFile('w+', prefix='inferedge_launch_', suffix='.log',
+                                               delete=False)
+        # Popen (not a shell's &) keeps SIGINT's default handler, so launch can forward it.
+        self.process = subprocess.Popen(['ros2', 'launch', package, launch_file, *arguments],
+                                        env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        self.exit_code = None
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Send SIGINT (launch forwards it to the nodes); return the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.exit_code = self.process.returncode
+        return self.exit_code
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def died(self) -> bool:
+        """Whether a launched process exited with a non-zero code."""
+        return 'process has died' in self.output()
+
+    def discard_log(self) -> None:
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+def summary(values) -> dict:
+    """Count, mean, p50, p95, p99 and max of values in milliseconds."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return {'count': 0, 'mean_ms': None, 'p50_ms': None, 'p95_ms': None, 'p99_ms': None,
+                'max_ms': None}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {'count': int(values.size), 'mean_ms': float(values.mean()), 'p50_ms': float(p50),
+            'p95_ms': float(p95), 'p99_ms': float(p99), 'max_ms': float(values.max())}
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1000000000 + header.stamp.nanosec
