@@ -15,10 +15,11 @@
 """
 Launch test: inputs and health: QoS, compressed images and diagnostics.
 
-Three synthetic cameras: best effort (raw), reliable (raw) and reliable JPEG
-(sensor_msgs/CompressedImage). The orchestrator subscribes to each with matching QoS, and once
-more, reliable, to the best-effort camera: that input counts an incompatible-QoS event and
-receives nothing (its diagnostic turns ERROR once stale). A corrupt JPEG published by the test
+Four synthetic cameras: best effort (raw), reliable (raw), reliable JPEG
+(sensor_msgs/CompressedImage) and one at 10 fps offering a 40 ms deadline. The orchestrator
+subscribes to each with matching QoS (the last with a 40 ms deadline: misses are counted), and
+once more, reliable, to the best-effort camera: that input counts an incompatible-QoS event
+and receives nothing (its diagnostic turns ERROR once stale). A corrupt JPEG published by the test
 counts once on the input (decode_errors) and fails its task with reason decode_error. The
 task whose dummy worker fails every call reports ERROR on /diagnostics; a healthy one OK.
 """
@@ -62,7 +63,7 @@ def generate_test_description():
         name='inferedge_orchestrator', output='screen',
         parameters=[{
             'telemetry_period_s': 0.5,
-            'inputs': ['be', 'rel', 'jpeg', 'mismatch'],
+            'inputs': ['be', 'rel', 'jpeg', 'mismatch', 'paced'],
             'be.topic': f'{PREFIX}/be',
             'be.reliability': 'best_effort',
             'be.expected_rate_hz': 5.0,
@@ -76,6 +77,8 @@ def generate_test_description():
             'mismatch.topic': f'{PREFIX}/be',
             'mismatch.reliability': 'reliable',
             'mismatch.stale_after_s': 1.0,
+            'paced.topic': f'{PREFIX}/paced',
+            'paced.deadline_ms': 40.0,
             'tasks': ['on_be', 'on_rel', 'on_jpeg'],
             'on_be.input': 'be',
             'on_be.worker_options.latency_ms': 2.0,
@@ -89,6 +92,7 @@ def generate_test_description():
         [SetEnvironmentVariable(name, value) for name, value in env.items()] + [
             _camera('camera_be', topic=f'{PREFIX}/be', reliability='best_effort'),
             _camera('camera_rel', topic=f'{PREFIX}/rel', reliability='reliable', depth=5),
+            _camera('camera_paced', topic=f'{PREFIX}/paced', fps=10.0, deadline_ms=40.0),
             _camera('camera_jpeg', topic=f'{PREFIX}/jpeg', reliability='reliable', depth=5,
                     format='jpeg', fps=10.0),
             orchestrator, launch_testing.actions.ReadyToTest()]), {}
@@ -126,6 +130,14 @@ class TestInputs(unittest.TestCase):
             f'{NODE}/telemetry', timeout=30.0,
             predicate=lambda m: _by_name(m.inputs)['mismatch'].incompatible_qos > 0)
         self.assertEqual(_by_name(telemetry.inputs)['mismatch'].received, 0)
+
+    def test_deadline_misses_are_counted(self):
+        telemetry = self.listener.telemetry_after(
+            f'{NODE}/telemetry', timeout=30.0,
+            predicate=lambda m: _by_name(m.inputs)['paced'].deadline_missed > 0)
+        paced = _by_name(telemetry.inputs)['paced']
+        self.assertGreater(paced.received, 0)  # a 10 fps camera offering a 40 ms deadline
+        self.assertEqual(paced.incompatible_qos, 0)
 
     def test_compressed_input_with_a_corrupt_image(self):
         from rclpy.qos import QoSProfile, ReliabilityPolicy

@@ -344,3 +344,14 @@ def test_report_is_written_at_shutdown(make_node, tmp_path):
     assert report['invariant_violations'] == []
     assert report['final']['tasks']['detector']['executed'] == 1
     assert report['node']['tasks']['detector']['node_overhead']['count'] == 1
+
+
+@pytest.mark.parametrize('steps', [[], ['configure'], ['configure', 'activate']])
+def test_shutdown_from_any_state(make_node, steps):
+    node = make_node()
+    before = threading.active_count()
+    for step in steps:
+        assert getattr(node, f'trigger_{step}')() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+    assert node.finished and node._engine is None
+    assert threading.active_count() == before

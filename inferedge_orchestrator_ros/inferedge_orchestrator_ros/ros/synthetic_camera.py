@@ -26,6 +26,7 @@ from inferedge_orchestrator_ros.frame import CHANNELS
 from inferedge_orchestrator_ros.ros.images import PatternSource
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
@@ -57,10 +58,16 @@ class SyntheticCamera(Node):
                                     'sensor_msgs/CompressedImage', choices=FORMATS)
         self.count = self._declare('count', 0, 'stop after this many frames (0: never)',
                                    low=0, high=2 ** 31)
+        self.deadline_ms = float(self._declare(
+            'deadline_ms', 0.0, 'offered QoS deadline (0: none); a subscription that requests '
+            'a deadline needs a publisher that offers one at least as strict', low=0.0,
+            high=1e9, dynamic=True))
         self.source = PatternSource(self.width, self.height, self.encoding, self.pattern)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.depth,
                          reliability=(ReliabilityPolicy.RELIABLE if self.reliability ==
                                       'reliable' else ReliabilityPolicy.BEST_EFFORT))
+        if self.deadline_ms > 0:
+            qos.deadline = Duration(nanoseconds=int(self.deadline_ms * 1e6))
         self._encoded = []
         if self.format == 'raw':
             self.publisher = self.create_publisher(Image, self.topic, qos)
