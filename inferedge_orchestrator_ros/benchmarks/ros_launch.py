@@ -19,20 +19,13 @@ import signal
 import subprocess
 import tempfile
 
+from inferedge_orchestrator_ros.ros.environment import loopback_environment
 import numpy as np
-
-CYCLONEDDS_URI = (
-    '<CycloneDDS><Domain><General><Interfaces><NetworkInterface name="lo"/></Interfaces>'
-    '<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto'
-    '</ParticipantIndex><MaxAutoParticipantIndex>64</MaxAutoParticipantIndex><Peers>'
-    '<Peer Address="127.0.0.1"/></Peers></Discovery></Domain></CycloneDDS>')
 
 
 def ros_environment(domain_id: int) -> dict:
     """Set (in this process) and return the loopback-only DDS environment of a benchmark."""
-    env = {'ROS_DOMAIN_ID': str(domain_id), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
-           'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp', 'CYCLONEDDS_URI': CYCLONEDDS_URI}
-    os.environ.update(env)
+    os.environ.update(loopback_environment(domain_id))
     return dict(os.environ)
 
 

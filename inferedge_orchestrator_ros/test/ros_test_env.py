@@ -21,26 +21,16 @@ the loopback interface only, without multicast, on the test file's own ROS_DOMAI
 
 import os
 
-CYCLONEDDS_URI = (
-    '<CycloneDDS><Domain><General><Interfaces><NetworkInterface name="lo"/></Interfaces>'
-    '<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto'
-    '</ParticipantIndex><MaxAutoParticipantIndex>64</MaxAutoParticipantIndex><Peers>'
-    '<Peer Address="127.0.0.1"/></Peers></Discovery></Domain></CycloneDDS>')
-
-STATIC_ENV = {
-    'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
-    'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp',
-    'CYCLONEDDS_URI': CYCLONEDDS_URI,
-}
+from inferedge_orchestrator_ros.ros.environment import LOOPBACK_ENV, loopback_environment
 
 # The settings every test file shares go in at import, before rclpy loads a middleware.
-os.environ.update(STATIC_ENV)
+os.environ.update(LOOPBACK_ENV)
 os.environ.pop('ROS_LOCALHOST_ONLY', None)  # deprecated in Jazzy; the range above replaces it
 
 
 def ros_environment(domain_id: int) -> dict:
     """Set and return the environment of a test file's ROS processes (domain_id: 40..60)."""
-    env = dict(STATIC_ENV, ROS_DOMAIN_ID=str(domain_id))
+    env = loopback_environment(domain_id)
     os.environ.update(env)
     return env
 
