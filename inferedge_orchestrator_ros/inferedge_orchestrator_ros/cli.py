@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Command line: python -m inferedge_orchestrator_ros <command> (console script: inferedge).
+"""
+Command line: python -m inferedge_orchestrator_ros <command> (console script: inferedge).
 
 Commands: run (real time), report, compare-overload (virtual clock), from-inferedge.
 A broken config or bad argument prints one line and exits with code 2; a worker that fails to

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""A task config from an InferEdge result.json (the prototype's `from-inferedge`).
+"""
+A task config from an InferEdge result.json (the prototype's `from-inferedge`).
 
 The measured latency is the first numeric value found depth-first under the key
 expected_latency_ms anywhere in the result; if there is none, under mean_latency_ms, then
@@ -94,7 +95,8 @@ def build_config(result: Any, task_name: str, priority: int, target_fps: float,
                  engine_path: Optional[str] = None,
                  budget_multiplier: float = DEFAULT_MULTIPLIER,
                  input_name: str = 'camera') -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Return (a native config dict with one task, what was found) from an InferEdge result.
+    """
+    Return (a native config dict with one task, what was found) from an InferEdge result.
 
     The measured latency becomes the task's expected_latency_ms (the scheduler's prior) and,
     for the dummy worker, its latency_ms; target_fps becomes the input's rate_hz (the

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The real-time run: the engine fed in wall-clock time by synthetic sources or an image folder.
+"""
+The real-time run: the engine fed in wall-clock time by synthetic sources or an image folder.
 
 Every input of the config gets frames at its rate_hz: a moving synthetic pattern of its width,
 height and encoding, or the files of an image folder (JPEG/PNG bytes, decoded by the engine,
@@ -28,12 +29,11 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
-
 from inferedge_orchestrator_ros.config import InputConfig, load_config, OrchestratorConfig
 from inferedge_orchestrator_ros.engine import Engine, Result
 from inferedge_orchestrator_ros.frame import CHANNELS
 from inferedge_orchestrator_ros.stats import LogHistogram
+import numpy as np
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 RUN_SCHEMA = 'inferedge_orchestrator_ros/run/1'
@@ -138,7 +138,8 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
         tegrastats=None, on_result: Optional[Callable[[Result], None]] = None,
         drain_s: Optional[float] = None, stop_event: Optional[threading.Event] = None,
         worker_factory=None) -> Dict[str, Any]:
-    """Run config in real time for `seconds` or `frames` per input; return the report.
+    """
+    Run config in real time for `seconds` or `frames` per input; return the report.
 
     mode overrides orchestrator.mode (priority | fifo). tegrastats is a started
     TegrastatsMonitor (or None); its summary goes into the report. After the sources stop,
@@ -231,7 +232,8 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
 
 
 def _catch_sigint(stop: threading.Event):
-    """Make a first Ctrl-C set stop (a clean stop, never mid-submit); return (old handler,).
+    """
+    Make a first Ctrl-C set stop (a clean stop, never mid-submit); return (old handler,).
 
     A second Ctrl-C raises KeyboardInterrupt as usual. Only the main thread can do this;
     elsewhere nothing changes and None is returned.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Jetson telemetry from tegrastats lines: RAM, swap, CPU, GPU, temperatures and power rails.
+"""
+Jetson telemetry from tegrastats lines: RAM, swap, CPU, GPU, temperatures and power rails.
 
 parse_line() understands the formats of L4T 28 to 36 (JetPack 3 to 6), for example
 
@@ -49,7 +50,8 @@ _NOT_RAILS = ('RAM', 'SWAP', 'IRAM')
 
 
 def parse_line(line: str) -> Optional[Dict[str, Any]]:
-    """Parse one tegrastats line; None when it holds no RAM figure (not a tegrastats line).
+    """
+    Parse one tegrastats line; None when it holds no RAM figure (not a tegrastats line).
 
     Keys (absent when the line lacks the figure): ram_used_mb, ram_total_mb, lfb_blocks,
     lfb_block_mb, swap_used_mb, swap_total_mb, swap_cached_mb, iram_used_kb, iram_total_kb,
@@ -131,7 +133,8 @@ def read_log(path: str) -> Iterator[Dict[str, Any]]:
 
 
 class TegrastatsMonitor:
-    """Keep the latest tegrastats sample and bounded aggregates, from a file or a live process.
+    """
+    Keep the latest tegrastats sample and bounded aggregates, from a file or a live process.
 
     source: a log file path (read from the start, then followed while it grows, like tail -f)
     or 'live' (runs `tegrastats --interval interval_ms` from PATH). start() starts a daemon

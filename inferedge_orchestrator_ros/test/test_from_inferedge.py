@@ -16,12 +16,11 @@
 
 import json
 
-import pytest
-
 from inferedge_orchestrator_ros.cli import main
 from inferedge_orchestrator_ros.config import ConfigError, load_config
 from inferedge_orchestrator_ros.inferedge_import import (build_config, find_latency,
                                                          recommend_budget_ms)
+import pytest
 
 
 def test_the_prototype_sample_gives_64_ms(prototype_path, tmp_path, capsys):

@@ -22,14 +22,13 @@ import pytest
 onnx = pytest.importorskip('onnx')
 ort = pytest.importorskip('onnxruntime')
 
-from onnx import helper, TensorProto  # noqa: E402,I100,I202
-
-from inferedge_orchestrator_ros import reasons  # noqa: E402
+from inferedge_orchestrator_ros import reasons  # noqa: E402,I100
 from inferedge_orchestrator_ros.engine import Engine, WorkerLoadError  # noqa: E402
 from inferedge_orchestrator_ros.frame import Frame  # noqa: E402
 from inferedge_orchestrator_ros.telemetry import check_invariants  # noqa: E402
 from inferedge_orchestrator_ros.workers import preprocess  # noqa: E402
 from inferedge_orchestrator_ros.workers.onnx import OnnxWorker  # noqa: E402
+from onnx import helper, TensorProto  # noqa: E402
 
 OPSET = 13
 

@@ -22,12 +22,11 @@ import sys
 import threading
 import time
 
-import numpy as np
-import pytest
-
 from inferedge_orchestrator_ros import runner
 from inferedge_orchestrator_ros.cli import main
 from inferedge_orchestrator_ros.config import InputConfig
+import numpy as np
+import pytest
 
 ORIN = ('RAM 2448/7620MB (lfb 2x4MB) SWAP 0/3810MB (cached 0MB) CPU [12%@1510,8%@1510] '
         'EMC_FREQ 0% GR3D_FREQ 7% cpu@45.5C VDD_IN 4783mW/4783mW VDD_SOC 1435mW/1435mW')

@@ -19,9 +19,8 @@ import stat
 import sys
 import time
 
-import pytest
-
 from inferedge_orchestrator_ros.tegrastats import parse_line, read_log, TegrastatsMonitor
+import pytest
 
 ORIN = ('RAM 2448/7620MB (lfb 2x4MB) SWAP 0/3810MB (cached 0MB) '
         'CPU [12%@1510,8%@1510,off,3%@1510] EMC_FREQ 0% GR3D_FREQ 0% cpu@45.5C soc2@44.1C '

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The tensorrt worker's control flow, with fake tensorrt and pycuda modules.
+"""
+The tensorrt worker's control flow, with fake tensorrt and pycuda modules.
 
 Nothing here runs TensorRT or CUDA: the fakes check what the worker asks of them (one
 execution context and stream per slot, pinned buffers, the CUDA context pushed and popped on
@@ -24,15 +25,14 @@ import sys
 import threading
 import types
 
-import numpy as np
-import pytest
-
 from inferedge_orchestrator_ros import reasons
 from inferedge_orchestrator_ros.engine import Engine
 from inferedge_orchestrator_ros.frame import Frame
 from inferedge_orchestrator_ros.telemetry import check_invariants
 from inferedge_orchestrator_ros.workers.onnx import WorkerRuntimeMissing
 from inferedge_orchestrator_ros.workers.tensorrt import TensorRTWorker
+import numpy as np
+import pytest
 
 
 class FakeCuda(types.ModuleType):

@@ -17,12 +17,11 @@
 import threading
 import time
 
-import numpy as np
-
 from inferedge_orchestrator_ros import reasons
 from inferedge_orchestrator_ros.engine import Engine
 from inferedge_orchestrator_ros.telemetry import check_invariants
 from inferedge_orchestrator_ros.workers import InferenceOutput, Worker
+import numpy as np
 
 IMAGE = np.zeros((8, 8, 3), dtype=np.uint8)
 

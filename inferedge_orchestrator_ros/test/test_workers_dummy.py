@@ -17,13 +17,12 @@
 import threading
 import time
 
-import numpy as np
-import pytest
-
 from inferedge_orchestrator_ros.config import ConfigError
 from inferedge_orchestrator_ros.frame import Frame
 from inferedge_orchestrator_ros.workers import create_worker, worker_class, WORKER_KINDS
 from inferedge_orchestrator_ros.workers.dummy import DummyWorker, DummyWorkerError
+import numpy as np
+import pytest
 
 
 def dummy(**options):

@@ -17,13 +17,12 @@
 import threading
 import time
 
-import numpy as np
-import pytest
-
 from inferedge_orchestrator_ros import reasons
 from inferedge_orchestrator_ros.engine import Engine, WorkerLoadError
 from inferedge_orchestrator_ros.telemetry import check_invariants
 from inferedge_orchestrator_ros.workers import InferenceOutput, Worker
+import numpy as np
+import pytest
 
 IMAGE = np.zeros((8, 8, 3), dtype=np.uint8)
 

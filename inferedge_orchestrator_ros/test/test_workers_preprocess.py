@@ -18,9 +18,6 @@ import subprocess
 import sys
 import threading
 
-import numpy as np
-import pytest
-
 from inferedge_orchestrator_ros.config import ConfigError, load_config
 from inferedge_orchestrator_ros.workers import preprocess
 from inferedge_orchestrator_ros.workers.onnx import OnnxWorker
@@ -28,6 +25,8 @@ from inferedge_orchestrator_ros.workers.preprocess import (center_crop_box, cons
                                                            letterbox_geometry, Preprocessor,
                                                            resize)
 from inferedge_orchestrator_ros.workers.tensorrt import TensorRTWorker
+import numpy as np
+import pytest
 
 
 def options(**changes):

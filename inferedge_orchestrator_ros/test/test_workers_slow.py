@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""A worker slower than its task's whole budget keeps running: no predicted_late latch.
+"""
+A worker slower than its task's whole budget keeps running: no predicted_late latch.
 
 Seen with the real models on a loaded machine: once the detector's predicted service time
 (p95 of its recent service times) exceeded its budget, every frame was dropped as

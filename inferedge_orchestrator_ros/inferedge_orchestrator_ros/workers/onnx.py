@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The onnxruntime worker: one InferenceSession per task, created in load().
+"""
+The onnxruntime worker: one InferenceSession per task, created in load().
 
 The session is shared by the task's slots (InferenceSession.run is thread-safe and releases the
 GIL); each slot thread preprocesses into its own preallocated buffer. onnxruntime is imported
@@ -25,13 +26,12 @@ import statistics
 import time
 from typing import Any, Dict, List, Tuple
 
-import numpy as np
-
 from inferedge_orchestrator_ros.config import ConfigError
 from inferedge_orchestrator_ros.workers import InferenceOutput, REQUIRED, Worker
 from inferedge_orchestrator_ros.workers import options as opt
 from inferedge_orchestrator_ros.workers.preprocess import (constant_input, PREPROCESS_OPTIONS,
                                                            Preprocessor, synthetic_image)
+import numpy as np
 
 LOGGER = logging.getLogger('inferedge_orchestrator_ros')
 
@@ -87,7 +87,8 @@ def import_onnxruntime():
 
 
 class OnnxWorker(Worker):
-    """Run an ONNX model with onnxruntime on the frame's image (see docs/workers.md).
+    """
+    Run an ONNX model with onnxruntime on the frame's image (see docs/workers.md).
 
     slots x intra_op_threads should not exceed the CPU cores: more threads than cores make
     every session slower, and allow_spinning makes idle threads burn the cores that other

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Image preprocessing shared by the onnxruntime and tensorrt workers.
+"""
+Image preprocessing shared by the onnxruntime and tensorrt workers.
 
 From a frame's HxWxC image to one model input: resize (stretch | letterbox | center_crop; OpenCV
 when installed, else a numpy fallback), channel order (rgb | bgr | gray), layout (NCHW | NHWC),
@@ -26,10 +27,9 @@ import math
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
 from inferedge_orchestrator_ros.config import ConfigError
 from inferedge_orchestrator_ros.workers import options as opt
+import numpy as np
 
 RESIZE_MODES = ('stretch', 'letterbox', 'center_crop')
 CHANNEL_ORDERS = ('rgb', 'bgr', 'gray')
@@ -78,7 +78,8 @@ def string_list(where: str, value: Any) -> Tuple[str, ...]:
 
 
 def constants(where: str, value: Any) -> Dict[str, Any]:
-    """Check a mapping of input name -> constant (a number or a nested list of numbers).
+    """
+    Check a mapping of input name -> constant (a number or a nested list of numbers).
 
     A JSON string of that mapping is accepted too (ROS parameters cannot hold mappings).
     """
@@ -140,7 +141,8 @@ def opencv():
 
 def resize(image: np.ndarray, width: int, height: int, interpolation: str = 'linear',
            use_opencv: Optional[bool] = None) -> np.ndarray:
-    """Resize an HxWxC image to height x width.
+    """
+    Resize an HxWxC image to height x width.
 
     OpenCV does it when installed, else (or when use_opencv is False) numpy: bilinear with
     half-pixel centres, or nearest; area and cubic fall back to bilinear.
@@ -181,7 +183,8 @@ def _linear_taps(size: int, new_size: int):
 
 def letterbox_geometry(height: int, width: int, target_h: int, target_w: int
                        ) -> Tuple[float, int, int, int, int]:
-    """Return (scale, new_h, new_w, top, left) of a letterbox: the image scaled to fit, centred.
+    """
+    Return (scale, new_h, new_w, top, left) of a letterbox: the image scaled to fit, centred.
 
     A point (x, y) of the model input maps back to the image as ((x - left) / scale,
     (y - top) / scale).
@@ -194,7 +197,8 @@ def letterbox_geometry(height: int, width: int, target_h: int, target_w: int
 
 def center_crop_box(height: int, width: int, target_h: int, target_w: int
                     ) -> Tuple[int, int, int, int]:
-    """Return (top, left, crop_h, crop_w) of the region a center_crop keeps.
+    """
+    Return (top, left, crop_h, crop_w) of the region a center_crop keeps.
 
     It is the centred source region with the target's aspect ratio, resized afterwards to
     target_h x target_w.
@@ -213,7 +217,8 @@ def _dim(value: Any) -> Optional[int]:
 
 
 class Preprocessor:
-    """Turn images into one model input of a given (possibly dynamic) shape and dtype.
+    """
+    Turn images into one model input of a given (possibly dynamic) shape and dtype.
 
     shape: the model input's shape (4-D with a batch dimension, or 3-D without); ints for
     static dimensions, anything else (None, -1, a symbolic name) for a dynamic one.
@@ -289,7 +294,8 @@ class Preprocessor:
 
     def __call__(self, image: np.ndarray, encoding: str,
                  out: Optional[np.ndarray] = None) -> np.ndarray:
-        """Return the model input for image (HxWxC, or HxW) in encoding.
+        """
+        Return the model input for image (HxWxC, or HxW) in encoding.
 
         The result is written into `out` when given (its shape must be input_shape()), else
         into a buffer owned by the calling thread and reused by its next call.
@@ -389,7 +395,8 @@ def synthetic_image(height: int, width: int, channels: int = 3, seed: int = 0) -
 
 
 def constant_input(name: str, value: Any, shape: Sequence[Any], dtype: Any) -> np.ndarray:
-    """Return a config constant as an array of the model input's dtype and shape.
+    """
+    Return a config constant as an array of the model input's dtype and shape.
 
     A scalar or a flat list fills a static shape of the same size; otherwise the constant's own
     shape must match the static dimensions.

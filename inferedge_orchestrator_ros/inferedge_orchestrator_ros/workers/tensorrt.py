@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The tensorrt worker: a serialized engine run with TensorRT's name-based tensor API + pycuda.
+"""
+The tensorrt worker: a serialized engine run with TensorRT's name-based tensor API + pycuda.
 
 - The engine is deserialized once per task, in load().
 - One IExecutionContext per slot (contexts are not thread-safe), each with its own CUDA stream,
@@ -35,14 +36,13 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
-
 from inferedge_orchestrator_ros.workers import InferenceOutput, REQUIRED, Worker
 from inferedge_orchestrator_ros.workers import options as opt
 from inferedge_orchestrator_ros.workers.onnx import WorkerRuntimeMissing
 from inferedge_orchestrator_ros.workers.preprocess import (constant_input, PREPROCESS_OPTIONS,
                                                            Preprocessor, string_list,
                                                            synthetic_image)
+import numpy as np
 
 
 def import_runtime():
@@ -85,7 +85,8 @@ class _SlotState:
 
 
 class TensorRTWorker(Worker):
-    """Run a serialized TensorRT engine (.plan / .engine) on the frame's image.
+    """
+    Run a serialized TensorRT engine (.plan / .engine) on the frame's image.
 
     Unverified on hardware: see docs/workers.md.
     """
