@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Real-model benchmark (a script, not a test): three OCR models on one CPU slot.
+"""
+Real-model benchmark (a script, not a test): three OCR models on one CPU slot.
 
     pip install --no-deps rapidocr-onnxruntime   # only for its three .onnx models
     python3 benchmarks/rapidocr_benchmark.py [--seconds 60] [--fps 15] [--json OUT]
@@ -39,12 +40,11 @@ import platform
 import sys
 import time
 
-import numpy as np
-
 from inferedge_orchestrator_ros import runner
 from inferedge_orchestrator_ros.config import InputConfig
 from inferedge_orchestrator_ros.frame import Frame
 from inferedge_orchestrator_ros.workers.onnx import OnnxWorker
+import numpy as np
 
 MODELS = {
     'detector': ('ch_PP-OCRv4_det_infer.onnx', [480, 640], 100, 150.0),
@@ -81,7 +81,8 @@ def worker_options(folder: str, name: str) -> dict:
 
 def config(folder: str, fps: float, mode: str, queues=(1, 2, 2),
            p95_fraction: float = 0.0) -> dict:
-    """Return the three-task config.
+    """
+    Return the three-task config.
 
     queues: the queue sizes of detector, classifier and recognizer; p95_fraction: the
     shedding's p95_budget_fraction (0: the engine's default).
@@ -110,7 +111,8 @@ def percentiles(values_ms) -> dict:
 
 
 def idle(folder: str, interval_s: float = 0.0) -> dict:
-    """Measure each model alone: 3 warm-ups, then 30 timed runs on a 640x480 frame.
+    """
+    Measure each model alone: 3 warm-ups, then 30 timed runs on a 640x480 frame.
 
     interval_s > 0 starts the runs at that period (the camera's) instead of back to back: the
     CPU idles between them, as it does in a paced pipeline.
@@ -206,7 +208,7 @@ def print_run(result: dict) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--seconds', type=float, default=60.0, help='per mode (default 60)')
     parser.add_argument('--fps', type=float, default=15.0, help='camera rate (default 15)')
     parser.add_argument('--skip-fifo', action='store_true', help='orchestrator only')
