@@ -30,7 +30,7 @@ from inferedge_orchestrator_ros.config import ConfigError
 from inferedge_orchestrator_ros.workers import InferenceOutput, REQUIRED, Worker
 from inferedge_orchestrator_ros.workers import options as opt
 from inferedge_orchestrator_ros.workers.preprocess import (constant_input, PREPROCESS_OPTIONS,
-                                                           Preprocessor, synthetic_image)
+                                                           Preprocessor)
 import numpy as np
 
 LOGGER = logging.getLogger('inferedge_orchestrator_ros')
@@ -197,10 +197,7 @@ class OnnxWorker(Worker):
         """Run the whole path (preprocessing included) runs times on a synthetic image."""
         if self.session is None or runs <= 0:
             return
-        height, width = self.preprocess.warmup_size()
-        channels = 1 if self.options['channel_order'] == 'gray' else 3
-        image = synthetic_image(height, width, channels)
-        encoding = 'mono8' if channels == 1 else 'rgb8'
+        image, encoding = self.preprocess.warmup_image()
         self._warmup_times = []
         for _ in range(runs):
             output = self._run(image, encoding)

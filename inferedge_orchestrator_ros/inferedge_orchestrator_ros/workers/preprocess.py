@@ -290,6 +290,12 @@ class Preprocessor:
         return (fixed_h or (size[0] if size else default[0]),
                 fixed_w or (size[1] if size else default[1]))
 
+    def warmup_image(self) -> Tuple[np.ndarray, str]:
+        """Return (a synthetic image of warmup_size() in the model's channels, its encoding)."""
+        height, width = self.warmup_size()
+        image = synthetic_image(height, width, self.channels)
+        return image, ('mono8' if self.channels == 1 else 'rgb8')
+
     # -- conversion -------------------------------------------------------------------------
 
     def __call__(self, image: np.ndarray, encoding: str,

@@ -40,8 +40,7 @@ from inferedge_orchestrator_ros.workers import InferenceOutput, REQUIRED, Worker
 from inferedge_orchestrator_ros.workers import options as opt
 from inferedge_orchestrator_ros.workers.onnx import WorkerRuntimeMissing
 from inferedge_orchestrator_ros.workers.preprocess import (constant_input, PREPROCESS_OPTIONS,
-                                                           Preprocessor, string_list,
-                                                           synthetic_image)
+                                                           Preprocessor, string_list)
 import numpy as np
 
 
@@ -261,10 +260,7 @@ class TensorRTWorker(Worker):
         """Run the whole path runs times on a synthetic image, on every slot's context."""
         if self.engine is None or runs <= 0:
             return
-        height, width = self.preprocess.warmup_size()
-        channels = 1 if self.options['channel_order'] == 'gray' else 3
-        image = synthetic_image(height, width, channels)
-        encoding = 'mono8' if channels == 1 else 'rgb8'
+        image, encoding = self.preprocess.warmup_image()
         self._warmup_times = []
         for state in self._states:
             for _ in range(runs):
