@@ -241,7 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_from_inferedge(args: argparse.Namespace) -> int:
     """Write a one-task config whose budget comes from an InferEdge result."""
     from inferedge_orchestrator_ros import inferedge_import
-    result = inferedge_import.load_result(args.result)
+    result = _read_json(args.result)
     config, found = inferedge_import.build_config(
         result, task_name=args.task_name, priority=args.priority, target_fps=args.target_fps,
         model_path=args.model_path, queue_size=args.queue_size, drop_policy=args.drop_policy,

@@ -432,7 +432,7 @@ class Engine:
                 elif not fifo and not task.admit(now):
                     reason = reasons.RATE_LIMITED
                 else:
-                    deadline = now + task.config.latency_budget_ms * 0.001 - age_s
+                    deadline = now + task.budget_s - age_s
                     out = task.queue.push((deadline, frame))
                     depth = len(task.queue)
                     if depth > telemetry.max_queue_depth:
@@ -691,9 +691,9 @@ class Engine:
         if error is not None:
             reason = reasons.DECODE_ERROR if isinstance(error, DecodeError) \
                 else reasons.WORKER_ERROR
-            if reason == reasons.DECODE_ERROR and frame.decode_s >= 0.0:
+            if reason == reasons.DECODE_ERROR and not frame.decode_error_counted:
                 self._inputs[frame.input].decode_errors += 1
-                frame.decode_s = -1.0  # counted once per frame, whichever task saw it first
+                frame.decode_error_counted = True  # whichever task saw it first
             telemetry.fail(reason)
             result.status, result.reason = reasons.FAILED, reason
             result.detail = f'{type(error).__name__}: {error}'

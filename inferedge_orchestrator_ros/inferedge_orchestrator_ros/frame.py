@@ -40,7 +40,7 @@ class Frame:
     """
 
     __slots__ = ('input', 'seq', 'arrival', 'age', 'submitted', 'encoding', 'meta', 'decode_s',
-                 '_image', '_encoded', '_decode_lock', '_decode_error')
+                 'decode_error_counted', '_image', '_encoded', '_decode_lock', '_decode_error')
 
     def __init__(self, input_name: str, seq: int, arrival: float, age: float,
                  image: Optional[np.ndarray] = None, encoded: Optional[bytes] = None,
@@ -53,14 +53,11 @@ class Frame:
         self.encoding = encoding
         self.meta = meta
         self.decode_s = 0.0
+        self.decode_error_counted = False  # the engine counts a decode error once per frame
         self._image = image
         self._encoded = encoded
         self._decode_lock = threading.Lock() if encoded is not None else None
         self._decode_error: Optional[str] = None
-
-    @property
-    def is_encoded(self) -> bool:
-        return self._encoded is not None
 
     @property
     def image(self) -> np.ndarray:

@@ -22,7 +22,6 @@ p95_latency_ms, then latency_ms. The budget is ceil(max(latency x multiplier, 1)
 with one task on one input; see docs/workers.md.
 """
 
-import json
 import math
 from typing import Any, Dict, Optional, Tuple
 
@@ -135,14 +134,3 @@ def build_config(result: Any, task_name: str, priority: int, target_fps: float,
     }
     load_config(config)  # raises ConfigError naming the field
     return config, {'key': key, 'latency_ms': latency, 'latency_budget_ms': budget}
-
-
-def load_result(path: str) -> Any:
-    """Read an InferEdge result.json; ConfigError when it cannot be read or parsed."""
-    try:
-        with open(path, 'r', encoding='utf-8') as stream:
-            return json.load(stream)
-    except OSError as error:
-        raise ConfigError(f'{path}: cannot read: {error.strerror}') from None
-    except ValueError as error:
-        raise ConfigError(f'{path}: not valid JSON: {error}') from None

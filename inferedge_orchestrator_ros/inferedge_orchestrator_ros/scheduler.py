@@ -69,7 +69,7 @@ class TaskState:
 
     @property
     def budget_s(self) -> float:
-        return self.config.latency_budget_ms / 1000.0
+        return self.config.budget_s
 
     @property
     def drops_late(self) -> bool:

@@ -100,10 +100,6 @@ class TaskTelemetry:
         self.failed[reason] = self.failed.get(reason, 0) + 1
         self.failed_total += 1
 
-    def record(self, now: float, series: str, value_s: float) -> None:
-        self.windows[series].add(now, value_s)
-        self.histograms[series].add(value_s)
-
     def record_job(self, now: float, queue_wait: float, preprocess: float, inference: float,
                    end_to_end: float) -> None:
         """Record the four latency series of one executed job (the per-job hot path)."""

@@ -78,6 +78,13 @@ class FrameMeta:
         self.transport_s = transport_s
 
 
+def stamp_age(clock, header) -> Optional[float]:
+    """Return now - header.stamp by the node clock (s); None for a zero stamp."""
+    stamp = header.stamp
+    stamp_ns = stamp.sec * 1000000000 + stamp.nanosec
+    return (clock.now().nanoseconds - stamp_ns) * 1e-9 if stamp_ns else None
+
+
 class NodeLatency:
     """Transport and node overhead per task: live windows and whole-run histograms."""
 
@@ -559,9 +566,7 @@ class OrchestratorNode(LifecycleNode):
         def on_image(msg: Image) -> None:
             entry = monotonic()
             item.last_message = entry
-            stamp = msg.header.stamp
-            stamp_ns = stamp.sec * 1000000000 + stamp.nanosec
-            age = (clock.now().nanoseconds - stamp_ns) * 1e-9 if stamp_ns else None
+            age = stamp_age(clock, msg.header)
             image, reason = image_to_array(msg.encoding, msg.height, msg.width, msg.step,
                                            msg.is_bigendian, msg.data, max_pixels)
             if reason:
@@ -585,9 +590,7 @@ class OrchestratorNode(LifecycleNode):
         def on_compressed(msg: CompressedImage) -> None:
             entry = monotonic()
             item.last_message = entry
-            stamp = msg.header.stamp
-            stamp_ns = stamp.sec * 1000000000 + stamp.nanosec
-            age = (clock.now().nanoseconds - stamp_ns) * 1e-9 if stamp_ns else None
+            age = stamp_age(clock, msg.header)
             meta = FrameMeta(msg.header, entry, age)
             submission = engine.submit(name, memoryview(msg.data), age, None, meta)
             meta.submitted = monotonic()

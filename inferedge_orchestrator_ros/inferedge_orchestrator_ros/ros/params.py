@@ -198,8 +198,6 @@ POOL_PARAMS = (
 GLOBAL = {p.name: p for p in GLOBAL_PARAMS}
 INPUT = {p.name: p for p in INPUT_PARAMS}
 TASK = {p.name: p for p in TASK_PARAMS}
-POOL = {p.name: p for p in POOL_PARAMS}
-LIVE_TASK_KEYS = tuple(p.name for p in TASK_PARAMS if p.live)
 RESERVED_NAMES = {'shedding', 'telemetry', 'diagnostic_updater', 'qos_overrides', 'use_sim_time',
                   'start_type_description_service'} | {p.name for p in GLOBAL_PARAMS}
 WORKER_OPTIONS = 'worker_options'
