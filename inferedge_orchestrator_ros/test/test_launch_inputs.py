@@ -87,6 +87,9 @@ def generate_test_description():
             'on_rel.worker_options.fail_every': 1,
             'on_jpeg.input': 'jpeg',
             'on_jpeg.worker_options.latency_ms': 2.0,
+            # The corrupt image must reach a worker even when delivery is slow: a budget that no
+            # delivery delay exceeds keeps it from expiring before it is decoded.
+            'on_jpeg.latency_budget_ms': 5000.0,
         }])
     return LaunchDescription(
         [SetEnvironmentVariable(name, value) for name, value in env.items()] + [
