@@ -52,7 +52,7 @@ class DecisionLog:
         self._pending_drops: Dict[Tuple[str, str], int] = {}
         self._seq = 0
         self.total = 0
-        self.by_event: Dict[str, int] = {event: 0 for event in reasons.EVENTS}
+        self.by_event: Dict[str, int] = dict.fromkeys(reasons.EVENTS, 0)
         self._outbox: List[Decision] = []
         self._lock = threading.Lock()  # the ring is read from other threads than the engine's
 

@@ -148,6 +148,8 @@ class _Job:
 
 
 class _Pool:
+    """One pool: its slots, the free ones, and the tasks it serves (priority-sorted)."""
+
     def __init__(self, name: str, slots: int):
         self.name = name
         self.slots: List[_Slot] = []

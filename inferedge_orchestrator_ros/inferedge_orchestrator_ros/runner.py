@@ -160,8 +160,8 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
     engine = Engine(base, on_result=first, worker_factory=worker_factory)
     sources = {name: (ImageFolderSource(images) if images else SyntheticSource(inp))
                for name, inp in base.inputs.items()}
-    submitted = {name: 0 for name in sources}
-    skipped = {name: 0 for name in sources}
+    submitted = dict.fromkeys(sources, 0)
+    skipped = dict.fromkeys(sources, 0)
     periods = {name: 1.0 / base.inputs[name].rate_hz for name in sources}
     interrupted = False
     load_start = time.monotonic()

@@ -12,23 +12,62 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Shared fixtures of the core test suite (no ROS)."""
+"""
+Shared fixtures, and the collection of ROS test modules where ROS 2 is not found.
 
+A test module that imports ROS at its top (rclpy, launch, launch_testing, ament linters) is a
+ROS test module. Where ROS 2 cannot be imported, each one is reported as skipped with the
+reason, without importing it. No test module skips itself at import: launch_testing's pytest
+plugin imports every module of the package at collection, so one module-level skip would skip
+the whole ROS suite (test_test_modules.py checks this rule).
+"""
+
+import ast
 import os
 
 import pytest
 
-REFERENCE = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'shared', 'reference',
-                         'prototype')
+from .module_rules import ROS_TOP_LEVEL_MODULES, top_level_imports
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'examples')
+ROS_NOT_FOUND = 'ROS 2 not found (source /opt/ros/jazzy/setup.bash)'
+
+
+def _ros_import_error():
+    try:
+        import rclpy  # noqa: F401
+        import launch_testing  # noqa: F401
+    except ImportError as error:
+        return error
+    return None
+
+
+ROS_IMPORT_ERROR = _ros_import_error()
+
+
+class _RosModuleWithoutRos(pytest.Module):
+    """A ROS test module where ROS 2 is missing: reported as skipped, never imported."""
+
+    def collect(self):
+        pytest.skip(f'{self.path.name}: {ROS_NOT_FOUND}: {ROS_IMPORT_ERROR}')
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    if ROS_IMPORT_ERROR is None:
+        return None
+    with open(module_path, encoding='utf-8') as stream:
+        tree = ast.parse(stream.read(), str(module_path))
+    if top_level_imports(tree) & ROS_TOP_LEVEL_MODULES:
+        return _RosModuleWithoutRos.from_parent(parent, path=module_path)
+    return None
 
 
 @pytest.fixture
-def prototype_path():
-    """Return a function giving the path of a prototype reference file (skip when absent)."""
-    def path(name):
-        full = os.path.abspath(os.path.join(REFERENCE, name))
-        if not os.path.exists(full):
-            pytest.skip(f'the prototype reference file {name} is not beside the repository')
+def example_path():
+    """Return a function giving the path of a file under the package's examples/ folder."""
+    def path(*parts):
+        full = os.path.abspath(os.path.join(EXAMPLES, *parts))
+        assert os.path.exists(full), f'{full} is missing from the repository'
         return full
     return path
 

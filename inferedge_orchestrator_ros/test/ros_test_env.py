@@ -48,4 +48,3 @@ def package_available(name: str = 'inferedge_orchestrator_ros') -> bool:
 
 NOT_BUILT = ('inferedge_orchestrator_ros or inferedge_orchestrator_msgs is not built and '
              'sourced: run colcon build and source install/setup.bash')
-ROS_NOT_FOUND = 'ROS 2 not found (source /opt/ros/jazzy/setup.bash)'

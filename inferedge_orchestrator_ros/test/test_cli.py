@@ -27,9 +27,10 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=120)
 
 
-def test_compare_overload_writes_json_and_table(tmp_path, prototype_path, capsys):
+def test_compare_overload_writes_json_and_table(tmp_path, example_path, capsys):
     output = tmp_path / 'out.json'
-    assert main(['compare-overload', '--config', prototype_path('phase3_overload.json'),
+    assert main(['compare-overload', '--config',
+                 example_path('prototype', 'phase3_overload.json'),
                  '--frames', '50', '--output', str(output)]) == 0
     table = capsys.readouterr().out
     assert 'fifo' in table and 'priority' in table and 'detector' in table
@@ -42,10 +43,11 @@ def test_compare_overload_writes_json_and_table(tmp_path, prototype_path, capsys
             assert {'p50_ms', 'p95_ms', 'p99_ms', 'max_ms'} <= set(task)
 
 
-def test_compare_overload_plot(tmp_path, prototype_path):
+def test_compare_overload_plot(tmp_path, example_path):
     pytest.importorskip('matplotlib', reason='matplotlib is not installed')
     plot = tmp_path / 'cdf.png'
-    assert main(['compare-overload', '--config', prototype_path('phase3_overload.json'),
+    assert main(['compare-overload', '--config',
+                 example_path('prototype', 'phase3_overload.json'),
                  '--frames', '20', '--output', str(tmp_path / 'o.json'),
                  '--plot', str(plot)]) == 0
     assert plot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
@@ -68,7 +70,8 @@ def test_broken_config_gives_one_line_and_exit_code(tmp_path, content, message):
     assert 'Traceback' not in done.stderr
 
 
-def test_bad_arguments(tmp_path, prototype_path):
-    done = run_cli('compare-overload', '--config', prototype_path('phase3_overload.json'),
+def test_bad_arguments(tmp_path, example_path):
+    done = run_cli('compare-overload', '--config',
+                   example_path('prototype', 'phase3_overload.json'),
                    '--frames', '0', '--output', str(tmp_path / 'o.json'))
     assert done.returncode == 2 and 'frames' in done.stderr and 'Traceback' not in done.stderr

@@ -118,8 +118,8 @@ def test_round_trip(tmp_path):
     assert again.to_dict() == config.to_dict()
 
 
-def test_prototype_import(prototype_path):
-    config = load_config(prototype_path('phase3_overload.json'))
+def test_prototype_import(example_path):
+    config = load_config(example_path('prototype', 'phase3_overload.json'))
     assert config.name == 'phase3_overload'
     assert config.shedding.backlog_threshold == 8
     assert [t.name for t in config.tasks] == ['detector', 'classifier']

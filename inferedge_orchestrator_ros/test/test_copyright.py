@@ -23,17 +23,11 @@ ament_copyright identify the license text that follows it (Apache-2.0).
 
 import os
 
+from ament_copyright import SOURCE_FILETYPE
+from ament_copyright.crawler import get_files
+from ament_copyright.parser import (get_comment_block, scan_past_coding_and_shebang_lines,
+                                    scan_past_empty_lines, SourceDescriptor)
 import pytest
-
-from .ros_test_env import ROS_NOT_FOUND
-
-try:
-    from ament_copyright import SOURCE_FILETYPE
-    from ament_copyright.crawler import get_files
-    from ament_copyright.parser import (get_comment_block, scan_past_coding_and_shebang_lines,
-                                        scan_past_empty_lines, SourceDescriptor)
-except ImportError as error:
-    pytest.skip(f'{ROS_NOT_FOUND}: {error}', allow_module_level=True)
 
 PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 NOTICE = 'Copyright The inferedge_orchestrator_ros Authors'

@@ -175,6 +175,7 @@ def test_worker_errors_fail_the_frame_and_the_engine_goes_on(engine_factory):
 
 def test_load_error_names_the_task():
     class Broken(Worker):
+
         def load(self):
             raise FileNotFoundError('model.onnx')
 

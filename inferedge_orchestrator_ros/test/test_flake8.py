@@ -14,14 +14,8 @@
 
 import os
 
+from ament_flake8.main import main_with_errors
 import pytest
-
-from .ros_test_env import ROS_NOT_FOUND
-
-try:
-    from ament_flake8.main import main_with_errors
-except ImportError as error:
-    pytest.skip(f'{ROS_NOT_FOUND}: {error}', allow_module_level=True)
 
 PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 

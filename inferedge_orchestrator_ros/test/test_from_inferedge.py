@@ -23,9 +23,10 @@ from inferedge_orchestrator_ros.inferedge_import import (build_config, find_late
 import pytest
 
 
-def test_the_prototype_sample_gives_64_ms(prototype_path, tmp_path, capsys):
+def test_the_prototype_sample_gives_64_ms(example_path, tmp_path, capsys):
     output = tmp_path / 'from_inferedge.json'
-    assert main(['from-inferedge', '--result', prototype_path('inferedge_result_sample.json'),
+    assert main(['from-inferedge', '--result',
+                 example_path('prototype', 'inferedge_result.json'),
                  '--output', str(output), '--task-name', 'detector',
                  '--model-path', 'models/detector.onnx', '--priority', '100',
                  '--target-fps', '15', '--queue-size', '4']) == 0

@@ -26,20 +26,16 @@ import os
 import unittest
 
 from inferedge_orchestrator_ros import reasons
+from launch import LaunchDescription
+from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+import launch_testing
+import launch_testing.actions
+import launch_testing.asserts
+from launch_testing_ros import WaitForTopics
 import pytest
 
-from .ros_test_env import NOT_BUILT, package_available, ros_environment, ROS_NOT_FOUND
-
-try:
-    from launch import LaunchDescription
-    from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable
-    from launch.launch_description_sources import PythonLaunchDescriptionSource
-    import launch_testing
-    import launch_testing.actions
-    import launch_testing.asserts
-    from launch_testing_ros import WaitForTopics
-except ImportError as error:
-    pytest.skip(f'{ROS_NOT_FOUND}: {error}', allow_module_level=True)
+from .ros_test_env import NOT_BUILT, package_available, ros_environment
 
 BUILT = package_available()
 DOMAIN_ID = 41

@@ -25,19 +25,15 @@ import array
 import unittest
 
 from inferedge_orchestrator_ros import reasons
+from launch import LaunchDescription
+from launch.actions import SetEnvironmentVariable
+from launch_ros.actions import Node
+import launch_testing
+import launch_testing.actions
+import launch_testing.asserts
 import pytest
 
-from .ros_test_env import NOT_BUILT, package_available, ros_environment, ROS_NOT_FOUND
-
-try:
-    from launch import LaunchDescription
-    from launch.actions import SetEnvironmentVariable
-    from launch_ros.actions import Node
-    import launch_testing
-    import launch_testing.actions
-    import launch_testing.asserts
-except ImportError as error:
-    pytest.skip(f'{ROS_NOT_FOUND}: {error}', allow_module_level=True)
+from .ros_test_env import NOT_BUILT, package_available, ros_environment
 
 BUILT = package_available()
 DOMAIN_ID = 43

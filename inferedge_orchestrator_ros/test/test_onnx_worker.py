@@ -16,66 +16,23 @@
 
 import threading
 
+from inferedge_orchestrator_ros import reasons
+from inferedge_orchestrator_ros.engine import Engine, WorkerLoadError
+from inferedge_orchestrator_ros.frame import Frame
+from inferedge_orchestrator_ros.telemetry import check_invariants
+from inferedge_orchestrator_ros.workers import preprocess
+from inferedge_orchestrator_ros.workers.onnx import OnnxWorker
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip('onnx')
-ort = pytest.importorskip('onnxruntime')
-
-from inferedge_orchestrator_ros import reasons  # noqa: E402,I100
-from inferedge_orchestrator_ros.engine import Engine, WorkerLoadError  # noqa: E402
-from inferedge_orchestrator_ros.frame import Frame  # noqa: E402
-from inferedge_orchestrator_ros.telemetry import check_invariants  # noqa: E402
-from inferedge_orchestrator_ros.workers import preprocess  # noqa: E402
-from inferedge_orchestrator_ros.workers.onnx import OnnxWorker  # noqa: E402
-from onnx import helper, TensorProto  # noqa: E402
-
-OPSET = 13
+from .onnx_models import (channel_sum_model, identity_model, raising_model, require_onnx,
+                          two_input_model)
 
 
-def save_model(path, nodes, inputs, outputs, initializers=()):
-    graph = helper.make_graph(nodes, 'test', inputs, outputs, list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', OPSET)])
-    model.ir_version = 8  # readable by every onnxruntime this package supports
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return str(path)
-
-
-def tensor(name, shape, elem=TensorProto.FLOAT):
-    return helper.make_tensor_value_info(name, elem, shape)
-
-
-def identity_model(tmp_path, shape, name='identity.onnx'):
-    """Build y = x, for any input shape (static or symbolic)."""
-    return save_model(tmp_path / name, [helper.make_node('Identity', ['x'], ['y'])],
-                      [tensor('x', shape)], [tensor('y', shape)])
-
-
-def channel_sum_model(tmp_path):
-    """Build y = sum of x over channels (NCHW, dynamic H and W)."""
-    node = helper.make_node('ReduceSum', ['x', 'axes'], ['y'], keepdims=1)
-    axes = helper.make_tensor('axes', TensorProto.INT64, [1], [1])
-    return save_model(tmp_path / 'sum.onnx', [node], [tensor('x', [1, 3, 'h', 'w'])],
-                      [tensor('y', [1, 1, 'h', 'w'])], [axes])
-
-
-def two_input_model(tmp_path):
-    """Build y = x * gain + bias: gain (per channel) and bias are constant inputs."""
-    nodes = [helper.make_node('Mul', ['x', 'gain'], ['scaled']),
-             helper.make_node('Add', ['scaled', 'bias'], ['y']),
-             helper.make_node('Shape', ['x'], ['size'])]
-    return save_model(tmp_path / 'two.onnx', nodes,
-                      [tensor('x', [1, 3, 4, 4]), tensor('gain', [1, 3, 1, 1]),
-                       tensor('bias', [1])],
-                      [tensor('y', [1, 3, 4, 4]), tensor('size', [4], TensorProto.INT64)])
-
-
-def raising_model(tmp_path):
-    """Build y = x + a 5x5 constant: it fails at run time for other image sizes."""
-    const = helper.make_tensor('c', TensorProto.FLOAT, [1, 3, 5, 5], [0.0] * 75)
-    return save_model(tmp_path / 'raises.onnx', [helper.make_node('Add', ['x', 'c'], ['y'])],
-                      [tensor('x', [1, 3, 'h', 'w'])], [tensor('y', [1, 3, 'h', 'w'])], [const])
+@pytest.fixture(autouse=True)
+def ort():
+    """Skip each test of this module by name when onnx or onnxruntime is missing."""
+    return require_onnx()
 
 
 def make_worker(model_path, slots=1, **options):
@@ -144,11 +101,12 @@ def test_multi_input_model_without_its_constants_fails_to_load(tmp_path):
         make_worker(path, input='bias', extra_inputs={'gain': 1.0}).load()
 
 
-def test_load_creates_the_session_and_infer_never_does(tmp_path, monkeypatch):
+def test_load_creates_the_session_and_infer_never_does(tmp_path, monkeypatch, ort):
     created, runs = [], []
     real = ort.InferenceSession
 
     class Counting(real):
+
         def __init__(self, *args, **kwargs):
             created.append(kwargs.get('providers'))
             super().__init__(*args, **kwargs)
@@ -169,7 +127,7 @@ def test_load_creates_the_session_and_infer_never_does(tmp_path, monkeypatch):
     assert len(created) == 1 and len(runs) == 7
 
 
-def test_session_options_follow_the_config(tmp_path, monkeypatch):
+def test_session_options_follow_the_config(tmp_path, monkeypatch, ort):
     seen = {}
     real = ort.InferenceSession
 
@@ -187,7 +145,7 @@ def test_session_options_follow_the_config(tmp_path, monkeypatch):
                     'level': ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
 
 
-def test_missing_provider_or_model_is_a_clear_error(tmp_path):
+def test_missing_provider_or_model_is_a_clear_error(tmp_path, ort):
     path = identity_model(tmp_path, [1, 3, 4, 4])
     if 'CUDAExecutionProvider' not in ort.get_available_providers():
         with pytest.raises(RuntimeError, match='CUDAExecutionProvider not available .* '

@@ -14,14 +14,8 @@
 
 import os
 
+from ament_pep257.main import main
 import pytest
-
-from .ros_test_env import ROS_NOT_FOUND
-
-try:
-    from ament_pep257.main import main
-except ImportError as error:
-    pytest.skip(f'{ROS_NOT_FOUND}: {error}', allow_module_level=True)
 
 PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 

@@ -24,22 +24,18 @@ import json
 import threading
 import time
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from inferedge_orchestrator_ros import reasons
 from inferedge_orchestrator_ros.telemetry import check_invariants, LATENCY_SERIES
 import numpy as np
 import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image
 
-from .ros_test_env import NOT_BUILT, package_available, ros_environment, ROS_NOT_FOUND
-
-try:
-    from diagnostic_msgs.msg import DiagnosticStatus
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.lifecycle import TransitionCallbackReturn
-    from rclpy.parameter import Parameter
-    from sensor_msgs.msg import CompressedImage, Image
-except ImportError as error:
-    pytest.skip(f'{ROS_NOT_FOUND}: {error}', allow_module_level=True)
+from .ros_test_env import NOT_BUILT, package_available, ros_environment
 
 BUILT = package_available()
 if BUILT:

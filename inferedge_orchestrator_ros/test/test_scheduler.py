@@ -26,6 +26,7 @@ from .conftest import two_tasks
 
 
 class FakeFrame:
+
     def __init__(self, seq):
         self.seq = seq
 

@@ -26,8 +26,8 @@ import pytest
 from .conftest import two_tasks
 
 
-def test_phase3_overload_acceptance(prototype_path):
-    result = compare_overload(prototype_path('phase3_overload.json'), 200)
+def test_phase3_overload_acceptance(example_path):
+    result = compare_overload(example_path('prototype', 'phase3_overload.json'), 200)
     orchestrated = result['modes']['priority']['tasks']
     fifo = result['modes']['fifo']['tasks']
     detector = orchestrated['detector']

@@ -52,6 +52,7 @@ class FakeCuda(types.ModuleType):
         fake = self
 
         class Context:
+
             def __init__(self):
                 self.detached = False
 
@@ -68,6 +69,7 @@ class FakeCuda(types.ModuleType):
                 self.detached = True
 
         class Device:
+
             def __init__(self, index):
                 self.index = index
                 fake.device_index = index
@@ -77,6 +79,7 @@ class FakeCuda(types.ModuleType):
                 return fake.context
 
         class Stream:
+
             def __init__(self):
                 self.handle = 1000 + len(fake.streams)
                 self.synchronized = 0
@@ -87,6 +90,7 @@ class FakeCuda(types.ModuleType):
                 self.synchronized += 1
 
         class Allocation:
+
             def __init__(self, nbytes):
                 with fake.lock:
                     self.pointer = fake.next_pointer
@@ -173,6 +177,7 @@ class FakeTensorRT(types.ModuleType):
             OUTPUT = 'output'
 
         class Runtime:
+
             def __init__(self, logger):
                 self.logger = logger
 
@@ -182,6 +187,7 @@ class FakeTensorRT(types.ModuleType):
                 return None if spec.get('corrupt') else Engine(spec)
 
         class Engine:
+
             def __init__(self, spec):
                 self.spec = spec
                 self.names = list(spec['inputs']) + list(spec['outputs'])
@@ -215,6 +221,7 @@ class FakeTensorRT(types.ModuleType):
                 return context
 
         class ExecutionContext:
+
             def __init__(self, engine):
                 self.engine = engine
                 self.addresses = {}

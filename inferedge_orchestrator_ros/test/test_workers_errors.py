@@ -138,6 +138,7 @@ def test_undecodable_bytes_fail_with_decode_error():
 
 def test_failures_on_several_slots_at_once():
     class AlwaysFails(Worker):
+
         def infer(self, frame):
             time.sleep(0.01)
             raise ValueError('bad tensor')
@@ -169,6 +170,7 @@ def test_a_broken_result_callback_does_not_stop_the_slot():
 
 
 class BrokenLoad(Worker):
+
     def __init__(self, stage):
         super().__init__('detector', {}, 1)
         self.stage = stage
@@ -206,6 +208,7 @@ def test_a_worker_that_cannot_load_is_a_worker_load_error_naming_the_task(stage,
 
 def test_a_worker_whose_close_raises_does_not_stop_close():
     class BadClose(Worker):
+
         def infer(self, frame):
             return InferenceOutput({})
 

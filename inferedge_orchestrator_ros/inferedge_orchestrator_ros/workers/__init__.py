@@ -99,6 +99,8 @@ class Worker:
 
 
 class _Required:
+    """Marks an option without a default."""
+
     def __repr__(self):
         return 'REQUIRED'
 

@@ -148,7 +148,7 @@ class TensorRTWorker(Worker):
                 self._states.append(_SlotState(index))  # released on failure, even half-made
                 self._create_state(self._states[-1])
             self._free = list(reversed(self._states))
-        except BaseException:
+        except BaseException:  # noqa: B902 - release whatever failed, then re-raise it
             self._release()
             self.cuda_context.pop()
             self.cuda_context.detach()
