@@ -29,6 +29,8 @@ import os
 import re
 from typing import Any, Dict, List
 
+from inferedge_orchestrator_ros.draws import DISTRIBUTIONS
+
 NAME_PATTERN = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
 DROP_POLICIES = ('drop_oldest', 'drop_newest')
 ORDERS = ('oldest_first', 'newest_first')
@@ -56,6 +58,10 @@ class InputConfig:
     width: int = 640
     height: int = 480
     encoding: str = 'rgb8'
+    # Transport age of synthetic frames (stamp -> arrival), for `run` and the virtual clock.
+    age_ms: float = 0.0
+    age_jitter_ms: float = 0.0
+    age_distribution: str = 'fixed'
 
 
 @dataclass
@@ -67,6 +73,7 @@ class SheddingConfig:
     backlog_threshold: int = 0  # total queued frames that count as risk; 0 disables the check
     p95_budget_fraction: float = 0.8
     min_limit_hz: float = 0.5  # floor for tasks without min_rate_hz
+    min_load_share: float = 0.05  # a task adding less of the pool's slot time is never limited
 
 
 @dataclass
@@ -272,6 +279,7 @@ SHEDDING_RANGES = {
     'enabled': _boolean, 'tick_s': _num(0.0, 60.0, True), 'recovery_s': _num(0.0, 3600.0),
     'recovery_step_hz': _num(0.0, 1000.0, True), 'backlog_threshold': _int(0, 1000000),
     'p95_budget_fraction': _num(0.0, 10.0, True), 'min_limit_hz': _num(0.0, 1000.0, True),
+    'min_load_share': _num(0.0, 1.0),
 }
 TELEMETRY_RANGES = {
     'window_s': _num(0.0, 3600.0, True), 'period_s': _num(0.0, 3600.0, True),
@@ -281,6 +289,8 @@ TELEMETRY_RANGES = {
 INPUT_RANGES = {
     'rate_hz': _num(0.0, 10000.0, True), 'width': _int(1, 65535), 'height': _int(1, 65535),
     'encoding': lambda where, v: _choice(where, v, ENCODINGS),
+    'age_ms': _num(0.0, 60000.0), 'age_jitter_ms': _num(0.0, 60000.0),
+    'age_distribution': lambda where, v: _choice(where, v, DISTRIBUTIONS),
 }
 ORCHESTRATOR_KEYS = ['name', 'mode', 'priority_hold', 'max_stamp_age_ms', 'max_image_pixels',
                      'pools', 'shedding', 'telemetry']

@@ -26,7 +26,13 @@ from inferedge_orchestrator_ros import reasons
 
 @dataclass
 class Decision:
-    """One decision. time is the engine clock (s); limit_hz is 0 when lifted or not a limit."""
+    """
+    One decision. time is the engine clock (s); limit_hz is 0 when lifted or not a limit.
+
+    SHED_START and LIMIT carry their cause: blocking_ms, the p95 of the time the protected
+    task's frames waited while lower-priority jobs held its pool; own_service_ms, the p95 of its
+    own service time; freed_load_share, the share of the pool's slot time the new limit frees.
+    """
 
     seq: int
     time: float
@@ -38,6 +44,9 @@ class Decision:
     limit_hz: float = 0.0
     queue_depths: Dict[str, int] = field(default_factory=dict)
     detail: str = ''
+    blocking_ms: float = 0.0
+    own_service_ms: float = 0.0
+    freed_load_share: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)

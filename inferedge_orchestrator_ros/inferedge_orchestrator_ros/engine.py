@@ -42,6 +42,9 @@ from inferedge_orchestrator_ros.frame import CHANNELS
 from inferedge_orchestrator_ros.frame import DecodeError
 from inferedge_orchestrator_ros.frame import encoded_image_size
 from inferedge_orchestrator_ros.frame import Frame
+from inferedge_orchestrator_ros.job_trace import TraceRecorder
+from inferedge_orchestrator_ros.scheduler import PROBE_AFTER
+from inferedge_orchestrator_ros.scheduler import RiskSignals
 from inferedge_orchestrator_ros.scheduler import select_fifo
 from inferedge_orchestrator_ros.scheduler import select_priority
 from inferedge_orchestrator_ros.scheduler import TaskState
@@ -134,10 +137,10 @@ class _Slot:
 
 
 class _Job:
-    __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker')
+    __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker', 'blocking')
 
     def __init__(self, task: TaskState, frame: Frame, deadline: float, slot: _Slot,
-                 start: float):
+                 start: float, blocking: float):
         self.task = task
         self.frame = frame
         self.deadline = deadline
@@ -145,6 +148,7 @@ class _Job:
         self.start = start
         self.state = _RUNNING
         self.worker = task.worker
+        self.blocking = blocking  # how long lower-priority jobs held the pool while it waited
 
 
 class _Pool:
@@ -162,6 +166,8 @@ class _Pool:
         self.period_busy = 0.0
         self.utilisation = 0.0
         self.floors = False
+        self.mixed = False  # tasks of more than one priority: blocking is possible
+        self.integral_time = 0.0  # when advance() last grew the tasks' lower_busy
         for _ in range(slots):
             self.add_slot()
 
@@ -179,6 +185,40 @@ class _Pool:
         """Order tasks by priority (the scheduler relies on it); call after any change."""
         self.tasks.sort(key=lambda t: (-t.priority, t.index))
         self.floors = any(t.config.min_rate_hz for t in self.tasks)
+        self.mixed = len({t.priority for t in self.tasks}) > 1
+
+    def advance(self, now: float) -> None:
+        """
+        Grow each task's lower_busy by the lower-priority work the pool ran since the last call.
+
+        Call before a job starts or ends and before lower_busy is read: the running jobs are
+        constant between calls.
+        """
+        elapsed = now - self.integral_time
+        self.integral_time = now
+        if elapsed <= 0.0 or not self.mixed:
+            return
+        running = [s.job.task.priority for s in self.slots if s.job is not None]
+        if not running:
+            return
+        lowest = min(running)
+        share = elapsed / len(self.slots)
+        for task in self.tasks:  # priority-sorted
+            priority = task.priority
+            if priority <= lowest:
+                break
+            task.lower_busy += share * sum(1 for p in running if p < priority)
+
+    def lower_running(self, priority: int) -> bool:
+        """Whether a job of a priority below `priority` holds one of the pool's slots."""
+        return any(s.job is not None and s.job.task.priority < priority for s in self.slots)
+
+    def free_at(self, now: float) -> float:
+        """When a slot is expected to be free, by the drop predictor of the jobs running."""
+        if self.free or not self.slots:
+            return now
+        return max(now, min(s.job.start + s.job.task.likely_s for s in self.slots
+                            if s.job is not None))
 
 
 class Engine:
@@ -188,8 +228,9 @@ class Engine:
                  on_decision: Optional[Callable[[Decision], None]] = None,
                  clock: Optional[Callable[[], float]] = None,
                  worker_factory: Optional[Callable[[TaskConfig, int], Worker]] = None,
-                 virtual: bool = False):
+                 virtual: bool = False, trace: Optional[TraceRecorder] = None):
         self.config: OrchestratorConfig = load_config(config)
+        self._trace = trace  # its owner closes it
         self.virtual = virtual
         self._clock = clock or (VirtualClock() if virtual else time.monotonic)
         self._on_result = on_result
@@ -234,6 +275,7 @@ class Engine:
         self._tasks_by_name[task.name] = task
         self._routes[task_config.input].append(task)
         pool = self._pools[task_config.pool]
+        task.pool = pool
         pool.tasks.append(task)
         pool.sort_tasks()
 
@@ -278,6 +320,8 @@ class Engine:
             now = self._clock()
             if self._state == CREATED:
                 self._started_at = now
+                if self._trace is not None:
+                    self._trace.origin = now
             self._next_tick = now + self.config.shedding.tick_s
             self._next_period = now + self.config.telemetry.period_s
             self._state = RUNNING
@@ -326,7 +370,7 @@ class Engine:
             self._state = STOPPING
             now = self._clock()
             for task in self._tasks:
-                self._drop_entries(task, task.queue.clear(), reason)
+                self._drop_entries(task, task.queue.clear(), reason, now)
         end = time.monotonic() + timeout
         with self._cond:
             while any(t.in_flight for t in self._tasks) and not self.virtual:
@@ -341,8 +385,7 @@ class Engine:
                     if job is not None and job.state == _RUNNING:
                         job.state = _ABANDONED
                         job.task.in_flight -= 1
-                        job.task.telemetry.drop(reason)
-                        self.decisions.count_drop(job.task.name, reason)
+                        self._drop_frame(job.task, job.frame, reason, now)
             self._flush_period(now)
             self._state = STOPPED
             threads = [s.thread for p in self._pools.values() for s in p.slots if s.thread]
@@ -354,6 +397,8 @@ class Engine:
         self._join(threads + ([self._timer] if self._timer else []), end)
         self._timer = None
         self.decisions.deliver()
+        if self._trace is not None:
+            self._trace.flush()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop, then release every worker (models, sessions, device memory)."""
@@ -434,24 +479,26 @@ class Engine:
                 elif not fifo and not task.admit(now):
                     reason = reasons.RATE_LIMITED
                 else:
+                    pool = task.pool
+                    pool.advance(now)
                     deadline = now + task.budget_s - age_s
-                    out = task.queue.push((deadline, frame))
+                    out = task.queue.push((deadline, frame, task.lower_busy))
                     depth = len(task.queue)
                     if depth > telemetry.max_queue_depth:
                         telemetry.max_queue_depth = depth
+                    # More queued work: frames of lower-priority tasks become late sooner.
+                    self._next_late = -math.inf
                     if out is None:
-                        late_at = deadline - task.predicted_s
-                        if task.drops_late and late_at < self._next_late:
-                            self._next_late = late_at
-                        if late_at < self._timer_wake:
+                        if deadline - task.likely_s < self._timer_wake:
                             self._cond.notify()
                         continue
                     reason = reasons.QUEUE_OVERFLOW
+                    if not fifo:
+                        task.risk.loss(reason, pool.lower_running(task.priority))
                     if out[1] is not frame:  # drop_oldest: an older frame made room
-                        self._drop_entries(task, [out], reason)
+                        self._drop_entries(task, [out], reason, now)
                         continue
-                telemetry.drop(reason)
-                self.decisions.count_drop(task.name, reason)
+                self._drop_frame(task, frame, reason, now)
                 dropped.append((task.name, reason))
             frame.submitted = self._clock()
             if admitting:
@@ -491,48 +538,98 @@ class Engine:
             return None, data, encoding or 'encoded', ''
         return None, None, None, reasons.BAD_ARRAY
 
-    def _drop_entries(self, task: TaskState, entries: list, reason: str) -> None:
+    def _drop_entries(self, task: TaskState, entries: list, reason: str, now: float) -> None:
+        """Count queue entries of task that leave without running."""
         if entries:
             task.telemetry.drop(reason, len(entries))
             self.decisions.count_drop(task.name, reason, len(entries))
+            if self._trace is not None:
+                for entry in entries:
+                    self._trace.dropped(task.name, entry[1], reason, now)
+
+    def _drop_frame(self, task: TaskState, frame: Frame, reason: str, now: float) -> None:
+        """Count a frame of task that leaves without running (not queued, or abandoned)."""
+        task.telemetry.drop(reason)
+        self.decisions.count_drop(task.name, reason)
+        if self._trace is not None:
+            self._trace.dropped(task.name, frame, reason, now)
 
     # -- scheduling ------------------------------------------------------------------------
 
     def _expire(self, now: float) -> float:
         """
-        Drop queued frames past their deadline; return when the next one becomes late.
+        Drop queued frames that cannot make their deadline; return when the next one may.
 
-        expired: the deadline has passed; predicted_late: it will have by the time the frame
-        could be served (now + predicted service time).
+        expired: the deadline has passed; predicted_late: the drop predictor (docs/scheduling.md)
+        says the frame would end after it.
         """
         if self._fifo:
             return math.inf  # FIFO never expires frames
         if now < self._next_late:
             return self._next_late  # nothing can be late before then: skip the scan
         wake = math.inf
-        for task in self._tasks:
-            queue_ = task.queue
-            if not queue_.entries or not task.drops_late:
-                continue
-            predicted = task.predicted_s
-            if predicted >= task.budget_s:
-                # No frame could make its deadline by this prediction: dropping them all as
-                # predicted_late would starve the task and never refresh the prediction (a
-                # latch after a slow spell). Run them instead; drop only expired ones.
-                predicted = 0.0
-            if now + predicted >= queue_.earliest_deadline:
-                for deadline, _ in queue_.remove_late(now + predicted):
-                    reason = reasons.EXPIRED if deadline < now else reasons.PREDICTED_LATE
-                    task.telemetry.drop(reason)
-                    self.decisions.count_drop(task.name, reason)
-                    if reason == reasons.EXPIRED:
-                        task.tick_expired += 1
-                    else:
-                        task.tick_predicted_late += 1
-            if queue_.entries:
-                wake = min(wake, queue_.earliest_deadline - predicted)
+        for pool in self._pools.values():
+            wake = min(wake, self._expire_pool(pool, now))
         self._next_late = wake
         return wake
+
+    def _expire_pool(self, pool: _Pool, now: float) -> float:
+        """
+        Expire the frames of one pool's tasks; return when its next queued frame becomes late.
+
+        A frame of task T can start once a slot is free (the jobs running end after their
+        likely service time) and the queued work of higher-priority tasks is done (their frames
+        times their likely service time, per slot); it is late if it cannot end by its deadline
+        even then, taking T's likely service time. A task that has had PROBE_AFTER consecutive
+        predicted_late drops keeps its freshest late frame (a probe) until one of its jobs
+        starts, so that a stale prediction is measured again; frames past their deadline
+        always go (expired).
+        """
+        wake = math.inf
+        free_at = None
+        capacity = max(1, len(pool.slots))
+        ahead = 0.0  # queued work of the tasks of higher priority, per slot (s)
+        level_priority, level_work = None, 0.0
+        for task in pool.tasks:  # priority-sorted
+            if task.priority != level_priority:
+                ahead += level_work
+                level_priority, level_work = task.priority, 0.0
+            queue_ = task.queue
+            if not queue_.entries:
+                continue
+            level_work += len(queue_.entries) * task.likely_s / capacity
+            if not task.drops_late:
+                continue
+            if free_at is None:
+                pool.advance(now)
+                free_at = pool.free_at(now)
+            start = free_at + ahead
+            limit = start + task.likely_s
+            if queue_.earliest_deadline < limit:
+                expired, late = queue_.take_late(now, limit, PROBE_AFTER - task.late_streak)
+                self._drop_late(task, expired, reasons.EXPIRED, now, start)
+                self._drop_late(task, late, reasons.PREDICTED_LATE, now, start)
+                task.late_streak += len(late)
+                # A probe that stayed is looked at again when it expires.
+                wake = min([wake] + [e[0] for e in queue_.entries if e[0] < limit])
+            if queue_.entries:
+                waiting = [e[0] for e in queue_.entries if e[0] >= limit]
+                if waiting:
+                    wake = min(wake, min(waiting) - task.likely_s - ahead)
+        return wake
+
+    def _drop_late(self, task: TaskState, entries: list, reason: str, now: float,
+                   start: float) -> None:
+        """Drop late entries; each is a loss, blocked if lower-priority work explains it."""
+        if not entries:
+            return
+        self._drop_entries(task, entries, reason, now)
+        # The wait still ahead that lower-priority jobs cause: until the slot frees.
+        pending = max(0.0, start - now) if task.pool.lower_running(task.priority) else 0.0
+        finish = start + task.likely_s
+        for deadline, _, lower_at in entries:
+            blocking = task.lower_busy - lower_at + pending
+            task.risk.loss(reason, blocking > 0.0 and finish - blocking <= deadline)
 
     def _dispatch(self, now: float) -> float:
         """Start jobs on free slots; return when a held slot should be looked at again."""
@@ -540,7 +637,10 @@ class Engine:
         if self._state not in (RUNNING, PAUSED):
             return wake
         hold = self.config.priority_hold
+        started = False
         for pool in self._pools.values():
+            if pool.free:
+                pool.advance(now)
             while pool.free:
                 if self._fifo:
                     task = select_fifo(pool.tasks)
@@ -555,18 +655,26 @@ class Engine:
                         wake = min(wake, hold_wake)
                 if task is None:
                     break
-                deadline, frame = task.queue.pop()
+                deadline, frame, lower_at = task.queue.pop()
                 slot = pool.free.pop()
-                job = _Job(task, frame, deadline, slot, now)
+                blocking = task.lower_busy - lower_at
+                job = _Job(task, frame, deadline, slot, now, blocking)
                 slot.job = job
+                started = True
                 task.in_flight += 1
+                task.late_streak = 0
                 task.started_rate.add(now)
+                task.risk.blocking.append(blocking)
                 if task.config.timeout_ms:  # the timer must look at it when it times out
                     wake = min(wake, now + task.config.timeout_ms / 1000.0)
                 if self.virtual:
                     self.virtual_start(job)
                 else:
                     slot.inbox.put(job)
+        if started and not self._fifo:
+            # The slots are taken for longer: the frames left queued may be late now.
+            self._next_late = -math.inf
+            wake = min(wake, self._expire(now))
         return wake
 
     def poll(self) -> float:
@@ -579,6 +687,8 @@ class Engine:
             wake = self._poll(self._clock())
             pending, self._pending_results = self._pending_results, []
         self.decisions.deliver()
+        if self._trace is not None and not self.virtual:
+            self._trace.flush()
         for result in pending:
             self._deliver(result)
         return wake
@@ -590,7 +700,7 @@ class Engine:
                 self._shedder.tick(now, self._tasks, self._queue_depths())
             else:
                 for task in self._tasks:
-                    task.reset_risk()  # nothing reads the risk signals: keep them bounded
+                    task.risk = RiskSignals()  # nothing reads the risk signals: keep them bounded
             while self._next_tick <= now:
                 self._next_tick += self.config.shedding.tick_s
         if now >= self._next_period:
@@ -672,8 +782,10 @@ class Engine:
                 error: Optional[BaseException], now: float) -> Optional[Result]:
         slot = job.slot
         pool = slot.pool
+        pool.advance(now)
         slot.job = None
         pool.busy_time += now - job.start
+        job.task.busy_s += now - job.start
         if not slot.retired and slot in pool.slots:
             pool.free.append(slot)
         elif slot in pool.stuck:
@@ -700,6 +812,8 @@ class Engine:
             result.status, result.reason = reasons.FAILED, reason
             result.detail = f'{type(error).__name__}: {error}'
             LOGGER.warning('task %s: frame %d failed: %s', task.name, frame.seq, result.detail)
+            if self._trace is not None:
+                self._trace.ran(task.name, frame, job.start, now, reasons.FAILED, reason)
             return result
         service = now - job.start
         end_to_end = frame.age + (now - frame.arrival)
@@ -710,15 +824,20 @@ class Engine:
         result.end_to_end_s = end_to_end
         result.deadline_met = now <= job.deadline
         telemetry.executed += 1
+        risk = task.risk
         if result.deadline_met:
             telemetry.within_budget += 1
         else:
-            task.tick_misses += 1
+            risk.loss(reasons.DEADLINE_MISS, now - job.blocking <= job.deadline)
         if task.record_service(service):
             self._next_late = -math.inf  # queued frames become late sooner: rescan
-        task.tick_end_to_end.append(end_to_end)
-        telemetry.record_job(now, result.queue_wait_s, output.preprocess_s, output.inference_s,
-                             end_to_end)
+        risk.end_to_end.append(end_to_end)
+        risk.unblocked_end_to_end.append(end_to_end - job.blocking)
+        risk.service.append(service)
+        telemetry.record_job(now, result.queue_wait_s, job.blocking, output.preprocess_s,
+                             output.inference_s, end_to_end)
+        if self._trace is not None:
+            self._trace.ran(task.name, frame, job.start, now, reasons.OK, '')
         return result
 
     def _deliver(self, result: Result) -> None:
@@ -756,12 +875,14 @@ class Engine:
         job.state = _TIMED_OUT
         task.in_flight -= 1
         task.telemetry.fail(reasons.TIMEOUT)
-        task.tick_misses += 1
+        task.risk.loss(reasons.TIMEOUT, False)  # its own service time, whatever blocked it
         self.decisions.add(now, reasons.WORKER_TIMEOUT_EVENT, reasons.TIMEOUT, task=task.name,
                            queue_depths=self._queue_depths(),
                            detail=f'running {1000 * (now - job.start):.0f} ms > timeout_ms '
                                   f'{task.config.timeout_ms:g}')
         frame = job.frame
+        if self._trace is not None:
+            self._trace.ran(task.name, frame, job.start, now, reasons.TIMED_OUT, reasons.TIMEOUT)
         self._pending_results.append(Result(
             task.name, frame.input, frame.seq, reasons.TIMED_OUT, reasons.TIMEOUT,
             f'no result after {task.config.timeout_ms:g} ms', finished=now, meta=frame.meta,
@@ -822,11 +943,14 @@ class Engine:
                 now = self._clock()
                 wake = self._poll(now)
                 pending, self._pending_results = self._pending_results, []
-                if not pending and not self.decisions.has_outbox():
+                trace_due = self._trace is not None and self._trace.due()
+                if not pending and not self.decisions.has_outbox() and not trace_due:
                     self._timer_wake = wake
                     self._cond.wait(max(0.0005, min(wake - now, 0.25)))
                     self._timer_wake = -math.inf  # awake: nobody needs to notify
                     continue
+            if self._trace is not None:
+                self._trace.flush()
             self.decisions.deliver()
             for result in pending:
                 self._deliver(result)
@@ -865,7 +989,7 @@ class Engine:
             self.config.tasks[task.index] = new_config
             dropped = task.queue.configure(new_config.queue_size, new_config.drop_policy,
                                            'oldest_first' if self._fifo else new_config.order)
-            self._drop_entries(task, dropped, reasons.QUEUE_RESIZED)
+            self._drop_entries(task, dropped, reasons.QUEUE_RESIZED, now)
             if new_config.expected_latency_ms != old.expected_latency_ms and \
                     new_config.expected_latency_ms:
                 task.set_expected(new_config.expected_latency_ms / 1000.0)
@@ -874,7 +998,7 @@ class Engine:
             if new_config.priority != old.priority or new_config.enabled != old.enabled:
                 self._shedder.reset(now, self._tasks, self._queue_depths())
             if not new_config.enabled:
-                self._drop_entries(task, task.queue.clear(), reasons.DISABLED)
+                self._drop_entries(task, task.queue.clear(), reasons.DISABLED, now)
             detail = ', '.join(f'{key}: {getattr(old, key)!r} -> {getattr(new_config, key)!r}'
                                for key in changes if getattr(old, key) != getattr(new_config, key))
             decision = self.decisions.add(now, reasons.PARAM_CHANGE_EVENT, reasons.PARAM_CHANGE,

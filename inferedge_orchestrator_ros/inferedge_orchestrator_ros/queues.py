@@ -12,13 +12,14 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Bounded per-task queues of (deadline, frame) entries."""
+"""Bounded per-task queues of (deadline, frame, lower_busy at arrival) entries."""
 
 from collections import deque
 import math
 from typing import List, Optional, Tuple
 
-Entry = Tuple[float, object]  # (deadline on the engine clock, Frame)
+# (deadline on the engine clock, Frame, the task's lower_busy integral when it was queued)
+Entry = Tuple[float, object, float]
 
 
 class TaskQueue:
@@ -87,14 +88,28 @@ class TaskQueue:
             self._recompute_earliest()
         return entry
 
-    def remove_late(self, limit: float) -> List[Entry]:
-        """Remove and return every entry whose deadline is before limit, wherever it is."""
-        if limit <= self._earliest:
-            return []
-        late = [e for e in self.entries if e[0] < limit]
-        self.entries = deque(e for e in self.entries if e[0] >= limit)
-        self._recompute_earliest()
-        return late
+    def take_late(self, now: float, limit: float, allowed: int
+                  ) -> Tuple[List[Entry], List[Entry]]:
+        """
+        Remove late entries, wherever they are; return (expired, predicted late).
+
+        Every entry whose deadline is before now is expired. Those whose deadline is before
+        limit are predicted late: all of them when they are at most `allowed` or an entry that
+        is not late stays, else all but the one with the latest deadline, which stays (the
+        probe, engine.py).
+        """
+        if limit <= self._earliest and now <= self._earliest:
+            return [], []
+        expired = [e for e in self.entries if e[0] < now]
+        late = sorted((e for e in self.entries if now <= e[0] < limit), key=lambda e: e[0])
+        if len(late) > max(0, allowed) and len(expired) + len(late) == len(self.entries):
+            late.pop()
+        if expired or late:
+            gone = {id(e) for e in expired}
+            gone.update(id(e) for e in late)
+            self.entries = deque(e for e in self.entries if id(e) not in gone)
+            self._recompute_earliest()
+        return expired, late
 
     def clear(self) -> List[Entry]:
         entries = list(self.entries)

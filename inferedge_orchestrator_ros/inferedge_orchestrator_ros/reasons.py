@@ -48,17 +48,20 @@ OK = 'OK'
 FAILED = 'FAILED'
 TIMED_OUT = 'TIMED_OUT'
 
-# What put a higher-priority task at risk (the reason of SHED_START and LIMIT decisions), and
-# the other decision reasons.
+# What put a higher-priority task at risk: the reason of SHED_START and LIMIT decisions. A
+# loss (LOSS_REASONS) or a p95 (LATENCY_P95) counts only when blocking by lower-priority work
+# explains it; BACKLOG only while the task's frames were blocked (shedding.py).
 DEADLINE_MISS = 'deadline_miss'
 LATENCY_P95 = 'latency_p95'
 BACKLOG = 'backlog'
+LOSS_REASONS = (EXPIRED, PREDICTED_LATE, QUEUE_OVERFLOW, DEADLINE_MISS)
+RISK_REASONS = LOSS_REASONS + (LATENCY_P95, BACKLOG)
+# The other decision reasons.
 RECOVERED = 'recovered'
 PARAM_CHANGE = 'param_change'
 SLOT_RETIRED = 'slot_retired'
-RISK_REASONS = (EXPIRED, PREDICTED_LATE, DEADLINE_MISS, LATENCY_P95, BACKLOG)
-DECISION_REASONS = DROP_REASONS + FAILURE_REASONS + RISK_REASONS[2:] + (
-    RECOVERED, PARAM_CHANGE, SLOT_RETIRED)
+DECISION_REASONS = DROP_REASONS + FAILURE_REASONS + (DEADLINE_MISS, LATENCY_P95, BACKLOG,
+                                                     RECOVERED, PARAM_CHANGE, SLOT_RETIRED)
 
 # Decision events.
 SHED_START = 'SHED_START'

@@ -23,17 +23,56 @@ an expected higher-priority frame miss its deadline. FIFO mode: one arrival orde
 
 from collections import deque
 import math
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from inferedge_orchestrator_ros.config import TaskConfig
 from inferedge_orchestrator_ros.queues import TaskQueue
 from inferedge_orchestrator_ros.telemetry import RateMeter
 from inferedge_orchestrator_ros.telemetry import TaskTelemetry
 
-SERVICE_HISTORY = 50  # service times kept for the prediction
-MIN_SAMPLES = 5  # measurements before the prediction replaces expected_latency_ms
+SERVICE_HISTORY = 50  # service times kept for the predictions
+MIN_SAMPLES = 5  # measurements before the predictions replace expected_latency_ms
+# The drop predictor: a frame is predicted late only if even this quantile of the task's recent
+# service times cannot finish it in time, so a dropped frame had at most this chance to make it.
+LIKELY_QUANTILE = 0.25
+# The hold predictor (and predicted_service_ms): a quantile that a job rarely exceeds.
+HIGH_QUANTILE = 0.95
+# After this many consecutive predicted_late drops the task's next frame runs anyway (a probe),
+# so a prediction that has gone stale is measured again instead of dropping every frame.
+PROBE_AFTER = 3
 INTERARRIVAL_SMOOTHING = 0.1
 IDLE_INTERARRIVALS = 2.0  # a source silent for this many mean intervals is not expected
+
+
+def quantile(ordered: List[float], q: float) -> float:
+    """Return the nearest-rank quantile q (0 < q <= 1) of a sorted, non-empty list."""
+    return ordered[min(len(ordered) - 1, max(0, int(math.ceil(q * len(ordered))) - 1))]
+
+
+class RiskSignals:
+    """
+    What one shedding tick saw of a task, with each loss attributed.
+
+    A loss (a frame dropped as expired, predicted_late or queue_overflow, a deadline miss or a
+    timeout) is blocked when lower-priority work explains it: without the time a lower-priority
+    job held the slot while the frame waited, it would have made its deadline (by the drop
+    predictor), or, for an overflow, a lower-priority job was running. Every other loss is
+    explained by the task's own service time and by higher-priority work.
+    """
+
+    __slots__ = ('blocked', 'own', 'end_to_end', 'unblocked_end_to_end', 'blocking', 'service')
+
+    def __init__(self):
+        self.blocked: Dict[str, int] = {}  # reason -> losses that blocking explains
+        self.own: Dict[str, int] = {}  # reason -> losses it does not
+        self.end_to_end: List[float] = []  # executed frames (s)
+        self.unblocked_end_to_end: List[float] = []  # the same, less each frame's blocking
+        self.blocking: List[float] = []  # per started frame (s)
+        self.service: List[float] = []  # per executed frame (s)
+
+    def loss(self, reason: str, blocked: bool, count: int = 1) -> None:
+        counts = self.blocked if blocked else self.own
+        counts[reason] = counts.get(reason, 0) + count
 
 
 class TaskState:
@@ -46,10 +85,18 @@ class TaskState:
         self.queue = TaskQueue(config.queue_size, config.drop_policy, config.order)
         self.telemetry = TaskTelemetry(window_s, window_samples)
         self.worker = None
+        self.pool = None  # the engine's pool object that runs the task
         self.in_flight = 0
+        self.busy_s = 0.0  # slot time its jobs took, since start (s)
         self.expected_s = config.expected_latency_ms / 1000.0
         self._service = deque(maxlen=SERVICE_HISTORY)
-        self.predicted_s = self.expected_s
+        self.predicted_s = self.expected_s  # high quantile: holds, telemetry
+        self.likely_s = self.expected_s  # low quantile: predicted_late
+        self.median_s = self.expected_s  # the load a job adds
+        self.late_streak = 0  # predicted_late drops since the task's last job started
+        # Slot-seconds of lower-priority jobs on the pool, divided by its slots, since start:
+        # the blocking a frame suffered is the growth of this integral while it waited.
+        self.lower_busy = 0.0
         self.last_arrival: Optional[float] = None
         self.mean_interarrival: Optional[float] = None
         self.last_age = 0.0
@@ -60,7 +107,7 @@ class TaskState:
         self.token_time = 0.0
         self.shed_limit_hz = 0.0  # 0: not limited by shedding
         self.held_seq = -1
-        self.reset_risk()
+        self.risk = RiskSignals()
 
     # -- configuration that can change at run time ---------------------------------------
     @property
@@ -87,17 +134,23 @@ class TaskState:
     def set_expected(self, seconds: float) -> None:
         self.expected_s = seconds
         if len(self._service) < MIN_SAMPLES:
-            self.predicted_s = seconds
+            self.predicted_s = self.likely_s = self.median_s = seconds
 
     def record_service(self, seconds: float) -> bool:
-        """Add a measured service time; True when the prediction grew."""
+        """Add a measured service time; True when the drop predictor grew."""
         self._service.append(seconds)
         if len(self._service) < MIN_SAMPLES:
             return False
         ordered = sorted(self._service)
-        previous = self.predicted_s
-        self.predicted_s = ordered[min(len(ordered) - 1, int(math.ceil(0.95 * len(ordered))) - 1)]
-        return self.predicted_s > previous
+        previous = self.likely_s
+        self.predicted_s = quantile(ordered, HIGH_QUANTILE)
+        self.likely_s = quantile(ordered, LIKELY_QUANTILE)
+        self.median_s = quantile(ordered, 0.5)
+        return self.likely_s > previous
+
+    def load(self, now: float) -> float:
+        """Return the slot-seconds per second the task adds: started rate x median service."""
+        return self.started_rate.rate(now) * self.median_s
 
     def note_arrival(self, now: float, age: float) -> None:
         if self.last_arrival is not None:
@@ -123,13 +176,6 @@ class TaskState:
             self.tokens = tokens - 1.0
         self.admitted_rate.add(now)
         return True
-
-    def reset_risk(self) -> None:
-        """Start a new shedding tick: clear the risk signals gathered since the last one."""
-        self.tick_expired = 0
-        self.tick_predicted_late = 0
-        self.tick_misses = 0
-        self.tick_end_to_end: List[float] = []
 
     def next_expected_arrival(self, now: float) -> Optional[float]:
         """

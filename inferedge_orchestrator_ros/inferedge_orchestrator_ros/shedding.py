@@ -13,23 +13,46 @@
 # limitations under the License.
 
 """
-Adaptive load shedding: limit low-priority admissions while higher-priority work is at risk.
+Adaptive load shedding: limit lower-priority work where it puts higher-priority work at risk.
 
-Every tick (0.5 s by default) in which a task is at risk (it lost frames to expired or
-predicted_late, missed a deadline, its end-to-end p95 over the tick exceeded a fraction of its
-budget, or the total backlog is above the threshold), the lowest-priority task below it that is
-above its floor gets limit = 0.5 x min(current limit, admitted rate). After recovery_s without
-risk, every limit rises by recovery_step_hz per tick and is lifted once it no longer binds
-(it reaches the task's arrival rate). The floor is min_rate_hz, or min_limit_hz without one.
+Every tick (0.5 s by default) the shedder reads each task's RiskSignals (scheduler.py): its
+losses, each attributed to blocking by lower-priority jobs or not, and its end-to-end
+latencies with and without blocking. A task is at risk, and protected, when blocking explains
+a loss (an expired, predicted_late or queue_overflow drop, or a deadline miss), or explains
+its end-to-end p95 above p95_budget_fraction of its budget, or (with backlog_threshold) the
+total backlog is above the threshold while its frames were blocked. Risks that its own service
+time explains never shed: limiting others cannot help them.
+
+On risk, the lowest-priority task below the protected one whose load (started rate x median
+service time) is at least min_load_share of the pool and whose limit is above its floor gets
+limit = max(floor, 0.5 x min(current limit, admitted rate)). After recovery_s without risk,
+every limit rises by recovery_step_hz per tick and is lifted once it no longer binds. The floor
+is min_rate_hz, or min_limit_hz without one. See docs/scheduling.md.
 """
 
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from inferedge_orchestrator_ros import reasons
 from inferedge_orchestrator_ros.config import SheddingConfig
 from inferedge_orchestrator_ros.decisions import DecisionLog
+from inferedge_orchestrator_ros.scheduler import RiskSignals
 from inferedge_orchestrator_ros.scheduler import TaskState
 from inferedge_orchestrator_ros.stats import percentile
+
+
+@dataclass
+class Risk:
+    """A task at risk in a tick because of lower-priority work, and the evidence."""
+
+    task: TaskState
+    reason: str  # one of reasons.RISK_REASONS
+    blocking_s: float  # p95 of the blocking its started frames suffered in the tick
+    own_service_s: float  # p95 of its own service times in the tick (its prediction if none)
+
+
+def _p95(values: List[float]) -> float:
+    return percentile(sorted(values), 95.0) if values else 0.0
 
 
 class LoadShedder:
@@ -46,67 +69,78 @@ class LoadShedder:
     def floor(self, task: TaskState) -> float:
         return task.config.min_rate_hz or self.config.min_limit_hz
 
-    def assess(self, tasks: List[TaskState], total_queued: int) -> List[Tuple[TaskState, str]]:
-        """Return (task at risk, why) for the tick that just ended, highest priority first."""
+    def assess(self, tasks: List[TaskState], total_queued: int) -> List[Risk]:
+        """Return the risks that blocking explains, for the tick that just ended, by priority."""
         risks = []
         enabled = sorted((t for t in tasks if t.config.enabled),
                          key=lambda t: (-t.priority, t.index))
         threshold = self.config.backlog_threshold
-        if threshold and total_queued > threshold and enabled:
-            risks.append((enabled[0], reasons.BACKLOG))
         for task in enabled:
-            reason = None
-            if task.tick_expired:
-                reason = reasons.EXPIRED
-            elif task.tick_predicted_late:
-                reason = reasons.PREDICTED_LATE
-            elif task.tick_misses:
-                reason = reasons.DEADLINE_MISS
-            elif task.tick_end_to_end:
-                p95 = percentile(sorted(task.tick_end_to_end), 95.0)
-                if p95 > self.config.p95_budget_fraction * task.budget_s:
-                    reason = reasons.LATENCY_P95
-            if reason:
-                risks.append((task, reason))
-        risks.sort(key=lambda risk: (-risk[0].priority, risk[0].index))
+            signals = task.risk
+            reason = self._blocked_reason(task, signals)
+            if reason is None and task is enabled[0] and threshold and \
+                    total_queued > threshold and any(signals.blocking):
+                reason = reasons.BACKLOG
+            if reason is not None:
+                own = _p95(signals.service) if signals.service else task.predicted_s
+                risks.append(Risk(task, reason, _p95(signals.blocking), own))
         return risks
+
+    def _blocked_reason(self, task: TaskState, signals: RiskSignals) -> Optional[str]:
+        for reason in reasons.LOSS_REASONS:
+            if signals.blocked.get(reason):
+                return reason
+        if signals.end_to_end:
+            bound = self.config.p95_budget_fraction * task.budget_s
+            if _p95(signals.end_to_end) > bound >= _p95(signals.unblocked_end_to_end):
+                return reasons.LATENCY_P95
+        return None
 
     def tick(self, now: float, tasks: List[TaskState], queue_depths: Dict[str, int]) -> None:
         self.ticks += 1
         risks = self.assess(tasks, sum(queue_depths.values())) if self.config.enabled else []
         for task in tasks:
-            task.reset_risk()
+            task.risk = RiskSignals()
         # Only a risk with some lower-priority task to limit counts: the lowest-priority task
         # losing frames is what shedding does, not a reason for more of it.
-        for protected, why in risks:
+        for risk in risks:
+            protected = risk.task
             if any(t.priority < protected.priority and t.config.enabled for t in tasks):
                 self.last_risk_time = now
-                self.last_risk = (protected.name, why)
-                self._shed(now, protected, why, tasks, queue_depths)
+                self.last_risk = (protected.name, risk.reason)
+                self._shed(now, risk, tasks, queue_depths)
                 return
         if self.active and now - self.last_risk_time >= self.config.recovery_s:
             self._recover(now, tasks, queue_depths)
 
-    def _shed(self, now: float, protected: TaskState, why: str, tasks: List[TaskState],
+    def _shed(self, now: float, risk: Risk, tasks: List[TaskState],
               queue_depths: Dict[str, int]) -> None:
+        protected = risk.task
+        capacity = float(max(1, len(protected.pool.slots))) if protected.pool else 1.0
         candidates = [t for t in tasks if t.priority < protected.priority and t.config.enabled]
         for task in sorted(candidates, key=lambda t: (t.priority, -t.index)):
+            if task.pool is not protected.pool:
+                continue  # it does not hold the protected task's slots
+            share = task.load(now) / capacity
+            if share < self.config.min_load_share:
+                continue  # its work costs the pool too little for a limit to help
             admitted = task.admitted_rate.rate(now)
             current = task.shed_limit_hz or float('inf')
             floor = self.floor(task)
             if min(current, admitted) <= floor:
                 continue  # at its floor (or admitting nothing): try the next one up
             limit = max(floor, 0.5 * min(current, admitted))
+            freed = (min(current, admitted) - limit) * task.median_s / capacity
+            cause = {'task': task.name, 'protected_task': protected.name, 'limit_hz': limit,
+                     'queue_depths': dict(queue_depths), 'blocking_ms': 1000.0 * risk.blocking_s,
+                     'own_service_ms': 1000.0 * risk.own_service_s, 'freed_load_share': freed}
             if not self.active:
                 self.active = True
-                self.decisions.add(now, reasons.SHED_START, why, task=task.name,
-                                   protected_task=protected.name, limit_hz=limit,
-                                   queue_depths=dict(queue_depths))
+                self.decisions.add(now, reasons.SHED_START, risk.reason, **cause)
             task.shed_limit_hz = limit
-            self.decisions.add(now, reasons.LIMIT, why, task=task.name,
-                               protected_task=protected.name, limit_hz=limit,
-                               queue_depths=dict(queue_depths),
-                               detail=f'admitted {admitted:.1f} Hz, floor {floor:g} Hz')
+            self.decisions.add(now, reasons.LIMIT, risk.reason,
+                               detail=f'admitted {admitted:.1f} Hz, load {share:.0%} of the '
+                                      f'pool, floor {floor:g} Hz', **cause)
             return
 
     def _recover(self, now: float, tasks: List[TaskState], queue_depths: Dict[str, int]) -> None:

@@ -15,20 +15,27 @@
 """
 The engine under a virtual clock: a deterministic discrete-event simulation.
 
-Arrivals come from a trace; a job's service time comes from its worker's
-simulated_service_time(); nothing sleeps. The same config and trace give the same report
-(apart from CPU and RSS, which are not sampled under the virtual clock).
+Arrivals come from a trace of (stamp time, input) pairs, each frame delivered after a transport
+age drawn from its input's age distribution (InputConfig.age_*; in stamp order, as one DDS
+reader receives a publisher's messages), or of (arrival time, input, age) triples taken as
+they are. A job's service time comes from its worker's simulated_service_time() (the dummy's
+draw is a function of task, frame sequence and seed), or from a service_time function (a
+recorded trace: replay_trace). Nothing sleeps; the same config, trace and seed give the same
+report (apart from CPU and RSS, which are not sampled under the virtual clock).
 """
 
 import heapq
 import math
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
+from inferedge_orchestrator_ros import draws
 from inferedge_orchestrator_ros.config import load_config
 from inferedge_orchestrator_ros.config import OrchestratorConfig
 from inferedge_orchestrator_ros.engine import Engine
 from inferedge_orchestrator_ros.engine import Result
 from inferedge_orchestrator_ros.engine import VirtualClock
+from inferedge_orchestrator_ros.job_trace import DROPPED
+from inferedge_orchestrator_ros.job_trace import TraceRecorder
 from inferedge_orchestrator_ros.workers import InferenceOutput
 import numpy as np
 
@@ -37,17 +44,26 @@ MIN_STEP_S = 1e-6  # a timer due exactly now is looked at again one microsecond 
 
 
 class Simulation:
-    """Drive an Engine with a trace of (time_s, input_name) arrivals under a virtual clock."""
+    """Drive an Engine with a trace of arrivals under a virtual clock."""
 
     def __init__(self, config, on_result: Optional[Callable[[Result], None]] = None,
-                 frame_shape: Tuple[int, int, int] = (4, 4, 3), keep_samples: bool = False):
+                 frame_shape: Tuple[int, int, int] = (4, 4, 3), keep_samples: bool = False,
+                 seed: int = 0, service_time: Optional[Callable[[object], float]] = None,
+                 trace: Optional[TraceRecorder] = None):
         self.config: OrchestratorConfig = load_config(config)
         self.clock = VirtualClock()
         self._on_result = on_result
         self.engine = Engine(self.config, on_result=self._result, clock=self.clock,
-                             virtual=True)
+                             virtual=True, trace=trace)
+        self.trace = trace
         self.engine.virtual_start = self._start_job
+        self._service_time = service_time or (
+            lambda job: job.worker.simulated_service_time(job.frame))
         self._image = np.zeros(frame_shape, dtype=np.uint8)
+        self._seed = seed
+        self._input_keys = {name: draws.name_key(name) for name in self.config.inputs}
+        self._delivered: Dict[str, float] = {}  # input -> last arrival (in-order delivery)
+        self._frames: Dict[str, int] = {}  # input -> frames drawn so far
         self._events: List[tuple] = []
         self._order = 0
         self._wakes = set()
@@ -62,11 +78,27 @@ class Simulation:
 
     def _push_next_arrival(self, arrivals) -> None:
         arrival = next(arrivals, None)
-        if arrival is not None:
-            self._push(arrival[0], _ARRIVAL, arrival[1])
+        if arrival is None:
+            return
+        if len(arrival) >= 3:  # (arrival time, input, age[, meta]): as recorded
+            self._push(arrival[0], _ARRIVAL, arrival)
+            return
+        stamp, name = arrival
+        spec = self.config.inputs.get(name)
+        age = 0.0
+        if spec is not None and spec.age_ms:
+            index = self._frames.get(name, 0)
+            self._frames[name] = index + 1
+            u = draws.unit(self._seed, self._input_keys[name], index)
+            age = draws.sample(spec.age_distribution, spec.age_ms, spec.age_jitter_ms,
+                               u) / 1000.0
+        # Delivered in stamp order, and never before the event being handled now.
+        when = max(stamp + age, self._delivered.get(name, -math.inf), self.clock.now)
+        self._delivered[name] = when
+        self._push(when, _ARRIVAL, (when, name, when - stamp))
 
     def _start_job(self, job) -> None:
-        service = job.worker.simulated_service_time(job.frame)
+        service = self._service_time(job)
         self._push(self.clock.now + service, _COMPLETE, (job, service))
 
     def _result(self, result: Result) -> None:
@@ -75,8 +107,7 @@ class Simulation:
         if self._on_result is not None:
             self._on_result(result)
 
-    def run(self, arrivals: Iterable[Tuple[float, str]], until: float,
-            snapshot_every: float = 0.0,
+    def run(self, arrivals: Iterable[tuple], until: float, snapshot_every: float = 0.0,
             on_snapshot: Optional[Callable[[dict], None]] = None) -> dict:
         """Replay arrivals (sorted by time; read lazily) until `until` (s); return the report."""
         engine = self.engine
@@ -94,7 +125,8 @@ class Simulation:
             self.clock.now = when
             self.events_processed += 1
             if kind == _ARRIVAL:
-                engine.submit(payload, self._image, age_s=0.0)
+                meta = payload[3] if len(payload) > 3 else None
+                engine.submit(payload[1], self._image, age_s=payload[2], meta=meta)
                 self._push_next_arrival(arrivals)
             elif kind == _COMPLETE:
                 job, service = payload
@@ -111,7 +143,48 @@ class Simulation:
                     self._push(wake, _WAKE)
         self.clock.now = until
         engine.poll()
+        if self.trace is not None:
+            self.trace.flush()
         return engine.report()
+
+
+def replay_trace(records: List[dict], seed: int = 0
+                 ) -> Tuple[List[tuple], Callable[[object], float], float]:
+    """
+    Turn a recorded job trace into (arrivals, service_time, duration) for Simulation.
+
+    Arrivals are the recorded frames, at their recorded arrival times and ages. A job's
+    service time is the recorded one where that task ran that frame; otherwise a draw from the
+    task's recorded service times (the empirical distribution, keyed by task, frame and seed).
+    """
+    frames: Dict[int, tuple] = {}
+    ran: Dict[Tuple[str, int], float] = {}
+    recorded: Dict[str, List[float]] = {}
+    for record in records:
+        seq = int(record['seq'])
+        frames.setdefault(seq, (float(record['arrival']), record['input'],
+                                float(record['age'] or 0.0), seq))
+        if record['outcome'] != DROPPED and record['service'] is not None:
+            ran[(record['task'], seq)] = float(record['service'])
+            recorded.setdefault(record['task'], []).append(float(record['service']))
+    for values in recorded.values():
+        values.sort()
+    keys = {task: draws.name_key(task) for task in recorded}
+
+    def service_time(job) -> float:
+        task, seq = job.task.name, job.frame.meta
+        if (task, seq) in ran:
+            return ran[(task, seq)]
+        values = recorded.get(task)
+        if not values:
+            return job.worker.simulated_service_time(job.frame)
+        u = draws.unit(seed, keys[task], seq)
+        return values[min(len(values) - 1, int(u * len(values)))]
+
+    arrivals = sorted(frames.values())
+    duration = max((float(r['end']) for r in records if r['end'] is not None),
+                   default=arrivals[-1][0] if arrivals else 0.0)
+    return arrivals, service_time, duration
 
 
 def periodic_trace(inputs: List[str], frames: int, interval_s: float

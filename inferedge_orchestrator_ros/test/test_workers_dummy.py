@@ -57,20 +57,30 @@ def test_fixed_latency_sleeps_and_returns_the_image_shape():
 @pytest.mark.parametrize('distribution', ['uniform', 'normal', 'lognormal'])
 def test_sampled_latencies_follow_the_distribution(distribution):
     worker = dummy(latency_ms=40.0, jitter_ms=10.0, distribution=distribution, seed=7)
-    samples = np.array([worker.simulated_service_time(None) for _ in range(4000)]) * 1000
+    samples = np.array([worker.sample_latency_s(seq) for seq in range(4000)]) * 1000
     assert samples.min() >= 0.0
     assert samples.mean() == pytest.approx(40.0, abs=1.0)
     if distribution == 'uniform':
         assert samples.min() >= 30.0 and samples.max() <= 50.0
     else:
         assert samples.std() == pytest.approx(10.0, rel=0.1)
-    again = dummy(latency_ms=40.0, jitter_ms=10.0, distribution=distribution, seed=7)
-    assert again.simulated_service_time(None) * 1000 == pytest.approx(samples[0])
+
+
+def test_a_frame_gets_the_same_latency_whatever_the_order_and_the_instance():
+    options = {'latency_ms': 40.0, 'jitter_ms': 10.0, 'distribution': 'lognormal', 'seed': 7}
+    first, second = dummy(**options), dummy(**options)
+    forward = [first.sample_latency_s(seq) for seq in range(50)]
+    backward = [second.sample_latency_s(seq) for seq in reversed(range(50))]
+    assert forward == backward[::-1] and len(set(forward)) == 50
+    other_seed = dummy(**dict(options, seed=8))
+    other_task = DummyWorker('other', DummyWorker.validate_options(options, 'w'))
+    assert other_seed.sample_latency_s(3) != forward[3] != other_task.sample_latency_s(3)
+    assert first.simulated_service_time(Frame('camera', 3, 0.0, 0.0)) == forward[3]
 
 
 def test_no_jitter_means_a_fixed_latency_whatever_the_distribution():
     worker = dummy(latency_ms=5.0, distribution='normal')
-    assert {worker.sample_latency_s() for _ in range(10)} == {0.005}
+    assert {worker.sample_latency_s(seq) for seq in range(10)} == {0.005}
 
 
 def test_busy_wait_spins_and_holds_the_gil():

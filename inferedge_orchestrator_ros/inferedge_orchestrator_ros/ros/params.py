@@ -130,6 +130,9 @@ GLOBAL_PARAMS = (
           0.001, 10.0),
     Param('shedding.min_limit_hz', DOUBLE, _SHED.min_limit_hz,
           'the lowest limit shedding sets on a task without min_rate_hz', 0.001, 1000.0),
+    Param('shedding.min_load_share', DOUBLE, _SHED.min_load_share,
+          'a task whose load (rate x median service) is below this share of the pool is '
+          'never limited', 0.0, 1.0),
     Param('telemetry.window_s', DOUBLE, _TEL.window_s, 'live latency percentile window',
           0.1, 3600.0),
     Param('telemetry.window_samples', INTEGER, _TEL.window_samples,

@@ -15,9 +15,9 @@
 """A worker that sleeps for a fixed or sampled latency: for demos, tests and simulation."""
 
 import itertools
-import threading
 import time
 
+from inferedge_orchestrator_ros import draws
 from inferedge_orchestrator_ros.workers import InferenceOutput
 from inferedge_orchestrator_ros.workers import options as opt
 from inferedge_orchestrator_ros.workers import Worker
@@ -32,6 +32,9 @@ class DummyWorker(Worker):
     """
     Sleep latency_ms (fixed, or sampled from a distribution) and return the image shape.
 
+    A sampled latency is a function of (seed, task name, frame sequence number): the same frame
+    gets the same latency whatever order it runs in, in real time and under the virtual clock.
+
     busy_wait spins instead of sleeping: it holds the GIL for the whole latency, as pure-Python
     preprocessing would, so other Python threads (the executor included) stall meanwhile.
     fail_every N raises on every Nth call, to exercise the error paths.
@@ -41,7 +44,7 @@ class DummyWorker(Worker):
     OPTIONS = {
         'latency_ms': (10.0, opt.number()),
         'jitter_ms': (0.0, opt.number()),
-        'distribution': ('fixed', opt.choice('fixed', 'uniform', 'normal', 'lognormal')),
+        'distribution': ('fixed', opt.choice(*draws.DISTRIBUTIONS)),
         'seed': (0, opt.integer()),
         'busy_wait': (False, opt.boolean),
         'fail_every': (0, opt.integer()),
@@ -49,8 +52,7 @@ class DummyWorker(Worker):
 
     def __init__(self, task_name, options, slots=1):
         super().__init__(task_name, options, slots)
-        self._rng = np.random.default_rng(options['seed'])
-        self._rng_lock = threading.Lock()
+        self._key = draws.name_key(task_name)
         self._calls = itertools.count(1)
         self.loaded = False
         self.warmups = 0
@@ -64,32 +66,22 @@ class DummyWorker(Worker):
     def expected_latency_s(self) -> float:
         return self.options['latency_ms'] / 1000.0
 
-    def sample_latency_s(self) -> float:
-        mean = self.options['latency_ms']
-        jitter = self.options['jitter_ms']
-        kind = self.options['distribution']
-        if kind == 'fixed' or jitter == 0.0:
-            return mean / 1000.0
-        with self._rng_lock:
-            if kind == 'uniform':
-                value = self._rng.uniform(mean - jitter, mean + jitter)
-            elif kind == 'normal':
-                value = self._rng.normal(mean, jitter)
-            else:  # lognormal with the given mean and standard deviation
-                sigma2 = np.log1p((jitter / mean) ** 2) if mean > 0 else 0.0
-                value = self._rng.lognormal(np.log(max(mean, 1e-9)) - sigma2 / 2,
-                                            np.sqrt(sigma2))
-        return max(0.0, float(value)) / 1000.0
+    def sample_latency_s(self, sequence: int) -> float:
+        """Return the latency of the frame with this sequence number (s)."""
+        options = self.options
+        u = draws.unit(options['seed'], self._key, sequence)
+        return draws.sample(options['distribution'], options['latency_ms'], options['jitter_ms'],
+                            u) / 1000.0
 
     def simulated_service_time(self, frame) -> float:
-        return self.sample_latency_s()
+        return self.sample_latency_s(frame.seq)
 
     def infer(self, frame) -> InferenceOutput:
         start = time.perf_counter()
         shape = frame.image.shape  # decodes an encoded frame, as a real worker would
         preprocess_s = time.perf_counter() - start
         call = next(self._calls)  # atomic under the GIL: slots share the worker
-        latency = self.sample_latency_s()
+        latency = self.sample_latency_s(frame.seq)
         begin = time.perf_counter()
         if self.options['busy_wait']:
             while time.perf_counter() - begin < latency:
