@@ -137,7 +137,8 @@ class _Slot:
 
 
 class _Job:
-    __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker', 'blocking')
+    __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker', 'blocking',
+                 'probe')
 
     def __init__(self, task: TaskState, frame: Frame, deadline: float, slot: _Slot,
                  start: float, blocking: float):
@@ -149,6 +150,7 @@ class _Job:
         self.state = _RUNNING
         self.worker = task.worker
         self.blocking = blocking  # how long lower-priority jobs held the pool while it waited
+        self.probe = False  # it ran although its prediction said late
 
 
 class _Pool:
@@ -217,7 +219,7 @@ class _Pool:
         """When a slot is expected to be free, by the drop predictor of the jobs running."""
         if self.free or not self.slots:
             return now
-        return max(now, min(s.job.start + s.job.task.likely_s for s in self.slots
+        return max(now, min(s.job.start + s.job.task.fast_s for s in self.slots
                             if s.job is not None))
 
 
@@ -305,8 +307,11 @@ class Engine:
                                       f'failed to load: {type(error).__name__}: {error}'
                                       ) from error
             task.worker = worker
-            if not task.expected_s:
-                task.set_expected(worker.expected_latency_s())
+            fast = worker.fast_latency_s()
+            if task.expected_s:
+                task.set_expected(task.expected_s, min(fast, task.expected_s))
+            else:
+                task.set_expected(worker.expected_latency_s(), fast)
         self._loaded = True
 
     def start(self) -> None:
@@ -489,7 +494,7 @@ class Engine:
                     # More queued work: frames of lower-priority tasks become late sooner.
                     self._next_late = -math.inf
                     if out is None:
-                        if deadline - task.likely_s < self._timer_wake:
+                        if deadline - task.fast_s < self._timer_wake:
                             self._cond.notify()
                         continue
                     reason = reasons.QUEUE_OVERFLOW
@@ -580,10 +585,11 @@ class Engine:
         A frame of task T can start once a slot is free (the jobs running end after their
         likely service time) and the queued work of higher-priority tasks is done (their frames
         times their likely service time, per slot); it is late if it cannot end by its deadline
-        even then, taking T's likely service time. A task that has had PROBE_AFTER consecutive
-        predicted_late drops keeps its freshest late frame (a probe) until one of its jobs
-        starts, so that a stale prediction is measured again; frames past their deadline
-        always go (expired).
+        even then, taking T's fast service time. A task that has had PROBE_AFTER predicted_late
+        drops that its own prediction decided (the frame could have started before its
+        deadline) since its last job started keeps its freshest late frame when all are late
+        (a probe, spaced out while probes end late), so that a stale prediction is measured
+        again; frames past their deadline always go (expired).
         """
         wake = math.inf
         free_at = None
@@ -597,25 +603,27 @@ class Engine:
             queue_ = task.queue
             if not queue_.entries:
                 continue
-            level_work += len(queue_.entries) * task.likely_s / capacity
+            if task.held_seq != queue_.head()[1].seq:  # a held task lets lower ones overtake
+                level_work += len(queue_.entries) * task.fast_s / capacity
             if not task.drops_late:
                 continue
             if free_at is None:
                 pool.advance(now)
                 free_at = pool.free_at(now)
             start = free_at + ahead
-            limit = start + task.likely_s
+            limit = start + task.fast_s
             if queue_.earliest_deadline < limit:
-                expired, late = queue_.take_late(now, limit, PROBE_AFTER - task.late_streak)
+                expired, late = queue_.take_late(now, limit, task.may_probe(now))
                 self._drop_late(task, expired, reasons.EXPIRED, now, start)
                 self._drop_late(task, late, reasons.PREDICTED_LATE, now, start)
-                task.late_streak += len(late)
+                # Its own service time decided those that could have started in time.
+                task.late_streak += sum(1 for entry in late if entry[0] > start)
                 # A probe that stayed is looked at again when it expires.
                 wake = min([wake] + [e[0] for e in queue_.entries if e[0] < limit])
             if queue_.entries:
                 waiting = [e[0] for e in queue_.entries if e[0] >= limit]
                 if waiting:
-                    wake = min(wake, min(waiting) - task.likely_s - ahead)
+                    wake = min(wake, min(waiting) - task.fast_s - ahead)
         return wake
 
     def _drop_late(self, task: TaskState, entries: list, reason: str, now: float,
@@ -626,10 +634,14 @@ class Engine:
         self._drop_entries(task, entries, reason, now)
         # The wait still ahead that lower-priority jobs cause: until the slot frees.
         pending = max(0.0, start - now) if task.pool.lower_running(task.priority) else 0.0
-        finish = start + task.likely_s
+        finish = start + task.fast_s
+        risk = task.risk
         for deadline, _, lower_at in entries:
             blocking = task.lower_busy - lower_at + pending
-            task.risk.loss(reason, blocking > 0.0 and finish - blocking <= deadline)
+            blocked = blocking > 0.0 and finish - blocking <= deadline
+            risk.loss(reason, blocked)
+            if blocked:
+                risk.blocking.append(blocking)
 
     def _dispatch(self, now: float) -> float:
         """Start jobs on free slots; return when a held slot should be looked at again."""
@@ -662,6 +674,7 @@ class Engine:
                 slot.job = job
                 started = True
                 task.in_flight += 1
+                job.probe = task.late_streak >= PROBE_AFTER
                 task.late_streak = 0
                 task.started_rate.add(now)
                 task.risk.blocking.append(blocking)
@@ -829,6 +842,8 @@ class Engine:
             telemetry.within_budget += 1
         else:
             risk.loss(reasons.DEADLINE_MISS, now - job.blocking <= job.deadline)
+        if job.probe or result.deadline_met:
+            task.probe_ended(now, result.deadline_met)
         if task.record_service(service):
             self._next_late = -math.inf  # queued frames become late sooner: rescan
         risk.end_to_end.append(end_to_end)

@@ -88,21 +88,20 @@ class TaskQueue:
             self._recompute_earliest()
         return entry
 
-    def take_late(self, now: float, limit: float, allowed: int
+    def take_late(self, now: float, limit: float, keep_probe: bool = False
                   ) -> Tuple[List[Entry], List[Entry]]:
         """
         Remove late entries, wherever they are; return (expired, predicted late).
 
-        Every entry whose deadline is before now is expired. Those whose deadline is before
-        limit are predicted late: all of them when they are at most `allowed` or an entry that
-        is not late stays, else all but the one with the latest deadline, which stays (the
-        probe, engine.py).
+        Every entry whose deadline is before now is expired; every other one whose deadline is
+        before limit is predicted late, except with keep_probe when no entry that is not late
+        would stay: then the one with the latest deadline stays (the probe, engine.py).
         """
         if limit <= self._earliest and now <= self._earliest:
             return [], []
         expired = [e for e in self.entries if e[0] < now]
         late = sorted((e for e in self.entries if now <= e[0] < limit), key=lambda e: e[0])
-        if len(late) > max(0, allowed) and len(expired) + len(late) == len(self.entries):
+        if keep_probe and late and len(expired) + len(late) == len(self.entries):
             late.pop()
         if expired or late:
             gone = {id(e) for e in expired}

@@ -32,14 +32,23 @@ from inferedge_orchestrator_ros.telemetry import TaskTelemetry
 
 SERVICE_HISTORY = 50  # service times kept for the predictions
 MIN_SAMPLES = 5  # measurements before the predictions replace expected_latency_ms
-# The drop predictor: a frame is predicted late only if even this quantile of the task's recent
-# service times cannot finish it in time, so a dropped frame had at most this chance to make it.
-LIKELY_QUANTILE = 0.25
+# The drop predictor: a frame is predicted late only if even a fast run (this quantile of the
+# task's recent service times) cannot end it in time: a dropped frame had at most this chance.
+# Before FAST_SAMPLES measurements (enough to see that quantile) it is a lower bound: before
+# MIN_SAMPLES the worker's own fast guess (0 when it has none: no frame is dropped for a service
+# time nobody has measured), then the fastest time seen less the spread seen.
+FAST_QUANTILE = 0.05
+FAST_SAMPLES = 20
 # The hold predictor (and predicted_service_ms): a quantile that a job rarely exceeds.
 HIGH_QUANTILE = 0.95
-# After this many consecutive predicted_late drops the task's next frame runs anyway (a probe),
-# so a prediction that has gone stale is measured again instead of dropping every frame.
+# After this many predicted_late drops that its own service prediction decided (the frame could
+# have started before its deadline), a task's next frame runs anyway (a probe): a stale
+# prediction is measured again instead of dropping every frame. A probe that ends late makes
+# the next one wait, first one latency budget, doubling up to PROBE_INTERVAL_MAX_S, so that a
+# task that cannot make it wastes little slot time yet is measured at least that often; a job
+# within budget ends the wait.
 PROBE_AFTER = 3
+PROBE_INTERVAL_MAX_S = 1.0
 INTERARRIVAL_SMOOTHING = 0.1
 IDLE_INTERARRIVALS = 2.0  # a source silent for this many mean intervals is not expected
 
@@ -91,9 +100,11 @@ class TaskState:
         self.expected_s = config.expected_latency_ms / 1000.0
         self._service = deque(maxlen=SERVICE_HISTORY)
         self.predicted_s = self.expected_s  # high quantile: holds, telemetry
-        self.likely_s = self.expected_s  # low quantile: predicted_late
+        self.fast_s = 0.0  # low quantile: predicted_late
         self.median_s = self.expected_s  # the load a job adds
-        self.late_streak = 0  # predicted_late drops since the task's last job started
+        self.late_streak = 0  # predicted_late drops its prediction decided since a job started
+        self.probe_interval_s = 0.0  # the wait after a probe that ended late
+        self.probe_not_before = -math.inf  # no probe before then
         # Slot-seconds of lower-priority jobs on the pool, divided by its slots, since start:
         # the blocking a frame suffered is the growth of this integral while it waited.
         self.lower_busy = 0.0
@@ -131,26 +142,41 @@ class TaskState:
         return cap or shed
 
     # -- observations -----------------------------------------------------------------------
-    def set_expected(self, seconds: float) -> None:
+    def may_probe(self, now: float) -> bool:
+        """Whether a late frame should run anyway, to measure the task again."""
+        return self.late_streak >= PROBE_AFTER and now >= self.probe_not_before
+
+    def probe_ended(self, now: float, met_deadline: bool) -> None:
+        """Space the next probe out after a probe that confirmed the prediction."""
+        if met_deadline:
+            self.probe_interval_s = 0.0
+        else:
+            self.probe_interval_s = min(max(2.0 * self.probe_interval_s, self.budget_s),
+                                        PROBE_INTERVAL_MAX_S)
+        self.probe_not_before = now + self.probe_interval_s
+
+    def set_expected(self, seconds: float, fast: float = 0.0) -> None:
+        """Set the guesses used before measurements: typical and fast service time (s)."""
         self.expected_s = seconds
         if len(self._service) < MIN_SAMPLES:
-            self.predicted_s = self.likely_s = self.median_s = seconds
+            self.predicted_s = self.median_s = seconds
+            self.fast_s = fast
 
     def record_service(self, seconds: float) -> bool:
         """Add a measured service time; True when the drop predictor grew."""
         self._service.append(seconds)
-        if len(self._service) < MIN_SAMPLES:
+        count = len(self._service)
+        if count < MIN_SAMPLES:
             return False
         ordered = sorted(self._service)
-        previous = self.likely_s
+        previous = self.fast_s
         self.predicted_s = quantile(ordered, HIGH_QUANTILE)
-        self.likely_s = quantile(ordered, LIKELY_QUANTILE)
         self.median_s = quantile(ordered, 0.5)
-        return self.likely_s > previous
-
-    def load(self, now: float) -> float:
-        """Return the slot-seconds per second the task adds: started rate x median service."""
-        return self.started_rate.rate(now) * self.median_s
+        if count >= FAST_SAMPLES:
+            self.fast_s = quantile(ordered, FAST_QUANTILE)
+        else:  # too few to see that quantile: one spread below the fastest seen
+            self.fast_s = max(0.0, 2.0 * ordered[0] - ordered[-1])
+        return self.fast_s > previous
 
     def note_arrival(self, now: float, age: float) -> None:
         if self.last_arrival is not None:
@@ -202,11 +228,13 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
     """
     Return (the higher-priority task whose expected frame would miss, when to look again).
 
-    Starting candidate's job ends at now + its predicted service time. A higher-priority task
-    whose next frame is expected before then would start only at that end and finish after
-    its own service time: if that is past the frame's deadline, the job must not start.
+    Starting candidate's job ends at now + its high (p95) service time. A higher-priority task
+    whose next frame is expected before then would start only at that end, after the tasks
+    above it that are also expected by then, and finish after its own high service time: if
+    that is past the frame's deadline, the job must not start.
     """
     end = now + candidate.predicted_s
+    ahead = 0.0  # work of the tasks above `other` whose frames come before the job ends
     for other in tasks:  # priority-sorted: only the ones before candidate matter
         if other.priority <= candidate.priority:
             break
@@ -216,8 +244,9 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
         if expected is None or expected >= end:
             continue
         deadline = expected + other.budget_s - other.last_age
-        if end + other.predicted_s > deadline:
+        if end + ahead + other.predicted_s > deadline:
             return other, other.expectation_ends()
+        ahead += other.predicted_s
     return None, math.inf
 
 

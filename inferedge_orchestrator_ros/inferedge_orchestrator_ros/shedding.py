@@ -23,11 +23,11 @@ its end-to-end p95 above p95_budget_fraction of its budget, or (with backlog_thr
 total backlog is above the threshold while its frames were blocked. Risks that its own service
 time explains never shed: limiting others cannot help them.
 
-On risk, the lowest-priority task below the protected one whose load (started rate x median
-service time) is at least min_load_share of the pool and whose limit is above its floor gets
-limit = max(floor, 0.5 x min(current limit, admitted rate)). After recovery_s without risk,
-every limit rises by recovery_step_hz per tick and is lifted once it no longer binds. The floor
-is min_rate_hz, or min_limit_hz without one. See docs/scheduling.md.
+On risk, the lowest-priority task below the protected one on its pool whose load (admitted rate
+x median service time) is at least min_load_share of the pool and whose limit is above its
+floor gets limit = max(floor, 0.5 x min(current limit, started rate)). After recovery_s
+without risk, every limit rises by recovery_step_hz per tick and is lifted once it no longer
+binds. The floor is min_rate_hz, or min_limit_hz without one. See docs/scheduling.md.
 """
 
 from dataclasses import dataclass
@@ -121,16 +121,19 @@ class LoadShedder:
         for task in sorted(candidates, key=lambda t: (t.priority, -t.index)):
             if task.pool is not protected.pool:
                 continue  # it does not hold the protected task's slots
-            share = task.load(now) / capacity
+            admitted = task.admitted_rate.rate(now)
+            share = admitted * task.median_s / capacity
             if share < self.config.min_load_share:
                 continue  # its work costs the pool too little for a limit to help
-            admitted = task.admitted_rate.rate(now)
             current = task.shed_limit_hz or float('inf')
             floor = self.floor(task)
-            if min(current, admitted) <= floor:
-                continue  # at its floor (or admitting nothing): try the next one up
-            limit = max(floor, 0.5 * min(current, admitted))
-            freed = (min(current, admitted) - limit) * task.median_s / capacity
+            if current <= floor:
+                continue  # at its floor: try the next one up
+            # Half of what it runs now: a task that higher-priority work starves goes to its
+            # floor at once, so that it cannot take the slot time a limit higher up frees.
+            running = min(current, task.started_rate.rate(now))
+            limit = max(floor, 0.5 * running)
+            freed = max(0.0, running - limit) * task.median_s / capacity
             cause = {'task': task.name, 'protected_task': protected.name, 'limit_hz': limit,
                      'queue_depths': dict(queue_depths), 'blocking_ms': 1000.0 * risk.blocking_s,
                      'own_service_ms': 1000.0 * risk.own_service_s, 'freed_load_share': freed}
@@ -139,8 +142,9 @@ class LoadShedder:
                 self.decisions.add(now, reasons.SHED_START, risk.reason, **cause)
             task.shed_limit_hz = limit
             self.decisions.add(now, reasons.LIMIT, risk.reason,
-                               detail=f'admitted {admitted:.1f} Hz, load {share:.0%} of the '
-                                      f'pool, floor {floor:g} Hz', **cause)
+                               detail=f'admitted {admitted:.1f} Hz, running {running:.1f} Hz, '
+                                      f'load {share:.0%} of the pool, floor {floor:g} Hz',
+                               **cause)
             return
 
     def _recover(self, now: float, tasks: List[TaskState], queue_depths: Dict[str, int]) -> None:

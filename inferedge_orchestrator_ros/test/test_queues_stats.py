@@ -55,25 +55,25 @@ def test_take_late_anywhere():
     for entry in entries(5.0, 1.0, 6.0, 2.0):  # deadlines are not in arrival order
         queue.push(entry)
     assert queue.earliest_deadline == 1.0
-    assert queue.take_late(0.5, 0.9, 3) == ([], [])
-    expired, late = queue.take_late(1.5, 3.0, 3)
+    assert queue.take_late(0.5, 0.9) == ([], [])
+    expired, late = queue.take_late(1.5, 3.0)
     assert [e[0] for e in expired] == [1.0] and [e[0] for e in late] == [2.0]
     assert [queue.pop()[0], queue.pop()[0]] == [5.0, 6.0]
     assert queue.earliest_deadline == math.inf
 
 
-def test_take_late_keeps_the_freshest_late_entry_beyond_allowed():
+def test_take_late_keeps_a_probe_only_when_every_entry_is_late():
     queue = TaskQueue(6)
     for entry in entries(4.0, 2.0, 0.5, 3.0, 9.0):
         queue.push(entry)
-    expired, late = queue.take_late(1.0, 5.0, 2)
+    expired, late = queue.take_late(1.0, 5.0, keep_probe=True)
     assert [e[0] for e in expired] == [0.5]  # expired frames always go
     assert [e[0] for e in late] == [2.0, 3.0, 4.0]  # 9.0 is not late: no probe is needed
-    expired, late = queue.take_late(2.0, 10.0, 0)
-    assert (expired, late) == ([], []) and len(queue) == 1  # all late: the probe stays
+    assert queue.take_late(2.0, 10.0, keep_probe=True) == ([], [])  # all late: it stays
+    assert len(queue) == 1
     for entry in entries(7.0, 8.0):
         queue.push(entry)
-    assert [e[0] for e in queue.take_late(2.0, 10.0, 0)[1]] == [7.0, 8.0]
+    assert [e[0] for e in queue.take_late(2.0, 10.0, keep_probe=True)[1]] == [7.0, 8.0]
     assert [e[0] for e in queue.entries] == [9.0] and queue.earliest_deadline == 9.0
 
 

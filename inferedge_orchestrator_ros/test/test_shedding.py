@@ -36,8 +36,9 @@ def setup(service_ms=(10.0, 20.0, 20.0), **low):
 def admit(tasks, now, count):
     """Make every task's admitted, started and arrival rate `count` Hz over the last second."""
     for task in tasks:
-        task.admitted_rate, task.routed_rate, task.started_rate = (RateMeter(), RateMeter(),
-                                                                  RateMeter())
+        task.admitted_rate = RateMeter()
+        task.routed_rate = RateMeter()
+        task.started_rate = RateMeter()
         for i in range(count):
             for meter in (task.admitted_rate, task.routed_rate, task.started_rate):
                 meter.add(now - i / count)

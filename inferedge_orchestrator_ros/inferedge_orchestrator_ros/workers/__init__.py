@@ -93,6 +93,10 @@ class Worker:
         """Return a service-time guess used before measurements exist (0 = unknown)."""
         return 0.0
 
+    def fast_latency_s(self) -> float:
+        """Return a service time the worker rarely beats, before measurements (0 = unknown)."""
+        return 0.0
+
     def simulated_service_time(self, frame) -> float:
         """Return the service time of frame without running it (virtual-clock simulation)."""
         raise NotImplementedError(f'worker {self.kind!r} cannot run under the virtual clock')

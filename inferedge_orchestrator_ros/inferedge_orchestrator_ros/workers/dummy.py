@@ -66,6 +66,12 @@ class DummyWorker(Worker):
     def expected_latency_s(self) -> float:
         return self.options['latency_ms'] / 1000.0
 
+    def fast_latency_s(self) -> float:
+        """Return the 5th percentile of its latency distribution."""
+        options = self.options
+        return draws.sample(options['distribution'], options['latency_ms'], options['jitter_ms'],
+                            0.05) / 1000.0
+
     def sample_latency_s(self, sequence: int) -> float:
         """Return the latency of the frame with this sequence number (s)."""
         options = self.options

@@ -208,6 +208,11 @@ class OnnxWorker(Worker):
         times = self._warmup_times[1:] or self._warmup_times
         return statistics.median(times) if times else 0.0
 
+    def fast_latency_s(self) -> float:
+        """Return the fastest warm-up run after the first (0 when there were fewer than 2)."""
+        times = self._warmup_times[1:]
+        return min(times) if times else 0.0
+
     def infer(self, frame) -> InferenceOutput:
         session = self.session
         if session is None:
