@@ -15,7 +15,8 @@
 """
 Command line: python -m inferedge_orchestrator_ros <command> (console script: inferedge).
 
-Commands: run (real time), report, compare-overload (virtual clock), from-inferedge.
+Commands: run (real time), report, compare-overload and simulate (virtual clock),
+from-inferedge.
 A broken config or bad argument prints one line and exits with code 2; a worker that fails to
 load exits with code 1; no traceback.
 """
@@ -220,7 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         report = runner.run(config, seconds=args.seconds, frames=args.frames,
                             images=args.images, mode=args.mode, on_progress=progress,
-                            tegrastats=monitor)
+                            tegrastats=monitor, trace_path=args.trace)
     except WorkerLoadError as error:
         print(f'error: {error}', file=sys.stderr)
         return EXIT_FAILURE
@@ -235,6 +236,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(report_table(report))
     if report['run']['interrupted']:
         print('interrupted: the report holds what ran until then', file=sys.stderr)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Run a config under the virtual clock: replay a recorded trace, or periodic frames."""
+    from inferedge_orchestrator_ros import simulation
+    from inferedge_orchestrator_ros.job_trace import read_trace
+    config = load_config(args.config)
+    if args.mode is not None and args.mode != config.mode:
+        data = config.to_dict()
+        data['orchestrator']['mode'] = args.mode
+        config = load_config(data)
+    for warning in config.warnings:
+        print(f'warning: {warning}', file=sys.stderr)
+    if args.trace:
+        try:
+            records = read_trace(args.trace)
+        except OSError as error:
+            raise CliError(f'{args.trace}: cannot read: {error.strerror}') from None
+        except ValueError as error:
+            raise CliError(str(error)) from None
+        report = simulation.replay(config, records, seed=args.seed)
+    else:
+        if not args.frames or args.frames < 1:
+            raise CliError('simulate: give --trace FILE, or --frames N (>= 1) of periodic '
+                           'frames per input')
+        interval = {name: 1.0 / spec.rate_hz for name, spec in config.inputs.items()}
+        arrivals = sorted((index * period, name) for name, period in interval.items()
+                          for index in range(args.frames))
+        until = arrivals[-1][0] + max(t.latency_budget_ms for t in config.tasks) / 1000.0
+        report = simulation.Simulation(config, seed=args.seed).run(arrivals, until)
+    _write_json(args.output, report)
+    print(report_table(report))
     return 0
 
 
@@ -284,7 +318,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument('--tegrastats-interval-ms', type=int, default=1000,
                      help='interval of a live tegrastats (default 1000)')
     run.add_argument('--quiet', action='store_true', help='no progress line')
+    run.add_argument('--trace', help='write the job trace there (JSON lines, one per job)')
     run.set_defaults(handler=cmd_run)
+
+    simulate = commands.add_parser(
+        'simulate', help='run a config under the virtual clock: replay a recorded job trace, '
+        'or periodic frames at the rate_hz of each input')
+    simulate.add_argument('--config', required=True, help='config file (YAML or JSON)')
+    source = simulate.add_mutually_exclusive_group(required=True)
+    source.add_argument('--trace', help='a job trace written by run --trace or the node')
+    source.add_argument('--frames', type=int, help='periodic frames per input')
+    simulate.add_argument('--output', required=True, help='report JSON file')
+    simulate.add_argument('--mode', choices=('priority', 'fifo'),
+                          help='override orchestrator.mode')
+    simulate.add_argument('--seed', type=int, default=0,
+                          help='seed of the draws (transport ages, unrecorded service times)')
+    simulate.set_defaults(handler=cmd_simulate)
 
     report = commands.add_parser('report', help='per-task summary table of a report file')
     report.add_argument('report', nargs='?', help='report JSON (run or compare-overload)')

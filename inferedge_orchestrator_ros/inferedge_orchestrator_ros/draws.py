@@ -66,3 +66,25 @@ def sample(distribution: str, mean: float, jitter: float, u: float) -> float:
         return 0.0
     sigma2 = math.log1p((jitter / mean) ** 2)
     return math.exp(math.log(mean) - sigma2 / 2.0 + math.sqrt(sigma2) * z)
+
+
+class TransportAge:
+    """
+    Draws the transport ages (stamp -> arrival, s) of one input's frames, in sequence.
+
+    config is an InputConfig: age_ms (0: none), age_jitter_ms, age_distribution.
+    """
+
+    def __init__(self, config, seed: int = 0):
+        self.config = config
+        self._key = name_key(config.name)
+        self._seed = seed
+        self._index = 0
+
+    def draw(self) -> float:
+        config = self.config
+        if not config.age_ms:
+            return 0.0
+        u = unit(self._seed, self._key, self._index)
+        self._index += 1
+        return sample(config.age_distribution, config.age_ms, config.age_jitter_ms, u) / 1000.0

@@ -1050,6 +1050,7 @@ class Engine:
                 'shed_limit_hz': task.shed_limit_hz,
                 'executed_rate_hz': task.started_rate.rate(now),
                 'predicted_service_ms': task.predicted_s * 1000.0,
+                'busy_s': task.busy_s,
                 'latency': telemetry.live_latency(now),
                 'window_overflow': telemetry.window_overflow(),
             }

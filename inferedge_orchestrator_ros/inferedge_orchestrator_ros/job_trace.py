@@ -33,7 +33,7 @@ FIELDS = ('task', 'input', 'seq', 'arrival', 'age', 'start', 'end', 'service', '
 
 
 def _round(value: Optional[float]) -> Optional[float]:
-    return None if value is None else round(value, 6)
+    return None if value is None else round(value, 9)  # ns: replays see the same times
 
 
 class TraceRecorder:

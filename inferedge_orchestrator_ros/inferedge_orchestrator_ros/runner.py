@@ -29,9 +29,11 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from inferedge_orchestrator_ros import draws
 from inferedge_orchestrator_ros.config import InputConfig, load_config, OrchestratorConfig
 from inferedge_orchestrator_ros.engine import Engine, Result
 from inferedge_orchestrator_ros.frame import CHANNELS
+from inferedge_orchestrator_ros.job_trace import TraceRecorder
 from inferedge_orchestrator_ros.stats import LogHistogram
 import numpy as np
 
@@ -137,7 +139,7 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
         on_progress: Optional[Callable[[str], None]] = None, progress_every_s: float = 1.0,
         tegrastats=None, on_result: Optional[Callable[[Result], None]] = None,
         drain_s: Optional[float] = None, stop_event: Optional[threading.Event] = None,
-        worker_factory=None) -> Dict[str, Any]:
+        worker_factory=None, trace_path: Optional[str] = None) -> Dict[str, Any]:
     """
     Run config in real time for `seconds` or `frames` per input; return the report.
 
@@ -146,7 +148,9 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
     queued and running frames get up to drain_s (default: the largest latency budget, at least
     1 s) to finish; what is left is dropped with reason shutdown. stop_event (or Ctrl-C) ends
     the run early: the first Ctrl-C (SIGINT, main thread only) sets it; a second one raises
-    KeyboardInterrupt, and the report is still returned.
+    KeyboardInterrupt, and the report is still returned. trace_path: write the job trace
+    there (job_trace.py). A synthetic frame's age is the time it waited to be submitted plus
+    a draw of its input's age distribution (InputConfig.age_*).
     """
     if (seconds is None) == (frames is None):
         raise ValueError('give exactly one of seconds and frames')
@@ -157,7 +161,9 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
         base = load_config(data)
     stop = stop_event if stop_event is not None else threading.Event()
     first = FirstResults(on_result)
-    engine = Engine(base, on_result=first, worker_factory=worker_factory)
+    trace = TraceRecorder(trace_path) if trace_path else None
+    engine = Engine(base, on_result=first, worker_factory=worker_factory, trace=trace)
+    ages = {name: draws.TransportAge(inp) for name, inp in base.inputs.items()}
     sources = {name: (ImageFolderSource(images) if images else SyntheticSource(inp))
                for name, inp in base.inputs.items()}
     submitted = dict.fromkeys(sources, 0)
@@ -201,8 +207,8 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
                 skipped[name] += missed
                 when += missed * period
             data, encoding = sources[name].read()
-            engine.submit(name, data, age_s=max(0.0, time.monotonic() - when),
-                          encoding=encoding)
+            age = time.monotonic() - when + (ages[name].draw() if not images else 0.0)
+            engine.submit(name, data, age_s=max(0.0, age), encoding=encoding)
             submitted[name] += 1
             due[name] = when + period
         sources_s = time.monotonic() - start
@@ -220,6 +226,8 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
             signal.signal(signal.SIGINT, previous_handler[0] or signal.SIG_DFL)
     report = engine.report()
     engine.close()
+    if trace is not None:
+        trace.close()
     report['run'] = {
         'schema': RUN_SCHEMA, 'source': 'images' if images else 'synthetic',
         'images': images, 'mode': base.mode, 'seconds': seconds, 'frames': frames,

@@ -29,6 +29,7 @@ import math
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from inferedge_orchestrator_ros import draws
+from inferedge_orchestrator_ros.config import ConfigError
 from inferedge_orchestrator_ros.config import load_config
 from inferedge_orchestrator_ros.config import OrchestratorConfig
 from inferedge_orchestrator_ros.engine import Engine
@@ -37,33 +38,72 @@ from inferedge_orchestrator_ros.engine import VirtualClock
 from inferedge_orchestrator_ros.job_trace import DROPPED
 from inferedge_orchestrator_ros.job_trace import TraceRecorder
 from inferedge_orchestrator_ros.workers import InferenceOutput
+from inferedge_orchestrator_ros.workers import Worker
+from inferedge_orchestrator_ros.workers import worker_class
 import numpy as np
 
 _ARRIVAL, _COMPLETE, _WAKE = 0, 1, 2
 MIN_STEP_S = 1e-6  # a timer due exactly now is looked at again one microsecond later
 
 
+class _Replayed(Worker):
+    """
+    Stands in for a task's worker in a replay: the trace gives every service time.
+
+    Its guesses before measurements (what a real worker takes from its warm-up) are the
+    median and 5th percentile of the task's recorded service times.
+    """
+
+    kind = 'replayed'
+    simulates = True
+
+    def __init__(self, task_name, recorded: List[float], slots: int = 1):
+        super().__init__(task_name, {}, slots)
+        self._recorded = recorded
+
+    def expected_latency_s(self) -> float:
+        return self._recorded[len(self._recorded) // 2]
+
+    def fast_latency_s(self) -> float:
+        return self._recorded[int(0.05 * (len(self._recorded) - 1))]
+
+
 class Simulation:
-    """Drive an Engine with a trace of arrivals under a virtual clock."""
+    """
+    Drive an Engine with a trace of arrivals under a virtual clock.
+
+    Every task's worker must be one that simulates (the dummy): a ConfigError names the task
+    otherwise, before any model is loaded; except in a replay (recorded: each task's recorded
+    service times, sorted), where the workers are stand-ins and nothing is loaded.
+    """
 
     def __init__(self, config, on_result: Optional[Callable[[Result], None]] = None,
                  frame_shape: Tuple[int, int, int] = (4, 4, 3), keep_samples: bool = False,
                  seed: int = 0, service_time: Optional[Callable[[object], float]] = None,
-                 trace: Optional[TraceRecorder] = None):
+                 trace: Optional[TraceRecorder] = None,
+                 recorded: Optional[Dict[str, List[float]]] = None):
         self.config: OrchestratorConfig = load_config(config)
         self.clock = VirtualClock()
         self._on_result = on_result
+        factory = None
+        if recorded is not None:
+            factory = (lambda task, slots: _Replayed(task.name, recorded[task.name], slots))
+        else:
+            for task in self.config.tasks:
+                if not worker_class(task.worker).simulates:
+                    raise ConfigError(f'tasks.{task.name}.worker: {task.worker!r} cannot run '
+                                      'under the virtual clock; allowed: dummy (or replay a '
+                                      'recorded trace: simulate --trace)')
         self.engine = Engine(self.config, on_result=self._result, clock=self.clock,
-                             virtual=True, trace=trace)
+                             virtual=True, trace=trace, worker_factory=factory)
         self.trace = trace
         self.engine.virtual_start = self._start_job
         self._service_time = service_time or (
             lambda job: job.worker.simulated_service_time(job.frame))
         self._image = np.zeros(frame_shape, dtype=np.uint8)
-        self._seed = seed
-        self._input_keys = {name: draws.name_key(name) for name in self.config.inputs}
+        self._ages = {name: draws.TransportAge(spec, seed)
+                      for name, spec in self.config.inputs.items()}
         self._delivered: Dict[str, float] = {}  # input -> last arrival (in-order delivery)
-        self._frames: Dict[str, int] = {}  # input -> frames drawn so far
         self._events: List[tuple] = []
         self._order = 0
         self._wakes = set()
@@ -84,14 +124,7 @@ class Simulation:
             self._push(arrival[0], _ARRIVAL, arrival)
             return
         stamp, name = arrival
-        spec = self.config.inputs.get(name)
-        age = 0.0
-        if spec is not None and spec.age_ms:
-            index = self._frames.get(name, 0)
-            self._frames[name] = index + 1
-            u = draws.unit(self._seed, self._input_keys[name], index)
-            age = draws.sample(spec.age_distribution, spec.age_ms, spec.age_jitter_ms,
-                               u) / 1000.0
+        age = self._ages[name].draw() if name in self._ages else 0.0
         # Delivered in stamp order, and never before the event being handled now.
         when = max(stamp + age, self._delivered.get(name, -math.inf), self.clock.now)
         self._delivered[name] = when
@@ -149,9 +182,10 @@ class Simulation:
 
 
 def replay_trace(records: List[dict], seed: int = 0
-                 ) -> Tuple[List[tuple], Callable[[object], float], float]:
+                 ) -> Tuple[List[tuple], Callable[[object], float], float,
+                            Dict[str, List[float]]]:
     """
-    Turn a recorded job trace into (arrivals, service_time, duration) for Simulation.
+    Turn a job trace into (arrivals, service_time, duration, recorded service times by task).
 
     Arrivals are the recorded frames, at their recorded arrival times and ages. A job's
     service time is the recorded one where that task ran that frame; otherwise a draw from the
@@ -175,16 +209,40 @@ def replay_trace(records: List[dict], seed: int = 0
         task, seq = job.task.name, job.frame.meta
         if (task, seq) in ran:
             return ran[(task, seq)]
-        values = recorded.get(task)
-        if not values:
-            return job.worker.simulated_service_time(job.frame)
+        values = recorded[task]
         u = draws.unit(seed, keys[task], seq)
         return values[min(len(values) - 1, int(u * len(values)))]
 
     arrivals = sorted(frames.values())
     duration = max((float(r['end']) for r in records if r['end'] is not None),
                    default=arrivals[-1][0] if arrivals else 0.0)
-    return arrivals, service_time, duration
+    return arrivals, service_time, duration, recorded
+
+
+def replay(config, records: List[dict], seed: int = 0,
+           trace: Optional[TraceRecorder] = None) -> dict:
+    """
+    Replay a recorded trace with config under the virtual clock; return the report.
+
+    Every task of config must have run in the trace (its service times are the record);
+    ConfigError names the first that did not. The replay runs on for the largest latency
+    budget after the last recorded event.
+    """
+    base = load_config(config)
+    arrivals, service_time, duration, measured = replay_trace(records, seed)
+    missing = [t.name for t in base.tasks if t.name not in measured]
+    if missing:
+        raise ConfigError(f'tasks.{missing[0]}: no job of it ran in the trace; allowed: the '
+                          f'tasks the trace measured ({", ".join(sorted(measured)) or "none"})')
+    names = {name for _, name, _, _ in arrivals}
+    unknown = sorted(names - set(base.inputs))
+    if unknown:
+        raise ConfigError(f'inputs: the trace has frames of {", ".join(unknown)}, which the '
+                          f'config does not declare')
+    simulation = Simulation(base, seed=seed, service_time=service_time, recorded=measured,
+                            trace=trace)
+    # After the last recorded event, time for what is still queued to run or expire.
+    return simulation.run(arrivals, duration + max(t.budget_s for t in base.tasks))
 
 
 def periodic_trace(inputs: List[str], frames: int, interval_s: float

@@ -50,6 +50,8 @@ class Worker:
     kind = 'base'
     # A worker whose slot got stuck can be replaced by a fresh instance of the same kind.
     replaceable = True
+    # Whether simulated_service_time() works: the virtual clock can run it.
+    simulates = False
     # option name -> (default, check(where, value) -> value)
     OPTIONS: Dict[str, Any] = {}
 

@@ -41,6 +41,7 @@ class DummyWorker(Worker):
     """
 
     kind = 'dummy'
+    simulates = True
     OPTIONS = {
         'latency_ms': (10.0, opt.number()),
         'jitter_ms': (0.0, opt.number()),
