@@ -200,6 +200,16 @@ class _Pool:
         self.integral_time = now
         if elapsed <= 0.0 or not self.mixed:
             return
+        if len(self.slots) == 1:  # the common case, without a list
+            job = self.slots[0].job
+            if job is None:
+                return
+            lowest = job.task.priority
+            for task in self.tasks:  # priority-sorted
+                if task.priority <= lowest:
+                    return
+                task.lower_busy += elapsed
+            return
         running = [s.job.task.priority for s in self.slots if s.job is not None]
         if not running:
             return
@@ -593,37 +603,43 @@ class Engine:
         """
         wake = math.inf
         free_at = None
-        capacity = max(1, len(pool.slots))
+        capacity = len(pool.slots) or 1
         ahead = 0.0  # queued work of the tasks of higher priority, per slot (s)
         level_priority, level_work = None, 0.0
         for task in pool.tasks:  # priority-sorted
+            queue_ = task.queue
+            entries = queue_.entries
+            if not entries:
+                continue
             if task.priority != level_priority:
                 ahead += level_work
                 level_priority, level_work = task.priority, 0.0
-            queue_ = task.queue
-            if not queue_.entries:
-                continue
-            if task.held_seq != queue_.head()[1].seq:  # a held task lets lower ones overtake
-                level_work += len(queue_.entries) * task.fast_s / capacity
+            fast = task.fast_s
+            head = entries[-1] if queue_.newest_first else entries[0]
+            if head[1].seq != task.held_seq:  # a held task lets lower ones overtake
+                level_work += len(entries) * fast / capacity
             if not task.drops_late:
                 continue
             if free_at is None:
-                pool.advance(now)
                 free_at = pool.free_at(now)
             start = free_at + ahead
-            limit = start + task.fast_s
-            if queue_.earliest_deadline < limit:
-                expired, late = queue_.take_late(now, limit, task.may_probe(now))
-                self._drop_late(task, expired, reasons.EXPIRED, now, start)
-                self._drop_late(task, late, reasons.PREDICTED_LATE, now, start)
-                # Its own service time decided those that could have started in time.
-                task.late_streak += sum(1 for entry in late if entry[0] > start)
+            limit = start + fast
+            if queue_.earliest_deadline >= limit:  # the common case: nothing is late
+                late_at = queue_.earliest_deadline - fast - ahead
+                if late_at < wake:
+                    wake = late_at
+                continue
+            pool.advance(now)  # the blocking of the frames dropped
+            expired, late = queue_.take_late(now, limit, task.may_probe(now))
+            self._drop_late(task, expired, reasons.EXPIRED, now, start)
+            self._drop_late(task, late, reasons.PREDICTED_LATE, now, start)
+            # Its own service time decided those that could have started in time.
+            task.late_streak += sum(1 for entry in late if entry[0] > start)
+            for entry in queue_.entries:
                 # A probe that stayed is looked at again when it expires.
-                wake = min([wake] + [e[0] for e in queue_.entries if e[0] < limit])
-            if queue_.entries:
-                waiting = [e[0] for e in queue_.entries if e[0] >= limit]
-                if waiting:
-                    wake = min(wake, min(waiting) - task.fast_s - ahead)
+                late_at = entry[0] if entry[0] < limit else entry[0] - fast - ahead
+                if late_at < wake:
+                    wake = late_at
         return wake
 
     def _drop_late(self, task: TaskState, entries: list, reason: str, now: float,
@@ -649,7 +665,6 @@ class Engine:
         if self._state not in (RUNNING, PAUSED):
             return wake
         hold = self.config.priority_hold
-        started = False
         for pool in self._pools.values():
             if pool.free:
                 pool.advance(now)
@@ -672,7 +687,10 @@ class Engine:
                 blocking = task.lower_busy - lower_at
                 job = _Job(task, frame, deadline, slot, now, blocking)
                 slot.job = job
-                started = True
+                if not pool.free:
+                    # The pool's slots are all taken now: the frames left queued start later,
+                    # by up to this job's fast service time, so they are late that much sooner.
+                    self._next_late -= task.fast_s
                 task.in_flight += 1
                 job.probe = task.late_streak >= PROBE_AFTER
                 task.late_streak = 0
@@ -684,10 +702,6 @@ class Engine:
                     self.virtual_start(job)
                 else:
                     slot.inbox.put(job)
-        if started and not self._fifo:
-            # The slots are taken for longer: the frames left queued may be late now.
-            self._next_late = -math.inf
-            wake = min(wake, self._expire(now))
         return wake
 
     def poll(self) -> float:
@@ -844,8 +858,10 @@ class Engine:
             risk.loss(reasons.DEADLINE_MISS, now - job.blocking <= job.deadline)
         if job.probe or result.deadline_met:
             task.probe_ended(now, result.deadline_met)
-        if task.record_service(service):
-            self._next_late = -math.inf  # queued frames become late sooner: rescan
+        grown = task.record_service(service)
+        if grown:
+            # Its queued frames, and those behind them, become late sooner: by at most this.
+            self._next_late -= grown * (1 + len(task.queue) / (len(pool.slots) or 1))
         risk.end_to_end.append(end_to_end)
         risk.unblocked_end_to_end.append(end_to_end - job.blocking)
         risk.service.append(service)

@@ -28,11 +28,12 @@ class TaskQueue:
 
     drop_oldest makes room for a new entry by dropping the oldest one; drop_newest refuses the
     new entry. order picks which entry runs next: the oldest or the newest. Entries are kept in
-    arrival order; the earliest deadline is cached so that expiry scans only when one is due.
-    `entries` (a deque) may be read directly on hot paths: its truth value is "not empty".
+    arrival order; the earliest deadline is kept in `earliest_deadline` (read-only for others) so
+    that expiry scans only when one is due. `entries` (a deque) may be read directly on hot
+    paths: its truth value is "not empty".
     """
 
-    __slots__ = ('capacity', 'drop_oldest', 'newest_first', 'entries', '_earliest')
+    __slots__ = ('capacity', 'drop_oldest', 'newest_first', 'entries', 'earliest_deadline')
 
     def __init__(self, capacity: int, drop_policy: str = 'drop_oldest',
                  order: str = 'oldest_first'):
@@ -40,7 +41,7 @@ class TaskQueue:
         self.drop_oldest = drop_policy == 'drop_oldest'
         self.newest_first = order == 'newest_first'
         self.entries: deque = deque()
-        self._earliest = math.inf
+        self.earliest_deadline = math.inf
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -66,15 +67,11 @@ class TaskQueue:
                 return entry
             dropped = entries.popleft()
         entries.append(entry)
-        if entry[0] < self._earliest:
-            self._earliest = entry[0]
-        elif dropped is not None and dropped[0] <= self._earliest:
+        if entry[0] < self.earliest_deadline:
+            self.earliest_deadline = entry[0]
+        elif dropped is not None and dropped[0] <= self.earliest_deadline:
             self._recompute_earliest()
         return dropped
-
-    @property
-    def earliest_deadline(self) -> float:
-        return self._earliest
 
     def head(self) -> Optional[Entry]:
         """Return the entry that pop() would return, without removing it."""
@@ -84,7 +81,7 @@ class TaskQueue:
 
     def pop(self) -> Entry:
         entry = self.entries.pop() if self.newest_first else self.entries.popleft()
-        if entry[0] <= self._earliest:
+        if entry[0] <= self.earliest_deadline:
             self._recompute_earliest()
         return entry
 
@@ -97,7 +94,7 @@ class TaskQueue:
         before limit is predicted late, except with keep_probe when no entry that is not late
         would stay: then the one with the latest deadline stays (the probe, engine.py).
         """
-        if limit <= self._earliest and now <= self._earliest:
+        if limit <= self.earliest_deadline and now <= self.earliest_deadline:
             return [], []
         expired = [e for e in self.entries if e[0] < now]
         late = sorted((e for e in self.entries if now <= e[0] < limit), key=lambda e: e[0])
@@ -113,8 +110,8 @@ class TaskQueue:
     def clear(self) -> List[Entry]:
         entries = list(self.entries)
         self.entries.clear()
-        self._earliest = math.inf
+        self.earliest_deadline = math.inf
         return entries
 
     def _recompute_earliest(self) -> None:
-        self._earliest = min((e[0] for e in self.entries), default=math.inf)
+        self.earliest_deadline = min((e[0] for e in self.entries), default=math.inf)

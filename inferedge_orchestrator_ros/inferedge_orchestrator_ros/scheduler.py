@@ -21,6 +21,7 @@ first; a priority hold keeps a slot idle rather than start a lower-priority job 
 an expected higher-priority frame miss its deadline. FIFO mode: one arrival order across tasks.
 """
 
+import bisect
 from collections import deque
 import math
 from typing import Dict, List, Optional, Tuple
@@ -98,7 +99,8 @@ class TaskState:
         self.in_flight = 0
         self.busy_s = 0.0  # slot time its jobs took, since start (s)
         self.expected_s = config.expected_latency_ms / 1000.0
-        self._service = deque(maxlen=SERVICE_HISTORY)
+        self._service = deque(maxlen=SERVICE_HISTORY)  # arrival order
+        self._ordered: List[float] = []  # the same values, sorted
         self.predicted_s = self.expected_s  # high quantile: holds, telemetry
         self.fast_s = 0.0  # low quantile: predicted_late
         self.median_s = self.expected_s  # the load a job adds
@@ -122,16 +124,16 @@ class TaskState:
 
     # -- configuration that can change at run time ---------------------------------------
     @property
-    def priority(self) -> int:
-        return self.config.priority
+    def config(self) -> TaskConfig:
+        return self._config
 
-    @property
-    def budget_s(self) -> float:
-        return self.config.budget_s
-
-    @property
-    def drops_late(self) -> bool:
-        return self.config.on_deadline == 'drop'
+    @config.setter
+    def config(self, config: TaskConfig) -> None:
+        # The fields the hot paths read, as plain attributes.
+        self._config = config
+        self.priority = config.priority
+        self.budget_s = config.budget_s
+        self.drops_late = config.on_deadline == 'drop'
 
     def rate_limit_hz(self) -> float:
         """Return the admission limit in force: max_rate_hz and the shedding limit (0 = none)."""
@@ -162,13 +164,16 @@ class TaskState:
             self.predicted_s = self.median_s = seconds
             self.fast_s = fast
 
-    def record_service(self, seconds: float) -> bool:
-        """Add a measured service time; True when the drop predictor grew."""
-        self._service.append(seconds)
-        count = len(self._service)
+    def record_service(self, seconds: float) -> float:
+        """Add a measured service time; return how much the drop predictor grew (s)."""
+        history, ordered = self._service, self._ordered
+        if len(history) == SERVICE_HISTORY:
+            del ordered[bisect.bisect_left(ordered, history[0])]  # the oldest leaves
+        history.append(seconds)
+        bisect.insort(ordered, seconds)
+        count = len(ordered)
         if count < MIN_SAMPLES:
-            return False
-        ordered = sorted(self._service)
+            return 0.0
         previous = self.fast_s
         self.predicted_s = quantile(ordered, HIGH_QUANTILE)
         self.median_s = quantile(ordered, 0.5)
@@ -176,7 +181,7 @@ class TaskState:
             self.fast_s = quantile(ordered, FAST_QUANTILE)
         else:  # too few to see that quantile: one spread below the fastest seen
             self.fast_s = max(0.0, 2.0 * ordered[0] - ordered[-1])
-        return self.fast_s > previous
+        return max(0.0, self.fast_s - previous)
 
     def note_arrival(self, now: float, age: float) -> None:
         if self.last_arrival is not None:

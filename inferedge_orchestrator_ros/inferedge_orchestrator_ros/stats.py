@@ -95,8 +95,10 @@ class LogHistogram:
     def __init__(self, min_value: float = 1e-6, max_value: float = 1e4):
         self.min_value = min_value
         self._log_ratio = math.log(self.RATIO)
+        self._inverse_log_ratio = 1.0 / self._log_ratio
         self._buckets = [0] * (int(math.ceil(math.log(max_value / min_value) /
                                              self._log_ratio)) + 2)
+        self._last = len(self._buckets) - 1
         self.count = 0
         self.total = 0.0
         self.min = math.inf
@@ -110,11 +112,10 @@ class LogHistogram:
         if value > self.max:
             self.max = value
         if value <= self.min_value:
-            index = 0
-        else:
-            index = min(int(math.log(value / self.min_value) / self._log_ratio) + 1,
-                        len(self._buckets) - 1)
-        self._buckets[index] += 1
+            self._buckets[0] += 1
+            return
+        index = int(math.log(value / self.min_value) * self._inverse_log_ratio) + 1
+        self._buckets[index if index < self._last else self._last] += 1
 
     def percentile(self, q: float) -> float:
         if self.count == 0:

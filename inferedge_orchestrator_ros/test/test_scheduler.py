@@ -14,6 +14,8 @@
 
 """Scheduling rules: priority, deadline, order, priority hold and rate floor."""
 
+import dataclasses
+
 from inferedge_orchestrator_ros.config import load_config
 from inferedge_orchestrator_ros.scheduler import hold_for
 from inferedge_orchestrator_ros.scheduler import select_fifo
@@ -66,10 +68,10 @@ def test_hold_when_expected_frame_would_miss():
     blocker, wake = hold_for(low, [high, low], 0.025)
     assert blocker is high and wake > 0.025
     # With a generous budget, the expected frame still makes it: no hold.
-    high.config.latency_budget_ms = 200.0
+    high.config = dataclasses.replace(high.config, latency_budget_ms=200.0)
     assert hold_for(low, [high, low], 0.025)[0] is None
     # A source silent for more than two intervals is not expected any more.
-    high.config.latency_budget_ms = 40.0
+    high.config = dataclasses.replace(high.config, latency_budget_ms=40.0)
     assert hold_for(low, [high, low], 0.5)[0] is None
 
 

@@ -40,6 +40,7 @@ from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, Latenc
 from inferedge_orchestrator_ros import reasons
 from inferedge_orchestrator_ros.config import ConfigError, load_config, parse_task
 from inferedge_orchestrator_ros.engine import Engine, WorkerLoadError
+from inferedge_orchestrator_ros.job_trace import TraceRecorder
 from inferedge_orchestrator_ros.ros import params
 from inferedge_orchestrator_ros.ros.images import image_to_array, tensor_fields
 from inferedge_orchestrator_ros.stats import LatencyWindow, LogHistogram
@@ -164,6 +165,7 @@ class OrchestratorNode(LifecycleNode):
         self._specs: Dict[str, params.Param] = {}
         self._blocks: Dict[str, set] = {}  # block name -> full names of its parameters
         self._engine: Optional[Engine] = None
+        self._trace: Optional[TraceRecorder] = None
         self._inputs: Dict[str, _Input] = {}
         self._result_pubs: Dict[str, Any] = {}
         self._telemetry_pub = None
@@ -369,7 +371,17 @@ class OrchestratorNode(LifecycleNode):
             settings['topic'] = settings['topic'] or params.default_topic(name)
             self._inputs[name] = _Input(name, settings)
         self._publish_tensors = self._get('publish_tensors')
-        engine = Engine(config, on_result=self._on_result, on_decision=self._on_decision)
+        trace_path = self._get('trace_path')
+        trace = None
+        if trace_path:
+            try:
+                trace = TraceRecorder(trace_path)
+            except OSError as error:
+                raise ConfigError(f'trace_path: {trace_path}: cannot write: '
+                                  f'{error.strerror}') from None
+        engine = Engine(config, on_result=self._on_result, on_decision=self._on_decision,
+                        trace=trace)
+        self._trace = trace  # _release() closes it, also when load() fails
         engine.load()
         task_list = list(engine.tasks)
         self._latency = NodeLatency(task_list, config.telemetry.window_s,
@@ -491,6 +503,7 @@ class OrchestratorNode(LifecycleNode):
             self._closing = True
             engine.close(timeout=max(0.5, self._get('deactivate_timeout_s')))
             self._write_report(engine)
+        self._close_trace()
         publishers = list(self._result_pubs.values())
         for publisher in publishers + [self._telemetry_pub, self._decision_pub]:
             if publisher is not None:
@@ -501,6 +514,12 @@ class OrchestratorNode(LifecycleNode):
         for name in self._diag_tasks:
             self._updater.removeByName(name)
         self._diag_tasks.clear()
+
+    def _close_trace(self) -> None:
+        trace, self._trace = self._trace, None
+        if trace is not None:
+            trace.close()
+            self.get_logger().info(f'wrote {trace.records} job records to {trace.path}')
 
     def _write_report(self, engine: Engine) -> None:
         path = self._get('report_path')
@@ -670,6 +689,9 @@ class OrchestratorNode(LifecycleNode):
         msg.protected_task = decision.protected_task
         msg.count = int(decision.count)
         msg.limit_hz = float(decision.limit_hz)
+        msg.blocking_ms = float(decision.blocking_ms)
+        msg.own_service_ms = float(decision.own_service_ms)
+        msg.freed_load_share = float(decision.freed_load_share)
         msg.queue_tasks = list(decision.queue_depths)
         msg.queue_depths = array.array('I', decision.queue_depths.values())
         msg.detail = decision.detail

@@ -145,6 +145,8 @@ GLOBAL_PARAMS = (
     Param('publish_tensors', BOOL, False, 'put the output tensors into the results', live=True),
     Param('report_path', STRING, '', 'write the final JSON report there at cleanup and '
           'shutdown (empty: no report)', live=True),
+    Param('trace_path', STRING, '', 'write the job trace there, one JSON line per routed '
+          'frame and task, from configure to cleanup (empty: none; simulate --trace replays it)'),
     Param('deactivate_timeout_s', DOUBLE, 2.0, 'deactivate finishes queued frames for at most '
           'this long, then drops the rest (reason deactivated)', 0.0, 600.0, live=True),
 )
