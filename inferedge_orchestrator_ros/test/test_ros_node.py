@@ -351,3 +351,28 @@ def test_shutdown_from_any_state(make_node, steps):
     assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
     assert node.finished and node._engine is None
     assert threading.active_count() == before
+
+
+def test_trace_path_writes_one_line_per_job_until_cleanup(make_node, tmp_path):
+    from inferedge_orchestrator_ros.job_trace import read_trace
+    path = tmp_path / 'trace.jsonl'
+    node = make_node(trace_path=str(path))
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    for _ in range(3):  # within the queues of 4: every frame runs
+        feed(node, image_msg(stamp_now=node))
+    assert node._engine.drain(5.0)
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    records = read_trace(str(path))
+    assert len(records) == 6  # 3 frames x 2 tasks
+    assert {r['task'] for r in records} == {'detector', 'ocr'}
+    assert {(r['outcome'], r['reason']) for r in records} == {('OK', '')}, records
+    assert all(r['age'] >= 0.0 for r in records)
+
+
+def test_an_unwritable_trace_path_fails_configure(make_node, tmp_path):
+    node = make_node(trace_path=str(tmp_path / 'missing' / 'trace.jsonl'))
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    node.set_parameters([Parameter('trace_path', value='')])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
