@@ -29,26 +29,30 @@ def ros_environment(domain_id: int) -> dict:
     return dict(os.environ)
 
 
-class Launch:
-    """`ros2 launch <package> <file> args...` in the background, stopped with SIGINT."""
+class Background:
+    """A command in the background, in its own process group, stopped with SIGINT."""
 
-    def __init__(self, env: dict, launch_file: str, *arguments: str,
-                 package: str = 'inferedge_orchestrator_ros'):
-        self.log = tempfile.NamedTemporaryFile('w+', prefix='inferedge_launch_', suffix='.log',
+    # SIGINT to the whole process group: `ros2 run` does not forward it to the node it runs.
+    signal_group = True
+
+    def __init__(self, command, env: dict):
+        self.log = tempfile.NamedTemporaryFile('w+', prefix='inferedge_bench_', suffix='.log',
                                                delete=False)
         # Popen (not a shell's &) keeps SIGINT's default handler, so launch can forward it.
-        self.process = subprocess.Popen(['ros2', 'launch', package, launch_file, *arguments],
-                                        env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(list(command), env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
         self.exit_code = None
 
     def running(self) -> bool:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 30.0) -> int:
-        """Send SIGINT (launch forwards it to the nodes); return the exit code."""
+        """Send SIGINT, SIGKILL after timeout; return the exit code."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            if self.signal_group:
+                os.killpg(self.process.pid, signal.SIGINT)
+            else:
+                self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -68,6 +72,16 @@ class Launch:
     def discard_log(self) -> None:
         self.log.close()
         os.unlink(self.log.name)
+
+
+class Launch(Background):
+    """`ros2 launch <package> <file> args...` in the background."""
+
+    signal_group = False  # launch forwards SIGINT to its nodes itself
+
+    def __init__(self, env: dict, launch_file: str, *arguments: str,
+                 package: str = 'inferedge_orchestrator_ros'):
+        super().__init__(['ros2', 'launch', package, launch_file, *arguments], env)
 
 
 def summary(values) -> dict:

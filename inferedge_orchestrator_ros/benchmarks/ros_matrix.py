@@ -1,0 +1,575 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The real-ROS benchmark matrix (a script, not a test): four systems in interleaved rounds.
+
+    pip install --no-deps rapidocr-onnxruntime   # its three PP-OCR .onnx models
+    source install/setup.bash
+    python3 benchmarks/ros_matrix.py --out docs/benchmarks            # ~45 min
+    python3 benchmarks/ros_matrix.py --short --out /tmp/matrix        # one point, one round
+    python3 benchmarks/ros_matrix.py --short --threads-study --out /tmp/threads
+
+Systems, each started fresh for every run with its own parameters and fed by a fresh camera
+process (synthetic_camera, 640x480 rgb8, reliable QoS, depth 10):
+- priority: the orchestrator, priority mode (the detector 480x640 priority 100, the classifier
+  48x192 priority 50 with a 300 ms budget, the recognizer 48x320 priority 10 with 500 ms; one
+  cpu slot; onnxruntime with the threads of config/onnx_demo.yaml);
+- fifo: the same in FIFO mode;
+- inline: benchmarks/inline_node.py, the three models in the image callback;
+- alone: the detector alone through the orchestrator, on_deadline run, the same detector
+  block: the machine's floor at that moment.
+One subscriber in this process measures every result from header.stamp to its receipt. Points:
+fps x detector budget (10, 15, 30 x 80, 150 ms by default); each round runs every system at
+every point, in a rotating order; figures are medians over rounds of same-round ratios to
+`alone`. Writes matrix.json, matrix_cdf.png, matrix_within.png and matrix.md to --out and
+prints the targets as met or not.
+"""
+
+import argparse
+import collections
+import datetime
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+from ros_launch import Background, ros_environment, stamp_ns, summary
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SYSTEMS = ('priority', 'fifo', 'inline', 'alone')
+TASKS = ('detector', 'classifier', 'recognizer')
+BUDGETS_MS = {'classifier': 300.0, 'recognizer': 500.0}  # the detector's is the point's
+PRIORITIES = {'detector': 100, 'classifier': 50, 'recognizer': 10}
+MODELS = {'detector': ('ch_PP-OCRv4_det_infer.onnx', [480, 640]),
+          'classifier': ('ch_ppocr_mobile_v2.0_cls_infer.onnx', [48, 192]),
+          'recognizer': ('ch_PP-OCRv4_rec_infer.onnx', [48, 320])}
+QUEUES = {'detector': 1, 'classifier': 2, 'recognizer': 2}
+TOPIC = '/matrix/image'
+RESULT_TOPICS = {'inline': '/inline_inference'}
+ORCHESTRATOR = '/inferedge_orchestrator'
+
+
+def model_folder() -> str:
+    spec = importlib.util.find_spec('rapidocr_onnxruntime')
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit('the models come from rapidocr-onnxruntime: '
+                         'pip install --no-deps rapidocr-onnxruntime')
+    return os.path.join(list(spec.submodule_search_locations)[0], 'models')
+
+
+def task_blocks(system: str, budget_ms: float, threads: int) -> list:
+    """Return the tasks of a system in the core config format (the inline node reads it too)."""
+    tasks = []
+    for name in (('detector',) if system == 'alone' else TASKS):
+        filename, size = MODELS[name]
+        tasks.append({
+            'name': name, 'priority': PRIORITIES[name],
+            'latency_budget_ms': budget_ms if name == 'detector' else BUDGETS_MS[name],
+            'queue_size': QUEUES[name], 'on_deadline': 'run' if system == 'alone' else 'drop',
+            'worker': 'onnxruntime',
+            'worker_options': {'model_path': os.path.join(model_folder(), filename),
+                               'input_size': size, 'intra_op_threads': threads,
+                               'inter_op_threads': 1, 'warmup': 3, 'channel_order': 'bgr',
+                               'scale': 1 / 255.0, 'mean': [0.5, 0.5, 0.5],
+                               'std': [0.5, 0.5, 0.5]}})
+    return tasks
+
+
+def write_config(system: str, budget_ms: float, threads: int, slots: int, folder: str) -> str:
+    """Write the core config of a run; the orchestrator reads it as its config_file."""
+    config = {'orchestrator': {'mode': 'fifo' if system == 'fifo' else 'priority',
+                               'pools': {'cpu': {'slots': slots}},
+                               'telemetry': {'period_s': 1.0}},
+              'inputs': {'camera': {'rate_hz': 30.0}},
+              'tasks': task_blocks(system, budget_ms, threads)}
+    path = os.path.join(folder, f'{system}.yaml')
+    with open(path, 'w', encoding='utf-8') as stream:
+        yaml.safe_dump(config, stream)
+    return path
+
+
+def start_system(system: str, config: str, env: dict) -> Background:
+    if system == 'inline':
+        return Background([sys.executable, os.path.join(HERE, 'inline_node.py'), '--ros-args',
+                           '-p', f'config_file:={config}', '-p', f'topic:={TOPIC}'], env)
+    return Background(['ros2', 'run', 'inferedge_orchestrator_ros', 'orchestrator',
+                       '--ros-args', '-p', f'config_file:={config}',
+                       '-p', f'camera.topic:={TOPIC}', '-p', 'camera.reliability:=reliable',
+                       '-p', 'camera.depth:=1'], env)
+
+
+def start_camera(fps: float, env: dict) -> Background:
+    return Background(['ros2', 'run', 'inferedge_orchestrator_ros', 'synthetic_camera',
+                       '--ros-args', '-p', f'topic:={TOPIC}', '-p', f'fps:={fps}',
+                       '-p', 'width:=640', '-p', 'height:=480', '-p', 'encoding:=rgb8',
+                       '-p', 'reliability:=reliable', '-p', 'depth:=10'], env)
+
+
+class Measurer:
+    """The separate subscriber: every result's latency, the telemetry and the decisions."""
+
+    def __init__(self, domain: int):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node('matrix_measurer', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.rclpy.try_shutdown(context=self.context)
+
+    def measure(self, system: str, args, processes) -> dict:
+        """Spin until the window is over; return the raw samples of the run."""
+        from inferedge_orchestrator_msgs.msg import (InferenceResult, OrchestratorTelemetry,
+                                                     SchedulerDecision)
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        clock = self.node.get_clock()
+        samples = []  # (task, stamp_ns, receipt_ns, status, service_ms)
+        telemetry, decisions = [], []
+        prefix = RESULT_TOPICS.get(system, ORCHESTRATOR)
+        subscriptions = []
+        reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+
+        def on_result(msg):
+            samples.append((msg.task, stamp_ns(msg.header), clock.now().nanoseconds,
+                            msg.status, msg.preprocess_ms + msg.inference_ms))
+        for task in (('detector',) if system == 'alone' else TASKS):
+            subscriptions.append(self.node.create_subscription(
+                InferenceResult, f'{prefix}/{task}/result', on_result, reliable))
+        if system != 'inline':
+            subscriptions.append(self.node.create_subscription(
+                OrchestratorTelemetry, f'{ORCHESTRATOR}/telemetry', telemetry.append,
+                QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)))
+            subscriptions.append(self.node.create_subscription(
+                SchedulerDecision, f'{ORCHESTRATOR}/decisions',
+                lambda msg: decisions.append((clock.now().nanoseconds, msg.event, msg.task,
+                                              msg.reason)), reliable))
+        window = None
+        started = time.monotonic()
+        first_result_s = None
+        deadline = started + args.startup_timeout_s
+        try:
+            while time.monotonic() < deadline:
+                self.executor.spin_once(timeout_sec=0.05)
+                if not all(p.running() for p in processes):
+                    break
+                if window is None and any(s[0] == 'detector' for s in samples):
+                    first_result_s = time.monotonic() - started
+                    begin = clock.now().nanoseconds + int(args.warmup_s * 1e9)
+                    window = (begin, begin + int(args.window_s * 1e9))
+                    deadline = time.monotonic() + args.warmup_s + args.window_s + 10.0
+                if window is not None and clock.now().nanoseconds > window[1] + 1e9:
+                    break  # a second after the window, for the results of its last frames
+        finally:
+            for subscription in subscriptions:
+                self.node.destroy_subscription(subscription)
+        return {'window_ns': window, 'samples': samples, 'telemetry': telemetry,
+                'decisions': decisions, 'first_result_s': first_result_s}
+
+
+def telemetry_delta(telemetry: list, window_ns) -> dict:
+    """Return the drops by reason of each task between the two ends of the window."""
+    def stamp(msg):
+        return stamp_ns(msg.header)
+    inside = [m for m in telemetry if window_ns[0] <= stamp(m) <= window_ns[1]]
+    if len(inside) < 2:
+        return {}
+    first, last = inside[0], inside[-1]
+    tasks = {}
+    for before, after in zip(first.tasks, last.tasks):
+        dropped = {r.reason: r.count for r in after.dropped_by_reason}
+        for r in before.dropped_by_reason:
+            dropped[r.reason] = dropped.get(r.reason, 0) - r.count
+        tasks[after.name] = {'dropped_by_reason': {k: v for k, v in sorted(dropped.items())
+                                                   if v},
+                             'routed': after.routed - before.routed}
+    return tasks
+
+
+def analyse(system: str, fps: float, budget_ms: float, raw: dict) -> dict:
+    """Return the figures of one run, per task, over the frames stamped inside the window."""
+    begin, end = raw['window_ns']
+    seconds = (end - begin) / 1e9
+    frames = fps * seconds
+    drops = telemetry_delta(raw['telemetry'], raw['window_ns'])
+    tasks = {}
+    for task in (('detector',) if system == 'alone' else TASKS):
+        budget = budget_ms if task == 'detector' else BUDGETS_MS[task]
+        ok = [(receipt - stamp) / 1e6 for name, stamp, receipt, status, _ in raw['samples']
+              if name == task and begin <= stamp < end and status == 0]
+        busy = sum(service for name, stamp, _, status, service in raw['samples']
+                   if name == task and begin <= stamp < end)
+        missing = max(0, int(round(frames)) - len(ok))
+        with_misses = sorted(ok) + [math.inf] * missing
+        index = min(len(with_misses) - 1, int(math.ceil(0.99 * len(with_misses))) - 1)
+        p99_with_misses = with_misses[index] if with_misses else math.inf
+        tasks[task] = {
+            'executed_per_s': len(ok) / seconds,
+            'within_budget_per_s': sum(1 for v in ok if v <= budget) / seconds,
+            'executed_fraction': len(ok) / frames if frames else 0.0,
+            'end_to_end': summary(ok),
+            # None: more than 1% of the frames were lost, so the p99 is a miss.
+            'p99_with_misses_ms': None if math.isinf(p99_with_misses) else p99_with_misses,
+            'lost_fraction': missing / frames if frames else 0.0,
+            'busy_fraction': busy / 1000.0 / seconds,
+            'dropped_by_reason': drops.get(task, {}).get('dropped_by_reason', {}),
+            'latencies_ms': [round(v, 2) for v in ok],
+        }
+    shed = sum(1 for when, event, _, _ in raw['decisions']
+               if event == 'SHED_START' and begin <= when <= end)
+    limited = sorted({task for when, event, task, _ in raw['decisions']
+                      if event == 'LIMIT' and begin <= when <= end and task})
+    return {'system': system, 'fps': fps, 'budget_ms': budget_ms, 'seconds': seconds,
+            'tasks': tasks, 'shed_starts': shed, 'limited_tasks': limited}
+
+
+def run_once(system, fps, budget_ms, args, domain, threads, slots) -> dict:
+    """Run one system at one point, on a ROS domain of its own (stragglers cannot mix in)."""
+    env = ros_environment(domain)
+    measurer = Measurer(domain)
+    try:
+        return _run_once(system, fps, budget_ms, args, env, measurer, threads, slots)
+    finally:
+        measurer.close()
+
+
+def _run_once(system, fps, budget_ms, args, env, measurer, threads, slots) -> dict:
+    with tempfile.TemporaryDirectory(prefix='matrix_') as folder:
+        config = write_config(system, budget_ms, threads, slots, folder)
+        began = time.monotonic()
+        node = start_system(system, config, env)
+        camera = start_camera(fps, env)
+        raw = {}
+        try:
+            raw = measurer.measure(system, args, [node, camera])
+        finally:
+            measured = time.monotonic()
+            camera_code, node_code = camera.stop(), node.stop()
+            stopped = time.monotonic()
+        if raw.get('window_ns') is None or not raw['samples']:
+            print(node.output()[-3000:], file=sys.stderr)
+            raise SystemExit(f'{system} at {fps:g} fps / {budget_ms:g} ms: no results')
+        result = analyse(system, fps, budget_ms, raw)
+        result.update(exit_codes={'node': node_code, 'camera': camera_code},
+                      threads=threads, slots=slots, first_result_s=raw['first_result_s'],
+                      measured_s=measured - began, stop_s=stopped - measured)
+        node.discard_log()
+        camera.discard_log()
+        return result
+
+
+def ratio(value, reference):
+    if value is None or reference in (None, 0) or math.isinf(reference):
+        return None
+    return value / reference
+
+
+def spread(values):
+    values = [v for v in values if v is not None and not math.isinf(v)]
+    if not values:
+        return None
+    return {'median': statistics.median(values), 'min': min(values), 'max': max(values)}
+
+
+def slot_share(run):
+    """Return the share of the slot time the detector leaves that the other two used."""
+    tasks = run['tasks']
+    left = run['slots'] - tasks['detector']['busy_fraction']
+    used = sum(tasks[t]['busy_fraction'] for t in ('classifier', 'recognizer') if t in tasks)
+    return used / left if left > 0 else None
+
+
+def aggregate(runs: list) -> dict:
+    """Per point and system: medians over rounds, with same-round ratios to `alone`."""
+    by_key = collections.defaultdict(dict)
+    for run in runs:
+        by_key[(run['fps'], run['budget_ms'], run['round'])][run['system']] = run
+    points = collections.defaultdict(lambda: collections.defaultdict(list))
+    for (fps, budget, _), systems in by_key.items():
+        alone = systems.get('alone')
+        floor = alone['tasks']['detector'] if alone else None
+        for system, run in systems.items():
+            row = points[(fps, budget)]
+            detector = run['tasks']['detector']
+            row[(system, 'detector_within_per_s')].append(detector['within_budget_per_s'])
+            row[(system, 'detector_p99_with_misses_ms')].append(detector['p99_with_misses_ms'])
+            if floor:
+                row[(system, 'within_ratio')].append(
+                    ratio(detector['within_budget_per_s'], floor['within_budget_per_s']))
+                row[(system, 'p99_ratio')].append(
+                    ratio(detector['p99_with_misses_ms'], floor['p99_with_misses_ms']))
+            for task, data in run['tasks'].items():
+                row[(system, f'{task}_executed_per_s')].append(data['executed_per_s'])
+                row[(system, f'{task}_within_per_s')].append(data['within_budget_per_s'])
+                row[(system, f'{task}_p99_ms')].append(data['end_to_end']['p99_ms'])
+                row[(system, f'{task}_executed_fraction')].append(data['executed_fraction'])
+                row[(system, f'{task}_lost_fraction')].append(data['lost_fraction'])
+            row[(system, 'slot_share')].append(slot_share(run))
+            row[(system, 'shed_starts')].append(run['shed_starts'])
+            row[(system, 'detector_busy')].append(detector['busy_fraction'])
+    return {point: {key: spread(values) for key, values in row.items()}
+            for point, row in points.items()}
+
+
+def median(table, point, system, key):
+    value = table.get(point, {}).get((system, key))
+    return None if value is None else value['median']
+
+
+def targets(table: dict) -> list:
+    """Return the targets, each (name, point, measured, met)."""
+    out = []
+    for point in sorted(table):
+        fps, budget = point
+        mine = median(table, point, 'priority', 'detector_within_per_s')
+        best = max(v for v in (median(table, point, 'fifo', 'detector_within_per_s'),
+                               median(table, point, 'inline', 'detector_within_per_s'))
+                   if v is not None)
+        out.append(('detector within-budget rate >= best of FIFO and inline', point,
+                    f'{mine:.2f} vs {best:.2f} /s', mine >= best))
+        within = median(table, point, 'priority', 'within_ratio')
+        if budget == 80.0 and within is not None:
+            out.append(('detector within-budget rate >= 90% of alone (80 ms)', point,
+                        f'{within:.1%}', within >= 0.90))
+        p99 = median(table, point, 'priority', 'p99_ratio')
+        if fps in (15.0, 30.0):
+            if p99 is not None:
+                out.append(('detector p99 (drops as misses) <= 1.15 x alone', point,
+                            f'{p99:.2f} x', p99 <= 1.15))
+            elif median(table, point, 'alone', 'detector_p99_with_misses_ms') is None:
+                lost = median(table, point, 'alone', 'detector_lost_fraction')
+                out.append(('detector p99 (drops as misses) <= 1.15 x alone', point,
+                            f'n/a: alone itself loses {lost:.1%} of the frames, so its p99 '
+                            'is a miss', None))
+            else:
+                lost = median(table, point, 'priority', 'detector_lost_fraction')
+                out.append(('detector p99 (drops as misses) <= 1.15 x alone', point,
+                            f'a miss: it loses {lost:.1%} of the frames', False))
+        if fps == 10.0 and budget == 150.0:
+            fractions = [median(table, point, 'priority', f'{t}_executed_fraction')
+                         for t in TASKS]
+            sheds = median(table, point, 'priority', 'shed_starts')
+            out.append(('10 fps / 150 ms: every task >= 95% of its frames, no shedding', point,
+                        f'executed {", ".join(f"{f:.1%}" for f in fractions)}; '
+                        f'SHED_START {sheds:g}',
+                        min(fractions) >= 0.95 and sheds == 0))
+        share = median(table, point, 'priority', 'slot_share')
+        order = (median(table, point, 'priority', 'classifier_executed_per_s') or 0.0) >= \
+            (median(table, point, 'priority', 'recognizer_executed_per_s') or 0.0)
+        if share is not None and within is not None:
+            out.append(('classifier + recognizer use >= 50% of the slot time the detector '
+                        'leaves, in priority order, detector >= 97% of alone', point,
+                        f'{share:.1%} of it, detector {within:.1%} of alone',
+                        share >= 0.5 and order and within >= 0.97))
+    return out
+
+
+def fmt(spread_value, digits=1, percent=False):
+    if spread_value is None:
+        return '-'
+    if percent:
+        return (f'{spread_value["median"]:.0%} ({spread_value["min"]:.0%}-'
+                f'{spread_value["max"]:.0%})')
+    return (f'{spread_value["median"]:.{digits}f} ({spread_value["min"]:.{digits}f}-'
+            f'{spread_value["max"]:.{digits}f})')
+
+
+def p99_cell(row, system) -> str:
+    """Return the p99 with misses, or the frames lost when more than 1% were."""
+    value = row.get((system, 'detector_p99_with_misses_ms'))
+    if value is not None:
+        return fmt(value)
+    lost = row.get((system, 'detector_lost_fraction'))
+    return f'miss: {lost["median"]:.1%} lost' if lost else '-'
+
+
+def markdown(table: dict, checks: list, meta: dict) -> str:
+    lines = [f'Measured {meta["date"]} on {meta["machine"]}; {meta["rounds"]} round(s) of '
+             f'{meta["window_s"]:g} s windows after a {meta["warmup_s"]:g} s warm-up; '
+             f'load average at the start {meta["load_start"]}, at the end {meta["load_end"]}. '
+             'Medians over rounds (min-max); ratios are to `alone` of the same round.', '']
+    header = ('| point | system | detector within/s | x alone | detector p99 (misses) ms '
+              '| x alone | detector exec/s | classifier exec/s | recognizer exec/s '
+              '| others use of spare slot | SHED_START |')
+    lines += [header, '| ' + ' | '.join(['---'] * 11) + ' |']
+    for point in sorted(table):
+        for system in SYSTEMS:
+            if (system, 'detector_within_per_s') not in table[point]:
+                continue
+            row = table[point]
+            lines.append(
+                f'| {point[0]:g} fps / {point[1]:g} ms | {system} '
+                f'| {fmt(row.get((system, "detector_within_per_s")), 2)} '
+                f'| {fmt(row.get((system, "within_ratio")), percent=True)} '
+                f'| {p99_cell(row, system)} '
+                f'| {fmt(row.get((system, "p99_ratio")), 2)} '
+                f'| {fmt(row.get((system, "detector_executed_per_s")), 2)} '
+                f'| {fmt(row.get((system, "classifier_executed_per_s")), 2)} '
+                f'| {fmt(row.get((system, "recognizer_executed_per_s")), 2)} '
+                f'| {fmt(row.get((system, "slot_share")), percent=True)} '
+                f'| {fmt(row.get((system, "shed_starts")), 0)} |')
+    lines += ['', '| target | point | measured | met |', '| --- | --- | --- | --- |']
+    for name, point, measured, met in checks:
+        verdict = 'n/a' if met is None else ('yes' if met else '**no**')
+        lines.append(f'| {name} | {point[0]:g} fps / {point[1]:g} ms | {measured} | '
+                     f'{verdict} |')
+    return '\n'.join(lines) + '\n'
+
+
+def plots(runs: list, table: dict, out: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    points = sorted(table)
+    columns = sorted({p[0] for p in points})
+    rows = sorted({p[1] for p in points})
+    figure, axes = plt.subplots(len(rows), len(columns), squeeze=False,
+                                figsize=(4.2 * len(columns), 3.4 * len(rows)))
+    for run_point in points:
+        axis = axes[rows.index(run_point[1])][columns.index(run_point[0])]
+        for system in SYSTEMS:
+            values = sorted(v for run in runs if (run['fps'], run['budget_ms']) == run_point
+                            and run['system'] == system
+                            for v in run['tasks']['detector']['latencies_ms'])
+            if values:
+                axis.step(values, [(i + 1) / len(values) for i in range(len(values))],
+                          where='post', label=system)
+        axis.axvline(run_point[1], color='grey', linestyle='--', linewidth=1)
+        axis.set_title(f'detector, {run_point[0]:g} fps, budget {run_point[1]:g} ms')
+        axis.set_xlabel('stamp -> receipt (ms)')
+        axis.set_xlim(0, max(3 * run_point[1], 200))
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(os.path.join(out, 'matrix_cdf.png'), dpi=90)
+    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(points)), 4))
+    width = 0.8 / len(SYSTEMS)
+    for index, system in enumerate(SYSTEMS):
+        xs, ys, low, high = [], [], [], []
+        for position, point in enumerate(points):
+            value = table[point].get((system, 'detector_within_per_s'))
+            if value is None:
+                continue
+            xs.append(position + index * width)
+            ys.append(value['median'])
+            low.append(value['median'] - value['min'])
+            high.append(value['max'] - value['median'])
+        axis.bar(xs, ys, width, yerr=[low, high], capsize=3, label=system)
+    axis.set_xticks([i + width * (len(SYSTEMS) - 1) / 2 for i in range(len(points))])
+    axis.set_xticklabels([f'{p[0]:g} fps\n{p[1]:g} ms' for p in points])
+    axis.set_ylabel('detector frames within budget per s')
+    axis.set_title('detector within budget (median over rounds, min-max)')
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(os.path.join(out, 'matrix_within.png'), dpi=90)
+
+
+def machine() -> str:
+    import onnxruntime
+    return (f'{os.cpu_count()} cores ({platform.processor() or platform.machine()}), '
+            f'{platform.system()} {platform.release()}, Python {platform.python_version()}, '
+            f'onnxruntime {onnxruntime.__version__}, ROS 2 {os.environ.get("ROS_DISTRO", "?")}, '
+            f'{ros_environment(0)["RMW_IMPLEMENTATION"]} on loopback')
+
+
+def load_average() -> str:
+    return ' '.join(f'{v:.2f}' for v in os.getloadavg())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--fps', default='10,15,30', help='camera rates (10,15,30)')
+    parser.add_argument('--budgets', default='80,150', help='detector budgets in ms (80,150)')
+    parser.add_argument('--rounds', type=int, help='rounds (3; 1 with --short)')
+    parser.add_argument('--window-s', type=float, default=20.0)
+    parser.add_argument('--warmup-s', type=float, default=5.0,
+                        help='from the first detector result to the window')
+    parser.add_argument('--startup-timeout-s', type=float, default=90.0)
+    parser.add_argument('--threads', type=int, default=2, help='intra-op threads per model')
+    parser.add_argument('--slots', type=int, default=1)
+    parser.add_argument('--short', action='store_true',
+                        help='one point (15 fps, 150 ms) and one round')
+    parser.add_argument('--threads-study', action='store_true',
+                        help='priority and alone with intra-op threads 1 and 2 and 1 or 2 '
+                        'slots, instead of the four systems')
+    parser.add_argument('--domain', type=int, default=70,
+                        help='the first ROS_DOMAIN_ID; run i uses domain + i %% 20 (70)')
+    parser.add_argument('--out', required=True, help='folder of the outputs')
+    args = parser.parse_args(argv)
+    fps_list = [15.0] if args.short else [float(v) for v in args.fps.split(',')]
+    budgets = [150.0] if args.short else [float(v) for v in args.budgets.split(',')]
+    rounds = args.rounds or (1 if args.short else 3)
+    os.makedirs(args.out, exist_ok=True)
+    meta = {'date': datetime.date.today().isoformat(), 'machine': machine(),
+            'rounds': rounds, 'window_s': args.window_s, 'warmup_s': args.warmup_s,
+            'load_start': load_average(), 'command': ' '.join(sys.argv)}
+    runs = []
+    variants = [(system, args.threads, args.slots) for system in SYSTEMS]
+    if args.threads_study:
+        variants = [(system, threads, slots) for threads in (1, 2) for slots in (1, 2)
+                    for system in ('priority', 'alone')]
+    for round_index in range(rounds):
+        for point_index, (fps, budget) in enumerate((f, b) for f in fps_list
+                                                    for b in budgets):
+            shift = (round_index + point_index) % len(variants)
+            for system, threads, slots in variants[shift:] + variants[:shift]:
+                started = time.monotonic()
+                domain = args.domain + len(runs) % 20
+                run = run_once(system, fps, budget, args, domain, threads, slots)
+                run['round'] = round_index
+                if args.threads_study:
+                    run['system'] = f'{system}/t{threads}/s{slots}'
+                runs.append(run)
+                detector = run['tasks']['detector']
+                print(f'round {round_index + 1}/{rounds} {fps:g} fps {budget:g} ms '
+                      f'{run["system"]:<14} detector {detector["within_budget_per_s"]:.2f}'
+                      f' within/s p99 {detector["end_to_end"]["p99_ms"] or 0:.1f} ms '
+                      f'({time.monotonic() - started:.0f} s: first result '
+                      f'{run["first_result_s"]:.0f} s, stop {run["stop_s"]:.0f} s)',
+                      flush=True)
+    meta['load_end'] = load_average()
+    if args.threads_study:
+        globals()['SYSTEMS'] = tuple(dict.fromkeys(run['system'] for run in runs))
+    table = aggregate(runs)
+    checks = [] if args.threads_study else targets(table)
+    report = markdown(table, checks, meta)
+    print(report)
+    with open(os.path.join(args.out, 'matrix.json'), 'w', encoding='utf-8') as stream:
+        json.dump({'meta': meta, 'runs': runs,
+                   'targets': [{'target': n, 'fps': p[0], 'budget_ms': p[1], 'measured': m,
+                                'met': ok} for n, p, m, ok in checks]}, stream, indent=1)
+    with open(os.path.join(args.out, 'matrix.md'), 'w', encoding='utf-8') as stream:
+        stream.write(report)
+    try:
+        plots(runs, table, args.out)
+    except ImportError:
+        print('matplotlib is not installed: no plots', file=sys.stderr)
+    return 0 if all(ok is not False for *_, ok in checks) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
