@@ -28,25 +28,17 @@ setup(
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
     ],
-    install_requires=['setuptools', 'numpy', 'PyYAML'],
-    extras_require={
-        'test': ['pytest', 'hypothesis'],
-        'onnx': ['onnxruntime', 'onnx'],
-        'opencv': ['opencv-python-headless<5'],
-        'plots': ['matplotlib'],
-        'resources': ['psutil'],
-    },
+    install_requires=['setuptools'],  # and inferedge_orchestrator (package.xml)
     zip_safe=True,
     maintainer='The inferedge_orchestrator_ros Authors',
     maintainer_email='maintainers@users.noreply.r-seed-4e8594ca.example',
-    description='Keeps several DNN inference tasks on one robot computer responsive under '
-                'contention: bounded queues, priority and deadline scheduling, load shedding.',
+    description='The ROS 2 node of inferedge_orchestrator: image topics in, results, telemetry, '
+                'decisions and diagnostics out; lifecycle, parameters, launch files.',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'inferedge = inferedge_orchestrator_ros.cli:main',
-            'orchestrator = inferedge_orchestrator_ros.ros.orchestrator_node:main',
-            'synthetic_camera = inferedge_orchestrator_ros.ros.synthetic_camera:main',
+            'orchestrator = inferedge_orchestrator_ros.node:main',
+            'synthetic_camera = inferedge_orchestrator_ros.synthetic_camera:main',
         ],
     },
 )

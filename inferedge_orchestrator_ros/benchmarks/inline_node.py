@@ -27,11 +27,11 @@ orchestrator does, so that one subscriber measures both alike. The benchmark's b
 import sys
 import time
 
+from inferedge_orchestrator.config.loader import load_config
+from inferedge_orchestrator.frames.frame import Frame
+from inferedge_orchestrator.workers.registry import create_worker
 from inferedge_orchestrator_msgs.msg import InferenceResult
-from inferedge_orchestrator_ros.config import load_config
-from inferedge_orchestrator_ros.frame import Frame
-from inferedge_orchestrator_ros.ros.images import image_to_array
-from inferedge_orchestrator_ros.workers import create_worker
+from inferedge_orchestrator_ros.images import image_to_array
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import tempfile
 
-from inferedge_orchestrator_ros.ros.environment import loopback_environment
+from inferedge_orchestrator_ros.environment import loopback_environment
 import numpy as np
 
 

@@ -12,11 +12,4 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""
-Keep several DNN inference tasks responsive on one robot computer.
-
-The core (config, queues, scheduler, shedding, telemetry, engine, workers) imports no ROS; the
-ROS 2 nodes live in inferedge_orchestrator_ros.ros.
-"""
-
-__version__ = '0.1.0'
+"""The ROS 2 node of inferedge_orchestrator: node, parameters, diagnostics, messages, images."""

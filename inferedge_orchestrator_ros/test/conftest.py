@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-Shared fixtures, and the collection of ROS test modules where ROS 2 is not found.
+The collection of ROS test modules where ROS 2 is not found.
 
 A test module that imports ROS at its top (rclpy, launch, launch_testing, ament linters) is a
 ROS test module. Where ROS 2 cannot be imported, each one is reported as skipped with the
@@ -23,13 +23,11 @@ the whole ROS suite (test_test_modules.py checks this rule).
 """
 
 import ast
-import os
 
 import pytest
 
 from .module_rules import ROS_TOP_LEVEL_MODULES, top_level_imports
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'examples')
 ROS_NOT_FOUND = 'ROS 2 not found (source /opt/ros/jazzy/setup.bash)'
 
 
@@ -60,27 +58,3 @@ def pytest_pycollect_makemodule(module_path, parent):
     if top_level_imports(tree) & ROS_TOP_LEVEL_MODULES:
         return _RosModuleWithoutRos.from_parent(parent, path=module_path)
     return None
-
-
-@pytest.fixture
-def example_path():
-    """Return a function giving the path of a file under the package's examples/ folder."""
-    def path(*parts):
-        full = os.path.abspath(os.path.join(EXAMPLES, *parts))
-        assert os.path.exists(full), f'{full} is missing from the repository'
-        return full
-    return path
-
-
-def two_tasks(detector_budget=80.0, **orchestrator):
-    """Return the prototype's phase3 overload scenario in the native format."""
-    return {
-        'orchestrator': dict({'pools': {'cpu': {'slots': 1}},
-                              'shedding': {'backlog_threshold': 8}}, **orchestrator),
-        'tasks': [
-            {'name': 'detector', 'priority': 100, 'latency_budget_ms': detector_budget,
-             'queue_size': 24, 'worker_options': {'latency_ms': 8.0}},
-            {'name': 'classifier', 'priority': 20, 'latency_budget_ms': 250.0,
-             'queue_size': 24, 'worker_options': {'latency_ms': 45.0}},
-        ],
-    }

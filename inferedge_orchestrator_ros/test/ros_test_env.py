@@ -21,7 +21,7 @@ the loopback interface only, without multicast, on the test file's own ROS_DOMAI
 
 import os
 
-from inferedge_orchestrator_ros.ros.environment import LOOPBACK_ENV, loopback_environment
+from inferedge_orchestrator_ros.environment import LOOPBACK_ENV, loopback_environment
 
 # The settings every test file shares go in at import, before rclpy loads a middleware.
 os.environ.update(LOOPBACK_ENV)

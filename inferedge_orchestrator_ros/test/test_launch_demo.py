@@ -25,7 +25,7 @@ Counts and order only: no wall-clock latency is asserted.
 import os
 import unittest
 
-from inferedge_orchestrator_ros import reasons
+from inferedge_orchestrator.telemetry import reasons
 from launch import LaunchDescription
 from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable
 from launch.launch_description_sources import PythonLaunchDescriptionSource

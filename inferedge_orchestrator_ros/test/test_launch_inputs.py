@@ -27,7 +27,7 @@ task whose dummy worker fails every call reports ERROR on /diagnostics; a health
 import array
 import unittest
 
-from inferedge_orchestrator_ros import reasons
+from inferedge_orchestrator.telemetry import reasons
 from launch import LaunchDescription
 from launch.actions import SetEnvironmentVariable
 from launch_ros.actions import Node

@@ -27,7 +27,7 @@ import os
 import tempfile
 import unittest
 
-from inferedge_orchestrator_ros import reasons
+from inferedge_orchestrator.telemetry import reasons
 from launch import LaunchDescription
 from launch.actions import SetEnvironmentVariable
 from launch_ros.actions import Node

@@ -24,7 +24,7 @@ and checks malformed == M by reason, both invariants, and that the node is still
 import array
 import unittest
 
-from inferedge_orchestrator_ros import reasons
+from inferedge_orchestrator.telemetry import reasons
 from launch import LaunchDescription
 from launch.actions import SetEnvironmentVariable
 from launch_ros.actions import Node

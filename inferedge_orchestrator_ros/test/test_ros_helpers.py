@@ -20,11 +20,13 @@ These run without ROS 2.
 
 import array
 
-from inferedge_orchestrator_ros import reasons
-from inferedge_orchestrator_ros.config import ConfigError, load_config
-from inferedge_orchestrator_ros.ros import params
-from inferedge_orchestrator_ros.ros.images import (array_to_tensor, image_to_array,
-                                                   PatternSource, tensor_fields)
+from inferedge_orchestrator.config.loader import load_config
+
+from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator_ros import parameters as params
+from inferedge_orchestrator_ros.images import (array_to_tensor, image_to_array, PatternSource,
+                                               tensor_fields)
 import numpy as np
 import pytest
 

@@ -25,8 +25,9 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from inferedge_orchestrator_ros import reasons
-from inferedge_orchestrator_ros.telemetry import check_invariants, LATENCY_SERIES
+from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.telemetry.counters import LATENCY_SERIES
+from inferedge_orchestrator.telemetry.invariants import check_invariants
 import numpy as np
 import pytest
 import rclpy
@@ -41,7 +42,7 @@ BUILT = package_available()
 if BUILT:
     from diagnostic_updater import DiagnosticStatusWrapper
     from inferedge_orchestrator_msgs.msg import InferenceResult, SchedulerDecision
-    from inferedge_orchestrator_ros.ros.orchestrator_node import OrchestratorNode
+    from inferedge_orchestrator_ros.node import OrchestratorNode
 
 pytestmark = pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
 
@@ -354,7 +355,7 @@ def test_shutdown_from_any_state(make_node, steps):
 
 
 def test_trace_path_writes_one_line_per_job_until_cleanup(make_node, tmp_path):
-    from inferedge_orchestrator_ros.job_trace import read_trace
+    from inferedge_orchestrator.telemetry.job_trace import read_trace
     path = tmp_path / 'trace.jsonl'
     node = make_node(trace_path=str(path))
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS

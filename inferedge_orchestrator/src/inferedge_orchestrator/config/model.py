@@ -1,0 +1,169 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The config dataclasses: every setting declared once, with its schema (config/schema.py).
+
+docs/config.md holds the same fields as tables, written from these declarations.
+"""
+
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any, Dict, List
+
+from inferedge_orchestrator.config.schema import MAPPING, NAME, spec
+from inferedge_orchestrator.draws import DISTRIBUTIONS
+from inferedge_orchestrator.frames.formats import CHANNELS
+from inferedge_orchestrator.workers.registry import WORKER_KINDS
+
+DROP_POLICIES = ('drop_oldest', 'drop_newest')
+ORDERS = ('oldest_first', 'newest_first')
+ON_DEADLINE = ('drop', 'run')
+MODES = ('priority', 'fifo')
+BIG = 1e9
+
+
+@dataclass
+class PoolConfig:
+    name: str
+    slots: int = spec(1, 'worker slots of the pool: jobs that run at once', low=1, high=256)
+
+
+@dataclass
+class InputConfig:
+    name: str
+    rate_hz: float = spec(30.0, 'the rate of synthetic frames (run); the expected rate',
+                          low=0.1, high=10000.0, unit='Hz')
+    width: int = spec(640, 'width of synthetic frames', low=1, high=65535, unit='px')
+    height: int = spec(480, 'height of synthetic frames', low=1, high=65535, unit='px')
+    encoding: str = spec('rgb8', 'encoding of synthetic frames', choices=tuple(CHANNELS))
+    age_ms: float = spec(0.0, 'transport age of synthetic frames (stamp -> arrival) in run '
+                         'and under the virtual clock: the mean', low=0.0, high=60000.0,
+                         unit='ms')
+    age_jitter_ms: float = spec(0.0, 'its spread (standard deviation; uniform: half-width)',
+                                low=0.0, high=60000.0, unit='ms')
+    age_distribution: str = spec('fixed', 'its distribution', choices=DISTRIBUTIONS)
+
+
+@dataclass
+class SheddingConfig:
+    enabled: bool = spec(True, 'adaptive load shedding (priority mode)')
+    tick_s: float = spec(0.5, 'how often the risk is assessed', low=0.01, high=60.0, unit='s')
+    recovery_s: float = spec(2.0, 'time without risk before limits rise again', low=0.0,
+                             high=3600.0, unit='s')
+    recovery_step_hz: float = spec(1.0, 'how much a limit rises per tick while recovering',
+                                   low=0.01, high=1000.0, unit='Hz')
+    backlog_threshold: int = spec(0, 'total queued frames that count as a risk while the '
+                                  'highest-priority task is blocked (0: off)', low=0,
+                                  high=1000000)
+    p95_budget_fraction: float = spec(0.8, 'a protected task whose end-to-end p95 exceeds '
+                                      'this fraction of its budget because of blocking is at '
+                                      'risk', low=0.01, high=10.0)
+    min_limit_hz: float = spec(0.5, 'the lowest limit shedding sets on a task without '
+                               'min_rate_hz', low=0.01, high=1000.0, unit='Hz')
+    min_load_share: float = spec(0.05, 'a task adding less than this share of the slot time '
+                                 'of its pool (admitted rate x median service) is never '
+                                 'limited',
+                                 low=0.0, high=1.0)
+
+
+@dataclass
+class TelemetryConfig:
+    window_s: float = spec(10.0, 'the window of live percentiles', low=0.1, high=3600.0,
+                           unit='s')
+    period_s: float = spec(1.0, 'telemetry period: DROP aggregation, utilisation, the '
+                           'telemetry messages of the node', low=0.05, high=3600.0, unit='s')
+    window_samples: int = spec(4096, 'ring size per latency series (overflow is reported)',
+                               low=16, high=1000000)
+    decision_history: int = spec(1000, 'decisions kept for the report', low=1, high=1000000)
+    resources: bool = spec(True, 'sample CPU and RSS with psutil, when installed')
+
+
+@dataclass
+class TaskConfig:
+    name: str
+    input: str = spec('camera', 'the input it consumes', kind=NAME)  # noqa: A003
+    priority: int = spec(0, 'higher runs first', low=0, high=1000, live=True)
+    latency_budget_ms: float = spec(100.0, 'stamp -> inference end budget', low=0.001,
+                                    high=BIG, unit='ms', live=True)
+    queue_size: int = spec(4, 'queue bound (a smaller one drops frames: queue_resized)', low=1,
+                           high=4096, live=True)
+    drop_policy: str = spec('drop_oldest', 'which frame a full queue drops',
+                            choices=DROP_POLICIES, live=True)
+    order: str = spec('oldest_first', 'which queued frame runs first', choices=ORDERS,
+                      live=True)
+    max_rate_hz: float = spec(0.0, 'admission cap (0: none)', low=0.0, high=10000.0,
+                              unit='Hz', live=True)
+    min_rate_hz: float = spec(0.0, 'rate floor that runs ahead of priority (0: none)', low=0.0,
+                              high=10000.0, unit='Hz', live=True)
+    on_deadline: str = spec('drop', 'drop late frames (expired, predicted_late) or run them '
+                            'anyway', choices=ON_DEADLINE, live=True)
+    worker: str = spec('dummy', 'worker kind', choices=tuple(WORKER_KINDS))
+    worker_options: Dict[str, Any] = spec({}, 'options of the worker (docs/workers.md)',
+                                          kind=MAPPING)
+    expected_latency_ms: float = spec(0.0, 'typical service time before 5 measurements (0: '
+                                      'ask the worker)', low=0.0, high=BIG, unit='ms',
+                                      live=True)
+    timeout_ms: float = spec(0.0, 'fail a job running longer (0: none)', low=0.0, high=BIG,
+                             unit='ms', live=True)
+    pool: str = spec('cpu', 'the pool of slots it runs on', kind=NAME)
+    enabled: bool = spec(True, 'false: its frames are dropped (disabled)', live=True)
+
+    @property
+    def budget_s(self) -> float:
+        return self.latency_budget_ms / 1000.0
+
+
+@dataclass
+class OrchestratorConfig:
+    name: str = spec('orchestrator', 'a name for reports')
+    mode: str = spec('priority', 'priority (the scheduler) or fifo (the baseline)',
+                     choices=MODES)
+    priority_hold: bool = spec(True, 'keep the last free slot for a higher-priority frame '
+                               'that is about to arrive')
+    max_stamp_age_ms: float = spec(5000.0, 'older stamps (or future ones) count as '
+                                   'stamp_fallback and use age 0', low=1.0, high=BIG,
+                                   unit='ms')
+    max_image_pixels: int = spec(8192 * 8192, 'larger images are malformed (too_many_pixels)',
+                                 low=1, high=2 ** 40)
+    pools: Dict[str, PoolConfig] = field(default_factory=dict)
+    inputs: Dict[str, InputConfig] = field(default_factory=dict)
+    tasks: List[TaskConfig] = field(default_factory=list)
+    shedding: SheddingConfig = field(default_factory=SheddingConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    warnings: List[str] = field(default_factory=list)
+    extras: Dict[str, Any] = field(default_factory=dict)  # prototype keys kept for reference
+
+    def task(self, name: str) -> TaskConfig:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(name)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Return the config in the native format (loadable by load_config)."""
+        return {
+            'orchestrator': {
+                'name': self.name, 'mode': self.mode, 'priority_hold': self.priority_hold,
+                'max_stamp_age_ms': self.max_stamp_age_ms,
+                'max_image_pixels': self.max_image_pixels,
+                'pools': {p.name: {'slots': p.slots} for p in self.pools.values()},
+                'shedding': asdict(self.shedding),
+                'telemetry': asdict(self.telemetry),
+            },
+            'inputs': {i.name: {k: v for k, v in asdict(i).items() if k != 'name'}
+                       for i in self.inputs.values()},
+            'tasks': [asdict(t) for t in self.tasks],
+        }

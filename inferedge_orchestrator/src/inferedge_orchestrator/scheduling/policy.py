@@ -1,0 +1,312 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Per-task scheduling state and the choice of the next job for a free slot.
+
+Priority mode: strict priority, then earliest deadline of each task's next frame, then the
+task's order (oldest_first | newest_first). A rate floor (min_rate_hz) runs a starved task
+first; a priority hold keeps a slot idle rather than start a lower-priority job that would make
+an expected higher-priority frame miss its deadline. FIFO mode: one arrival order across tasks.
+"""
+
+import bisect
+from collections import deque
+import math
+from typing import Dict, List, Optional, Tuple
+
+from inferedge_orchestrator.config.model import TaskConfig
+from inferedge_orchestrator.scheduling.queues import TaskQueue
+from inferedge_orchestrator.telemetry.counters import RateMeter
+from inferedge_orchestrator.telemetry.counters import TaskTelemetry
+
+SERVICE_HISTORY = 50  # service times kept for the predictions
+MIN_SAMPLES = 5  # measurements before the predictions replace expected_latency_ms
+# The drop predictor: a frame is predicted late only if even a fast run (this quantile of the
+# task's recent service times) cannot end it in time: a dropped frame had at most this chance.
+# Before FAST_SAMPLES measurements (enough to see that quantile) it is a lower bound: before
+# MIN_SAMPLES the worker's own fast guess (0 when it has none: no frame is dropped for a service
+# time nobody has measured), then the fastest time seen less the spread seen.
+FAST_QUANTILE = 0.05
+FAST_SAMPLES = 20
+# The hold predictor (and predicted_service_ms): a quantile that a job rarely exceeds.
+HIGH_QUANTILE = 0.95
+# After this many predicted_late drops that its own service prediction decided (the frame could
+# have started before its deadline), a task's next frame runs anyway (a probe): a stale
+# prediction is measured again instead of dropping every frame. A probe that ends late makes
+# the next one wait, first one latency budget, doubling up to PROBE_INTERVAL_MAX_S, so that a
+# task that cannot make it wastes little slot time yet is measured at least that often; a job
+# within budget ends the wait.
+PROBE_AFTER = 3
+PROBE_INTERVAL_MAX_S = 1.0
+INTERARRIVAL_SMOOTHING = 0.1
+IDLE_INTERARRIVALS = 2.0  # a source silent for this many mean intervals is not expected
+
+
+def quantile(ordered: List[float], q: float) -> float:
+    """Return the nearest-rank quantile q (0 < q <= 1) of a sorted, non-empty list."""
+    return ordered[min(len(ordered) - 1, max(0, int(math.ceil(q * len(ordered))) - 1))]
+
+
+class RiskSignals:
+    """
+    What one shedding tick saw of a task, with each loss attributed.
+
+    A loss (a frame dropped as expired, predicted_late or queue_overflow, a deadline miss or a
+    timeout) is blocked when lower-priority work explains it: without the time a lower-priority
+    job held the slot while the frame waited, it would have made its deadline (by the drop
+    predictor), or, for an overflow, a lower-priority job was running. Every other loss is
+    explained by the task's own service time and by higher-priority work.
+    """
+
+    __slots__ = ('blocked', 'own', 'end_to_end', 'unblocked_end_to_end', 'blocking', 'service')
+
+    def __init__(self):
+        self.blocked: Dict[str, int] = {}  # reason -> losses that blocking explains
+        self.own: Dict[str, int] = {}  # reason -> losses it does not
+        self.end_to_end: List[float] = []  # executed frames (s)
+        self.unblocked_end_to_end: List[float] = []  # the same, less each frame's blocking
+        self.blocking: List[float] = []  # per started frame (s)
+        self.service: List[float] = []  # per executed frame (s)
+
+    def loss(self, reason: str, blocked: bool, count: int = 1) -> None:
+        counts = self.blocked if blocked else self.own
+        counts[reason] = counts.get(reason, 0) + count
+
+
+class TaskState:
+    """Everything the engine tracks about one task at run time."""
+
+    def __init__(self, config: TaskConfig, index: int, window_s: float, window_samples: int):
+        self.config = config
+        self.name = config.name
+        self.index = index
+        self.queue = TaskQueue(config.queue_size, config.drop_policy, config.order)
+        self.telemetry = TaskTelemetry(window_s, window_samples)
+        self.worker = None
+        self.pool = None  # the engine's pool object that runs the task
+        self.in_flight = 0
+        self.busy_s = 0.0  # slot time its jobs took, since start (s)
+        self.expected_s = config.expected_latency_ms / 1000.0
+        self._service = deque(maxlen=SERVICE_HISTORY)  # arrival order
+        self._ordered: List[float] = []  # the same values, sorted
+        self.predicted_s = self.expected_s  # high quantile: holds, telemetry
+        self.fast_s = 0.0  # low quantile: predicted_late
+        self.median_s = self.expected_s  # the load a job adds
+        self.late_streak = 0  # predicted_late drops its prediction decided since a job started
+        self.probe_interval_s = 0.0  # the wait after a probe that ended late
+        self.probe_not_before = -math.inf  # no probe before then
+        # Slot-seconds of lower-priority jobs on the pool, divided by its slots, since start:
+        # the blocking a frame suffered is the growth of this integral while it waited.
+        self.lower_busy = 0.0
+        self.last_arrival: Optional[float] = None
+        self.mean_interarrival: Optional[float] = None
+        self.last_age = 0.0
+        self.routed_rate = RateMeter()
+        self.admitted_rate = RateMeter()
+        self.started_rate = RateMeter()
+        self.tokens = 1.0
+        self.token_time = 0.0
+        self.shed_limit_hz = 0.0  # 0: not limited by shedding
+        self.held_seq = -1
+        self.risk = RiskSignals()
+
+    # -- configuration that can change at run time ---------------------------------------
+    @property
+    def config(self) -> TaskConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: TaskConfig) -> None:
+        # The fields the hot paths read, as plain attributes.
+        self._config = config
+        self.priority = config.priority
+        self.budget_s = config.budget_s
+        self.drops_late = config.on_deadline == 'drop'
+
+    def rate_limit_hz(self) -> float:
+        """Return the admission limit in force: max_rate_hz and the shedding limit (0 = none)."""
+        cap = self.config.max_rate_hz
+        shed = self.shed_limit_hz
+        if cap and shed:
+            return min(cap, shed)
+        return cap or shed
+
+    # -- observations -----------------------------------------------------------------------
+    def may_probe(self, now: float) -> bool:
+        """Whether a late frame should run anyway, to measure the task again."""
+        return self.late_streak >= PROBE_AFTER and now >= self.probe_not_before
+
+    def probe_ended(self, now: float, met_deadline: bool) -> None:
+        """Space the next probe out after a probe that confirmed the prediction."""
+        if met_deadline:
+            self.probe_interval_s = 0.0
+        else:
+            self.probe_interval_s = min(max(2.0 * self.probe_interval_s, self.budget_s),
+                                        PROBE_INTERVAL_MAX_S)
+        self.probe_not_before = now + self.probe_interval_s
+
+    def set_expected(self, seconds: float, fast: float = 0.0) -> None:
+        """Set the guesses used before measurements: typical and fast service time (s)."""
+        self.expected_s = seconds
+        if len(self._service) < MIN_SAMPLES:
+            self.predicted_s = self.median_s = seconds
+            self.fast_s = fast
+
+    def record_service(self, seconds: float) -> float:
+        """Add a measured service time; return how much the drop predictor grew (s)."""
+        history, ordered = self._service, self._ordered
+        if len(history) == SERVICE_HISTORY:
+            del ordered[bisect.bisect_left(ordered, history[0])]  # the oldest leaves
+        history.append(seconds)
+        bisect.insort(ordered, seconds)
+        count = len(ordered)
+        if count < MIN_SAMPLES:
+            return 0.0
+        previous = self.fast_s
+        self.predicted_s = quantile(ordered, HIGH_QUANTILE)
+        self.median_s = quantile(ordered, 0.5)
+        if count >= FAST_SAMPLES:
+            self.fast_s = quantile(ordered, FAST_QUANTILE)
+        else:  # too few to see that quantile: one spread below the fastest seen
+            self.fast_s = max(0.0, 2.0 * ordered[0] - ordered[-1])
+        return max(0.0, self.fast_s - previous)
+
+    def note_arrival(self, now: float, age: float) -> None:
+        if self.last_arrival is not None:
+            gap = now - self.last_arrival
+            if self.mean_interarrival is None:
+                self.mean_interarrival = gap
+            else:
+                self.mean_interarrival += INTERARRIVAL_SMOOTHING * (gap - self.mean_interarrival)
+        self.last_arrival = now
+        self.last_age = age
+        self.routed_rate.add(now)
+
+    def admit(self, now: float) -> bool:
+        """Apply the rate limit (a one-token bucket); True when the frame may be queued."""
+        limit = self.rate_limit_hz()
+        if limit:
+            tokens = min(1.0, self.tokens + (now - self.token_time) * limit)
+            self.token_time = now
+            # 10% slack so that arrival jitter does not halve the admitted rate.
+            if tokens < 0.9:
+                self.tokens = tokens
+                return False
+            self.tokens = tokens - 1.0
+        self.admitted_rate.add(now)
+        return True
+
+    def next_expected_arrival(self, now: float) -> Optional[float]:
+        """
+        When the next frame should arrive; None if unknown or the source went quiet.
+
+        After a single arrival the interval is unknown: the next frame may come at once, and
+        is expected so for one latency budget.
+        """
+        if self.last_arrival is None or now >= self.expectation_ends():
+            return None
+        if self.mean_interarrival is None:
+            return now
+        return max(now, self.last_arrival + self.mean_interarrival)
+
+    def expectation_ends(self) -> float:
+        """Return the time after which a silent source is no longer expected to send a frame."""
+        if self.mean_interarrival is None:
+            return self.last_arrival + self.budget_s
+        return self.last_arrival + IDLE_INTERARRIVALS * self.mean_interarrival
+
+
+def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
+             ) -> Tuple[Optional[TaskState], float]:
+    """
+    Return (the higher-priority task whose expected frame would miss, when to look again).
+
+    Starting candidate's job ends at now + its high (p95) service time. A higher-priority task
+    whose next frame is expected before then would start only at that end, after the tasks
+    above it that are also expected by then, and finish after its own high service time: if
+    that is past the frame's deadline, the job must not start.
+    """
+    end = now + candidate.predicted_s
+    ahead = 0.0  # work of the tasks above `other` whose frames come before the job ends
+    for other in tasks:  # priority-sorted: only the ones before candidate matter
+        if other.priority <= candidate.priority:
+            break
+        if not other.config.enabled:
+            continue
+        expected = other.next_expected_arrival(now)
+        if expected is None or expected >= end:
+            continue
+        deadline = expected + other.budget_s - other.last_age
+        if end + ahead + other.predicted_s > deadline:
+            return other, other.expectation_ends()
+        ahead += other.predicted_s
+    return None, math.inf
+
+
+def select_priority(tasks: List[TaskState], now: float, last_free_slot: bool,
+                    priority_hold: bool, floors: bool = True
+                    ) -> Tuple[Optional[TaskState], List[Tuple]]:
+    """
+    Pick the task whose next frame runs now; tasks are the pool's, priority-sorted.
+
+    floors: whether any task of the pool has a min_rate_hz. Returns (task or None, holds)
+    where holds lists (held task, blocking task, wake time).
+    """
+    if not floors:
+        # Fast path: the highest priority with frames, then the earliest head deadline.
+        best = None
+        for task in tasks:
+            if not task.queue.entries:
+                continue
+            if best is None:
+                best, best_deadline = task, task.queue.head()[0]
+            elif task.priority < best.priority:
+                break
+            elif task.queue.head()[0] < best_deadline:
+                best, best_deadline = task, task.queue.head()[0]
+        if best is None:
+            return None, []
+        if not (priority_hold and last_free_slot) or hold_for(best, tasks, now)[0] is None:
+            return best, []
+    ready = [t for t in tasks if t.queue.entries]
+    # Rate floor first: a task below min_rate_hz over the last second runs ahead of priority.
+    starved = [t for t in ready if t.config.min_rate_hz and
+               t.started_rate.rate(now) < t.config.min_rate_hz]
+    by_priority = sorted(ready, key=lambda t: (-t.priority, t.queue.head()[0], t.index))
+    candidates = sorted(starved, key=lambda t: (-t.priority, t.queue.head()[0], t.index))
+    candidates += [t for t in by_priority if t not in starved]
+    holds = []
+    for task in candidates:
+        if priority_hold and last_free_slot:
+            blocker, wake = hold_for(task, tasks, now)
+            if blocker is not None:
+                holds.append((task, blocker, wake))
+                continue
+        return task, holds
+    return None, holds
+
+
+def select_fifo(tasks: List[TaskState]) -> Optional[TaskState]:
+    """Pick the task holding the earliest-arrived frame (ties: the task listed first)."""
+    best = None
+    best_key = None
+    for task in tasks:
+        head = task.queue.head()
+        if head is None:
+            continue
+        key = (head[1].seq, task.index)
+        if best_key is None or key < best_key:
+            best, best_key = task, key
+    return best

@@ -1,0 +1,93 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The worker interface: one task's inference, called by the engine from its slot threads.
+
+The interface (docs/engine_api.md): load() once before the task takes frames (slow work: model
+loading, sessions, contexts), warmup(n), infer(frame) -> InferenceOutput, close(). Options are
+validated by the worker class without importing its runtime (onnxruntime, tensorrt).
+"""
+
+from dataclasses import dataclass
+from typing import Any, Dict
+
+from inferedge_orchestrator.config.schema import ConfigError, Field, parse_fields
+import numpy as np
+
+
+@dataclass
+class InferenceOutput:
+    """What infer() returns: named output arrays and the time spent in each phase (s)."""
+
+    outputs: Dict[str, np.ndarray]
+    preprocess_s: float = 0.0
+    inference_s: float = 0.0
+
+
+class Worker:
+    """Base class of workers; one instance per task, called from the task's pool slots."""
+
+    kind = 'base'
+    # A worker whose slot got stuck can be replaced by a fresh instance of the same kind.
+    replaceable = True
+    # Whether simulated_service_time() works: the virtual clock can run it.
+    simulates = False
+    # option name -> its Field (config/schema.py): the schema of worker_options
+    OPTIONS: Dict[str, Field] = {}
+
+    def __init__(self, task_name: str, options: Dict[str, Any], slots: int = 1):
+        self.task_name = task_name
+        self.options = options
+        self.slots = slots
+
+    @classmethod
+    def validate_options(cls, options: Dict[str, Any], where: str) -> Dict[str, Any]:
+        """Return the options with defaults filled in; raise ConfigError naming the field."""
+        if not isinstance(options, dict):
+            raise ConfigError(f'{where}: expected a mapping, got {options!r}')
+        for key in options:
+            if key not in cls.OPTIONS:
+                raise ConfigError(f'{where}: unknown key {key!r} for worker {cls.kind!r}; '
+                                  f'known keys: {", ".join(cls.OPTIONS)}')
+        missing = [key for key, field in cls.OPTIONS.items()
+                   if field.required and key not in options]
+        if missing:
+            raise ConfigError(f'{where}: missing required key {missing[0]!r} for worker '
+                              f'{cls.kind!r}')
+        return parse_fields(where, options, cls.OPTIONS)
+
+    def load(self) -> None:
+        """Do the slow work (load models, create sessions) before the task takes frames."""
+
+    def warmup(self, runs: int) -> None:
+        """Run the model on dummy input runs times; called after load()."""
+
+    def infer(self, frame) -> InferenceOutput:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release models and device memory."""
+
+    def expected_latency_s(self) -> float:
+        """Return a service-time guess used before measurements exist (0 = unknown)."""
+        return 0.0
+
+    def fast_latency_s(self) -> float:
+        """Return a service time the worker rarely beats, before measurements (0 = unknown)."""
+        return 0.0
+
+    def simulated_service_time(self, frame) -> float:
+        """Return the service time of frame without running it (virtual-clock simulation)."""
+        raise NotImplementedError(f'worker {self.kind!r} cannot run under the virtual clock')

@@ -1,0 +1,359 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The tensorrt worker: a serialized engine run with TensorRT's name-based tensor API + pycuda.
+
+- The engine is deserialized once per task, in load().
+- One IExecutionContext per slot (contexts are not thread-safe), each with its own CUDA stream,
+  pinned (page-locked) host buffers and device buffers, all created in load() and reused.
+- No pycuda.autoinit: the device's primary CUDA context is retained in load() and pushed and
+  popped around every call, on whichever thread makes it.
+- set_tensor_address once per slot; set_input_shape for dynamic shapes; execute_async_v3. This
+  is the API of TensorRT 8.5+, 8.6 and 10.x (JetPack 6); TensorRT 11 as far as it keeps it.
+- A dynamic-shape engine needs one optimization profile per slot (TensorRT lets a profile
+  serve one context at a time); buffers are sized for the profile's maximum shapes.
+
+Building engines is out of scope: use trtexec (docs/workers.md). tensorrt and pycuda are
+imported in load() only. Unverified on hardware: the tests run this control flow with fakes.
+"""
+
+import ctypes
+import os
+import statistics
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from inferedge_orchestrator.config.schema import CUSTOM, REQUIRED, setting, table
+from inferedge_orchestrator.workers import options as opt
+from inferedge_orchestrator.workers.base import InferenceOutput, Worker
+from inferedge_orchestrator.workers.onnx import WorkerRuntimeMissing
+from inferedge_orchestrator.workers.preprocess import (constant_input, PREPROCESS_OPTIONS,
+                                                       Preprocessor, string_list)
+import numpy as np
+
+
+def import_runtime():
+    """Import (tensorrt, pycuda.driver) or raise WorkerRuntimeMissing with the install hint."""
+    try:
+        import tensorrt
+    except ImportError:
+        raise WorkerRuntimeMissing(
+            "the tensorrt worker needs TensorRT's Python bindings (JetPack ships them as "
+            'python3-libnvinfer; on x86: pip install tensorrt)') from None
+    try:
+        import pycuda.driver as driver
+    except ImportError:
+        raise WorkerRuntimeMissing('the tensorrt worker needs pycuda: pip install pycuda') \
+            from None
+    return tensorrt, driver
+
+
+class _Tensor:
+    __slots__ = ('name', 'is_input', 'dtype', 'shape', 'dynamic')
+
+    def __init__(self, name: str, is_input: bool, dtype, shape: Tuple[int, ...]):
+        self.name = name
+        self.is_input = is_input
+        self.dtype = np.dtype(dtype)
+        self.shape = shape
+        self.dynamic = any(d < 0 for d in shape)
+
+
+class _SlotState:
+    """What one slot owns: an execution context, a stream, pinned host and device buffers."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.context = None
+        self.stream = None
+        self.host: Dict[str, np.ndarray] = {}  # flat pinned buffers of the maximum size
+        self.device: Dict[str, Any] = {}
+        self.shapes: Dict[str, Tuple[int, ...]] = {}  # input shapes last set on the context
+
+
+class TensorRTWorker(Worker):
+    """
+    Run a serialized TensorRT engine (.plan / .engine) on the frame's image.
+
+    Unverified on hardware: see docs/workers.md.
+    """
+
+    kind = 'tensorrt'
+    OPTIONS = dict(table(
+        setting('engine_path', REQUIRED, 'the serialized TensorRT engine (.plan)', kind=CUSTOM,
+                checker=opt.text, allowed_text='a file path'),
+        setting('device_id', 0, 'the GPU', low=0, high=64),
+        opt.custom('plugins', (), 'plugin libraries to load first', string_list,
+                   'a list of library paths'),
+        setting('warmup', 3, 'runs on a synthetic image per slot at load', low=0, high=10000),
+    ), **PREPROCESS_OPTIONS)
+
+    def __init__(self, task_name, options, slots=1):
+        super().__init__(task_name, options, slots)
+        self.trt = None
+        self.cuda = None
+        self.cuda_context = None
+        self.engine = None
+        self.tensors: Dict[str, _Tensor] = {}
+        self.input_name = ''
+        self.output_names: List[str] = []
+        self.preprocess: Optional[Preprocessor] = None
+        self._extra: Dict[str, np.ndarray] = {}
+        self._states: List[_SlotState] = []
+        self._free: List[_SlotState] = []
+        self._free_lock = threading.Lock()
+        self._runtime = None
+        self._warmup_times: List[float] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Deserialize the engine and create one context, stream and buffer set per slot."""
+        trt, cuda = import_runtime()
+        path = self.options['engine_path']
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'engine_path {path!r}: no such file (build it with '
+                                    'trtexec, see docs/workers.md)')
+        for plugin in self.options['plugins']:
+            ctypes.CDLL(plugin, mode=ctypes.RTLD_GLOBAL)
+        self.trt, self.cuda = trt, cuda
+        cuda.init()
+        self.cuda_context = cuda.Device(self.options['device_id']).retain_primary_context()
+        self.cuda_context.push()
+        try:
+            logger = trt.Logger(trt.Logger.WARNING)
+            if hasattr(trt, 'init_libnvinfer_plugins'):
+                trt.init_libnvinfer_plugins(logger, '')
+            with open(path, 'rb') as stream:
+                data = stream.read()
+            self._runtime = trt.Runtime(logger)
+            self.engine = self._runtime.deserialize_cuda_engine(data)
+            if self.engine is None:
+                raise RuntimeError(f'engine_path {path!r}: TensorRT {trt.__version__} could not '
+                                   'deserialize it (built by another TensorRT version or for '
+                                   'another GPU? rebuild it with trtexec on this device)')
+            self._read_tensors()
+            self._states = []
+            for index in range(self.slots):
+                self._states.append(_SlotState(index))  # released on failure, even half-made
+                self._create_state(self._states[-1])
+            self._free = list(reversed(self._states))
+        except BaseException:  # noqa: B902 - release whatever failed, then re-raise it
+            self._release()
+            self.cuda_context.pop()
+            self.cuda_context.detach()
+            self.cuda_context = None
+            raise
+        self.cuda_context.pop()
+
+    def _read_tensors(self) -> None:
+        trt, engine = self.trt, self.engine
+        if not hasattr(engine, 'num_io_tensors'):
+            raise RuntimeError(f'TensorRT {trt.__version__} lacks the name-based tensor API; '
+                               'allowed: TensorRT 8.5 or later')
+        for index in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(index)
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            try:
+                dtype = trt.nptype(engine.get_tensor_dtype(name))
+            except TypeError:
+                raise ValueError(f'tensor {name!r}: type {engine.get_tensor_dtype(name)} has no '
+                                 'numpy equivalent') from None
+            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+            self.tensors[name] = _Tensor(name, is_input, dtype, shape)
+        inputs = [t for t in self.tensors.values() if t.is_input]
+        extra = self.options['extra_inputs'] or {}
+        for name in extra:
+            if name not in self.tensors or not self.tensors[name].is_input:
+                raise ValueError(f'extra_inputs: {name!r} is not an input of the engine; '
+                                 f'inputs: {", ".join(t.name for t in inputs)}')
+        image_name = self.options['input'] or next(
+            (t.name for t in inputs if t.name not in extra and len(t.shape) in (3, 4)), '')
+        if image_name not in self.tensors or not self.tensors[image_name].is_input:
+            raise ValueError(f'input: {image_name or "(none)"!r} is not an image input of the '
+                             f'engine; inputs: {", ".join(t.name for t in inputs)}')
+        image = self.tensors[image_name]
+        self.preprocess = Preprocessor(image_name, image.shape, image.dtype, self.options)
+        self.input_name = image_name
+        unfed = [t.name for t in inputs if t.name != image_name and t.name not in extra]
+        if unfed:
+            raise ValueError(f'the engine input(s) {", ".join(unfed)} need a value: set '
+                             'extra_inputs (name: constant)')
+        self._extra = {name: constant_input(name, value, self.tensors[name].shape,
+                                            self.tensors[name].dtype)
+                       for name, value in extra.items()}
+        outputs = [t.name for t in self.tensors.values() if not t.is_input]
+        wanted = list(self.options['outputs']) or outputs
+        unknown = [name for name in wanted if name not in outputs]
+        if unknown:
+            raise ValueError(f'outputs: {", ".join(unknown)} not outputs of the engine; '
+                             f'outputs: {", ".join(outputs)}')
+        self.output_names = wanted
+        dynamic = any(t.dynamic for t in inputs)
+        profiles = getattr(self.engine, 'num_optimization_profiles', 1)
+        if dynamic and profiles < self.slots:
+            raise ValueError(f'the engine has dynamic input shapes and {profiles} optimization '
+                             f'profile(s) for {self.slots} slot(s): a profile serves one context '
+                             'at a time; build it with one profile per slot (trtexec '
+                             '--profile=N) or use one slot')
+
+    def _max_input_shape(self, tensor: _Tensor, profile: int) -> Tuple[int, ...]:
+        """Return the largest shape of an input: static, the preprocessor's or the profile max."""
+        if not tensor.dynamic:
+            return tensor.shape
+        if tensor.name == self.input_name and self.options['input_size']:
+            height, width = self.options['input_size']
+            return self.preprocess.input_shape(height, width)
+        if tensor.name in self._extra:
+            return self._extra[tensor.name].shape
+        return tuple(int(d) for d in self.engine.get_tensor_profile_shape(tensor.name,
+                                                                          profile)[2])
+
+    def _create_state(self, state: _SlotState) -> None:
+        cuda = self.cuda
+        index = state.index
+        state.context = self.engine.create_execution_context()
+        if state.context is None:
+            raise RuntimeError('could not create an execution context (out of device memory?)')
+        state.stream = cuda.Stream()
+        dynamic = any(t.dynamic for t in self.tensors.values() if t.is_input)
+        if dynamic:
+            state.context.set_optimization_profile_async(index, state.stream.handle)
+        for tensor in self.tensors.values():
+            if tensor.is_input:
+                shape = self._max_input_shape(tensor, index if dynamic else 0)
+                if tensor.dynamic:
+                    state.context.set_input_shape(tensor.name, shape)
+                state.shapes[tensor.name] = shape
+        for tensor in self.tensors.values():
+            shape = state.shapes.get(tensor.name) or tuple(
+                int(d) for d in state.context.get_tensor_shape(tensor.name))
+            if any(d < 0 for d in shape):
+                raise ValueError(f'output {tensor.name!r} has a data-dependent shape {shape}; '
+                                 'not supported (it needs an output allocator)')
+            size = max(1, int(np.prod(shape)))
+            host = cuda.pagelocked_empty(size, tensor.dtype)
+            device = cuda.mem_alloc(host.nbytes)
+            state.host[tensor.name] = host
+            state.device[tensor.name] = device
+            state.context.set_tensor_address(tensor.name, int(device))
+        for name, value in self._extra.items():
+            host = state.host[name][:value.size]
+            host[:] = value.reshape(-1)
+            cuda.memcpy_htod_async(state.device[name], host, state.stream)
+            if self.tensors[name].dynamic:
+                state.context.set_input_shape(name, value.shape)
+                state.shapes[name] = value.shape
+        state.stream.synchronize()
+
+    def warmup(self, runs: int) -> None:
+        """Run the whole path runs times on a synthetic image, on every slot's context."""
+        if self.engine is None or runs <= 0:
+            return
+        image, encoding = self.preprocess.warmup_image()
+        self._warmup_times = []
+        for state in self._states:
+            for _ in range(runs):
+                output = self._execute(state, image, encoding)
+                self._warmup_times.append(output.preprocess_s + output.inference_s)
+
+    def expected_latency_s(self) -> float:
+        times = self._warmup_times[1:] or self._warmup_times
+        return statistics.median(times) if times else 0.0
+
+    def fast_latency_s(self) -> float:
+        """Return the fastest warm-up run after the first (0 when there were fewer than 2)."""
+        times = self._warmup_times[1:]
+        return min(times) if times else 0.0
+
+    def infer(self, frame) -> InferenceOutput:
+        if self.engine is None:
+            raise RuntimeError(f'task {self.task_name}: infer() before load()')
+        image = frame.image
+        with self._free_lock:
+            if not self._free:
+                raise RuntimeError(f'task {self.task_name}: more concurrent calls than the '
+                                   f'{len(self._states)} execution context(s)')
+            state = self._free.pop()
+        try:
+            return self._execute(state, image, frame.encoding)
+        finally:
+            with self._free_lock:
+                self._free.append(state)
+
+    def _execute(self, state: _SlotState, image: np.ndarray, encoding: str) -> InferenceOutput:
+        """Preprocess into the pinned buffer, copy in, run, copy out, on this thread."""
+        cuda = self.cuda
+        start = time.perf_counter()
+        name = self.input_name
+        shape = self.preprocess.input_shape(image.shape[0], image.shape[1])
+        host = state.host[name]
+        size = int(np.prod(shape))
+        if size > host.size:
+            raise ValueError(f'input {name!r}: shape {shape} exceeds the buffer allocated for '
+                             f"{state.shapes[name]} (the profile's maximum or input_size)")
+        view = host[:size].reshape(shape)
+        self.preprocess(image, encoding, out=view)
+        begin = time.perf_counter()
+        self.cuda_context.push()
+        try:
+            context, stream = state.context, state.stream
+            if self.tensors[name].dynamic and state.shapes[name] != shape:
+                if not context.set_input_shape(name, shape):
+                    raise ValueError(f"input {name!r}: shape {shape} is outside the engine's "
+                                     'optimization profile')
+                state.shapes[name] = shape
+            cuda.memcpy_htod_async(state.device[name], view, stream)
+            if not context.execute_async_v3(stream.handle):
+                raise RuntimeError('execute_async_v3 failed (see the TensorRT log)')
+            views = {}
+            for output in self.output_names:
+                out_shape = tuple(int(d) for d in context.get_tensor_shape(output))
+                out_view = state.host[output][:max(1, int(np.prod(out_shape)))]
+                cuda.memcpy_dtoh_async(out_view, state.device[output], stream)
+                views[output] = (out_view, out_shape)
+            stream.synchronize()
+        finally:
+            self.cuda_context.pop()
+        outputs = {output: out_view.reshape(out_shape).copy()
+                   for output, (out_view, out_shape) in views.items()}
+        end = time.perf_counter()
+        return InferenceOutput(outputs, begin - start, end - begin)
+
+    def _release(self) -> None:
+        for state in self._states:
+            for device in state.device.values():
+                device.free()
+            state.device.clear()
+            state.host.clear()
+            state.context = None
+            state.stream = None
+        self._states = []
+        self._free = []
+        self.engine = None
+        self._runtime = None
+
+    def close(self) -> None:
+        """Free the buffers, contexts and engine (with the CUDA context current), detach it."""
+        if self.cuda_context is None:
+            return
+        self.cuda_context.push()
+        try:
+            self._release()
+        finally:
+            self.cuda_context.pop()
+            self.cuda_context.detach()
+            self.cuda_context = None

@@ -1,0 +1,45 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Shared fixtures of the core test suite."""
+
+import os
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'examples')
+
+
+@pytest.fixture
+def example_path():
+    """Return a function giving the path of a file under the package's examples/ folder."""
+    def path(*parts):
+        full = os.path.abspath(os.path.join(EXAMPLES, *parts))
+        assert os.path.exists(full), f'{full} is missing from the repository'
+        return full
+    return path
+
+
+def two_tasks(detector_budget=80.0, **orchestrator):
+    """Return the prototype's phase3 overload scenario in the native format."""
+    return {
+        'orchestrator': dict({'pools': {'cpu': {'slots': 1}},
+                              'shedding': {'backlog_threshold': 8}}, **orchestrator),
+        'tasks': [
+            {'name': 'detector', 'priority': 100, 'latency_budget_ms': detector_budget,
+             'queue_size': 24, 'worker_options': {'latency_ms': 8.0}},
+            {'name': 'classifier', 'priority': 20, 'latency_budget_ms': 250.0,
+             'queue_size': 24, 'worker_options': {'latency_ms': 45.0}},
+        ],
+    }

@@ -1,0 +1,217 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The onnxruntime worker on small models generated with the onnx helper API."""
+
+import threading
+
+from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
+from inferedge_orchestrator.frames.frame import Frame
+from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.telemetry.invariants import check_invariants
+from inferedge_orchestrator.workers import preprocess
+from inferedge_orchestrator.workers.onnx import OnnxWorker
+import numpy as np
+import pytest
+
+from .onnx_models import (channel_sum_model, identity_model, raising_model, require_onnx,
+                          two_input_model)
+
+
+@pytest.fixture(autouse=True)
+def ort():
+    """Skip each test of this module by name when onnx or onnxruntime is missing."""
+    return require_onnx()
+
+
+def make_worker(model_path, slots=1, **options):
+    options = OnnxWorker.validate_options(dict({'model_path': model_path}, **options), 'w')
+    return OnnxWorker('task', options, slots)
+
+
+def frame(image, encoding='rgb8', seq=1):
+    return Frame('camera', seq, 0.0, 0.0, image=image, encoding=encoding)
+
+
+def test_static_nchw_model_gets_the_preprocessed_image(tmp_path):
+    worker = make_worker(identity_model(tmp_path, [1, 3, 8, 8]), warmup=2, scale=1.0,
+                         intra_op_threads=1)
+    worker.load()
+    worker.warmup(2)
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    out = worker.infer(frame(image, 'bgr8'))
+    assert list(out.outputs) == ['y']
+    assert np.array_equal(out.outputs['y'][0], image[:, :, ::-1].transpose(2, 0, 1))
+    assert out.inference_s > 0 and out.preprocess_s > 0
+    assert worker.expected_latency_s() > 0
+    worker.close()
+    assert worker.session is None
+
+
+def test_static_nhwc_model_with_resize(tmp_path):
+    worker = make_worker(identity_model(tmp_path, [1, 16, 16, 3]), scale=1.0)
+    worker.load()
+    assert worker.preprocess.layout == 'NHWC'
+    out = worker.infer(frame(np.full((40, 30, 3), 77, np.uint8)))
+    assert out.outputs['y'].shape == (1, 16, 16, 3) and (out.outputs['y'] == 77).all()
+
+
+def test_dynamic_shapes_follow_the_image_or_the_config(tmp_path):
+    path = channel_sum_model(tmp_path)
+    worker = make_worker(path, scale=1.0, size_multiple=16)
+    worker.load()
+    out = worker.infer(frame(np.ones((30, 50, 3), np.uint8)))
+    assert out.outputs['y'].shape == (1, 1, 32, 64)
+    assert out.outputs['y'][0, 0, 0, 0] == pytest.approx(3.0)
+    fixed = make_worker(path, input_size=[48, 320])
+    fixed.load()
+    assert fixed.infer(frame(np.ones((480, 640, 3), np.uint8))).outputs['y'].shape == \
+        (1, 1, 48, 320)
+
+
+def test_multi_input_model_takes_constants_from_the_config(tmp_path):
+    worker = make_worker(two_input_model(tmp_path), scale=1.0, outputs=['y'],
+                         extra_inputs={'gain': [1.0, 2.0, 3.0], 'bias': 0.5})
+    worker.load()
+    out = worker.infer(frame(np.full((4, 4, 3), 10, np.uint8)))
+    assert list(out.outputs) == ['y']
+    assert out.outputs['y'][0, :, 0, 0].tolist() == [10.5, 20.5, 30.5]
+
+
+def test_multi_input_model_without_its_constants_fails_to_load(tmp_path):
+    path = two_input_model(tmp_path)
+    with pytest.raises(ValueError, match='need a value: set extra_inputs'):
+        make_worker(path, extra_inputs={'gain': 1.0}).load()
+    with pytest.raises(ValueError, match="extra_inputs: 'offset' is not an input"):
+        make_worker(path, extra_inputs={'offset': 1.0}).load()
+    with pytest.raises(ValueError, match='outputs: z not outputs'):
+        make_worker(path, outputs=['z'], extra_inputs={'gain': 1.0, 'bias': 0.0}).load()
+    with pytest.raises(ValueError, match="input 'bias': shape .1. is not an image input"):
+        make_worker(path, input='bias', extra_inputs={'gain': 1.0}).load()
+
+
+def test_load_creates_the_session_and_infer_never_does(tmp_path, monkeypatch, ort):
+    created, runs = [], []
+    real = ort.InferenceSession
+
+    class Counting(real):
+
+        def __init__(self, *args, **kwargs):
+            created.append(kwargs.get('providers'))
+            super().__init__(*args, **kwargs)
+
+        def run(self, *args, **kwargs):
+            runs.append(threading.current_thread().name)
+            return super().run(*args, **kwargs)
+
+    monkeypatch.setattr(ort, 'InferenceSession', Counting)
+    worker = make_worker(identity_model(tmp_path, [1, 3, 4, 4]))
+    assert created == []
+    worker.load()
+    assert created == [['CPUExecutionProvider']]
+    worker.warmup(3)
+    assert len(runs) == 3
+    for index in range(4):
+        worker.infer(frame(np.zeros((4, 4, 3), np.uint8), seq=index))
+    assert len(created) == 1 and len(runs) == 7
+
+
+def test_session_options_follow_the_config(tmp_path, monkeypatch, ort):
+    seen = {}
+    real = ort.InferenceSession
+
+    def spy(path, sess_options=None, providers=None):
+        seen['threads'] = (sess_options.intra_op_num_threads, sess_options.inter_op_num_threads)
+        seen['spinning'] = sess_options.get_session_config_entry(
+            'session.intra_op.allow_spinning')
+        seen['level'] = sess_options.graph_optimization_level
+        return real(path, sess_options=sess_options, providers=providers)
+
+    monkeypatch.setattr(ort, 'InferenceSession', spy)
+    make_worker(identity_model(tmp_path, [1, 3, 4, 4]), intra_op_threads=2,
+                inter_op_threads=1, allow_spinning=True, graph_optimization='basic').load()
+    assert seen == {'threads': (2, 1), 'spinning': '1',
+                    'level': ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+
+
+def test_missing_provider_or_model_is_a_clear_error(tmp_path, ort):
+    path = identity_model(tmp_path, [1, 3, 4, 4])
+    if 'CUDAExecutionProvider' not in ort.get_available_providers():
+        with pytest.raises(RuntimeError, match='CUDAExecutionProvider not available .* '
+                                               'available: .*CPUExecutionProvider'):
+            make_worker(path, providers=['cuda']).load()
+    with pytest.raises(FileNotFoundError, match='no such file'):
+        make_worker(str(tmp_path / 'absent.onnx')).load()
+
+
+def test_numpy_fallback_without_opencv(tmp_path, monkeypatch):
+    monkeypatch.setattr(preprocess, '_CV2', [None])
+    worker = make_worker(identity_model(tmp_path, [1, 3, 6, 6]), resize='letterbox',
+                         scale=1.0)
+    worker.load()
+    out = worker.infer(frame(np.full((3, 6, 3), 50, np.uint8))).outputs['y']
+    assert (out[0, :, 1:4] == 50).all() and (out[0, :, 0] == 0).all()
+
+
+def engine_config(model_path, timeout_ms=0.0, **options):
+    return {
+        'orchestrator': {'pools': {'cpu': {'slots': 2}}, 'shedding': {'enabled': False},
+                         'telemetry': {'resources': False}},
+        'tasks': [{'name': 'detector', 'latency_budget_ms': 5000.0, 'queue_size': 8,
+                   'worker': 'onnxruntime', 'timeout_ms': timeout_ms,
+                   'worker_options': dict({'model_path': model_path, 'warmup': 1,
+                                           'intra_op_threads': 1}, **options)}],
+    }
+
+
+def run_engine(config, images):
+    results = []
+    engine = Engine(config, on_result=results.append)
+    engine.start()
+    try:
+        for image in images:
+            engine.submit('camera', image, age_s=0.0)
+            assert engine.drain(10.0)
+        snapshot = engine.snapshot()
+    finally:
+        engine.close()
+    return sorted(results, key=lambda r: r.seq), snapshot
+
+
+def test_engine_runs_the_onnx_worker_on_two_slots(tmp_path):
+    images = [np.full((20, 30, 3), v, np.uint8) for v in (1, 2, 3)]
+    results, snapshot = run_engine(engine_config(channel_sum_model(tmp_path), scale=1.0),
+                                   images)
+    assert [r.status for r in results] == [reasons.OK] * 3
+    assert [float(r.outputs['y'][0, 0, 0, 0]) for r in results] == [3.0, 6.0, 9.0]
+    assert snapshot.tasks['detector'].executed == 3
+    assert check_invariants(snapshot) == []
+
+
+def test_a_model_that_raises_fails_the_frame_and_the_engine_keeps_running(tmp_path):
+    images = [np.zeros((5, 5, 3), np.uint8), np.zeros((7, 9, 3), np.uint8),
+              np.zeros((5, 5, 3), np.uint8)]
+    # No warm-up: it would fail (a 480x640 image), and the task would not load at all.
+    results, snapshot = run_engine(engine_config(raising_model(tmp_path), warmup=0), images)
+    assert [(r.status, r.reason) for r in results] == [
+        (reasons.OK, ''), (reasons.FAILED, reasons.WORKER_ERROR), (reasons.OK, '')]
+    assert 'Fail' in results[1].detail or 'Error' in results[1].detail
+    assert snapshot.tasks['detector'].failed_by_reason == {reasons.WORKER_ERROR: 1}
+
+
+def test_the_engine_reports_a_worker_that_cannot_load(tmp_path):
+    engine = Engine(engine_config(str(tmp_path / 'absent.onnx')))
+    with pytest.raises(WorkerLoadError, match="task 'detector': worker 'onnxruntime' failed "
+                                              'to load: FileNotFoundError'):
+        engine.load()

@@ -1,0 +1,931 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The orchestrator: a lifecycle node that runs the core engine on ROS 2 image topics.
+
+configure builds the engine from the parameters (or config_file) and loads and warms up the
+workers; activate starts the engine, the subscriptions and the publishers; deactivate stops
+taking frames, finishes what is queued within deactivate_timeout_s and drops the rest (reason
+deactivated); cleanup releases the workers; shutdown works from any state. The image callback
+only converts the message to an array view and calls submit(); inference runs on the engine's
+slot threads, which publish the results themselves. See docs/node.md.
+"""
+
+import array
+import json
+import logging
+import math
+import os
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+from diagnostic_msgs.msg import DiagnosticStatus
+import diagnostic_updater
+from inferedge_orchestrator.config.loader import load_config, parse_task
+from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
+from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.telemetry.counters import LATENCY_SERIES
+from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
+from inferedge_orchestrator.telemetry.stats import LatencyWindow, LogHistogram
+from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, LatencySummary,
+                                             OrchestratorTelemetry, PoolStats, ReasonCount,
+                                             SchedulerDecision, TaskStats, Tensor)
+from inferedge_orchestrator_ros import parameters as params
+from inferedge_orchestrator_ros.images import image_to_array, tensor_fields
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+import rclpy
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+try:  # Iron and later
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
+
+NODE_NAME = 'inferedge_orchestrator'
+STATUS_CODES = {reasons.OK: InferenceResult.OK, reasons.FAILED: InferenceResult.FAILED,
+                reasons.TIMED_OUT: InferenceResult.TIMED_OUT}
+NODE_SERIES = ('transport', 'node_overhead')
+NAN = float('nan')
+
+
+class FrameMeta:
+    """What the node keeps with a frame: its header and the callback's timestamps."""
+
+    __slots__ = ('header', 'entry', 'submitted', 'transport_s')
+
+    def __init__(self, header, entry: float, transport_s: Optional[float]):
+        self.header = header
+        self.entry = entry          # time.monotonic() at the callback's entry
+        self.submitted = None       # time.monotonic() when submit() returned
+        self.transport_s = transport_s
+
+
+def stamp_age(clock, header) -> Optional[float]:
+    """Return now - header.stamp by the node clock (s); None for a zero stamp."""
+    stamp = header.stamp
+    stamp_ns = stamp.sec * 1000000000 + stamp.nanosec
+    return (clock.now().nanoseconds - stamp_ns) * 1e-9 if stamp_ns else None
+
+
+class NodeLatency:
+    """Transport and node overhead per task: live windows and whole-run histograms."""
+
+    def __init__(self, tasks: List[str], window_s: float, samples: int):
+        self._lock = threading.Lock()
+        self._windows = {(t, s): LatencyWindow(window_s, samples)
+                         for t in tasks for s in NODE_SERIES}
+        self._histograms = {(t, s): LogHistogram() for t in tasks for s in NODE_SERIES}
+
+    def record(self, task: str, now: float, transport_s: Optional[float],
+               overhead_s: float) -> None:
+        with self._lock:
+            self._windows[(task, 'node_overhead')].add(now, overhead_s)
+            self._histograms[(task, 'node_overhead')].add(overhead_s)
+            if transport_s is not None:
+                self._windows[(task, 'transport')].add(now, transport_s)
+                self._histograms[(task, 'transport')].add(max(transport_s, 0.0))
+
+    def live(self, task: str, now: float) -> Dict[str, dict]:
+        with self._lock:
+            return {s: _to_ms(self._windows[(task, s)].summary(now)) for s in NODE_SERIES}
+
+    def run(self, task: str) -> Dict[str, dict]:
+        with self._lock:
+            return {s: _to_ms(self._histograms[(task, s)].summary()) for s in NODE_SERIES}
+
+
+def _to_ms(summary: dict) -> dict:
+    return {('count' if k == 'count' else f'{k}_ms'):
+            (v if k == 'count' else None if v is None or math.isnan(v) else v * 1000.0)
+            for k, v in summary.items()}
+
+
+class _RosLogHandler(logging.Handler):
+    """Forward the core's Python log records to the node's logger, one per second per kind."""
+
+    LEVELS = ((logging.ERROR, 'error'), (logging.WARNING, 'warning'), (logging.INFO, 'info'),
+              (0, 'debug'))
+
+    def __init__(self, logger):
+        super().__init__(logging.INFO)
+        self._logger = logger
+        self._last: Dict[Any, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        key = (record.name, record.msg)
+        if now - self._last.get(key, -math.inf) < 1.0:
+            return
+        self._last[key] = now
+        method = next(name for level, name in self.LEVELS if record.levelno >= level)
+        try:
+            getattr(self._logger, method)(self.format(record))
+        except Exception:  # noqa: B902 - logging after shutdown must not raise
+            pass
+
+
+class _Input:
+    """ROS-side state of one input: settings, subscription and QoS event counters."""
+
+    def __init__(self, name: str, settings: Dict[str, Any]):
+        self.name = name
+        self.settings = settings
+        self.topic = settings['topic']
+        self.subscription = None
+        self.deadline_missed = 0
+        self.incompatible_qos = 0
+        self.last_message = None  # time.monotonic() of the last message
+        self.resolved_topic = self.topic
+
+
+class OrchestratorNode(LifecycleNode):
+    """The lifecycle node `inferedge_orchestrator` (docs/node.md)."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+        super().__init__(node_name, **kwargs)
+        self._specs: Dict[str, params.Param] = {}
+        self._blocks: Dict[str, set] = {}  # block name -> full names of its parameters
+        self._engine: Optional[Engine] = None
+        self._trace: Optional[TraceRecorder] = None
+        self._inputs: Dict[str, _Input] = {}
+        self._result_pubs: Dict[str, Any] = {}
+        self._telemetry_pub = None
+        self._decision_pub = None
+        self._telemetry_timer = None
+        self._latency: Optional[NodeLatency] = None
+        self._state_label = 'unconfigured'
+        self._closing = False
+        self.finished = False
+        self._publish_tensors = False
+        self._diag_tasks: List[str] = []
+        self._diag_prev: Dict[str, Dict[str, Any]] = {}
+        self._diag_snapshot = None
+        self._diag_snapshot_time = -math.inf
+        self._activated_at = time.monotonic()
+        for spec in params.GLOBAL_PARAMS:
+            self._declare(spec.name, spec)
+        self._publish_tensors = self._get('publish_tensors')
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # diagnostic_updater declares its own parameter: one updater per node, never recreated.
+        self._updater = diagnostic_updater.Updater(self)
+        self._updater.setHardwareID('inferedge_orchestrator')
+        self._log_handler = _RosLogHandler(self.get_logger())
+        self._core_logger = logging.getLogger('inferedge_orchestrator')
+        self._core_logger.addHandler(self._log_handler)
+        self._core_logger.setLevel(logging.INFO)
+        self._core_logger.propagate = False
+        self._autostart_timer = None
+        if self._get('autostart'):
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # -- parameters -------------------------------------------------------------------------
+
+    def _get(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _declare(self, name: str, spec: params.Param, value: Any = None,
+                 ignore_override: bool = False) -> None:
+        self._specs[name] = spec
+        default = spec.default if value is None else value
+        dynamic = spec.kind in (params.DOUBLE, params.ANY, params.STRING_ARRAY)
+        field = spec.field
+        descriptor = ParameterDescriptor(
+            description=spec.description + (f' ({field.unit})' if field.unit else ''),
+            dynamic_typing=dynamic,
+            additional_constraints=('can change while active' if spec.live else
+                                    'can change only while unconfigured') +
+            (f'; one of: {", ".join(field.choices)}' if field.choices else ''))
+        if spec.kind == params.INTEGER and field.low is not None:
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(field.low), to_value=int(field.high), step=1)]
+        elif spec.kind == params.DOUBLE and field.low is not None:
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(field.low), to_value=float(field.high), step=0.0)]
+        if dynamic and isinstance(default, list) and not default:
+            default = None  # an empty list has no ROS type; None reads as []
+        self.declare_parameter(name, default, descriptor, ignore_override=ignore_override)
+
+    def _declare_block(self, block: str, specs, values: Optional[Dict[str, Any]] = None
+                       ) -> None:
+        """Declare (or, with values, overwrite) the parameters `<block>.<name>`."""
+        names = self._blocks.setdefault(block, set())
+        for spec in specs:
+            full = f'{block}.{spec.name}'
+            names.add(full)
+            value = None if values is None else values[spec.name]
+            if self.has_parameter(full):
+                self._specs[full] = spec
+                if values is not None and self._get(full) != value:
+                    result = self.set_parameters([Parameter(full, value=value)])[0]
+                    if not result.successful:
+                        raise ConfigError(result.reason)
+                continue
+            try:
+                self._declare(full, spec, value, ignore_override=values is not None)
+            except Exception as error:  # noqa: B902 - rclpy raises several exception types
+                raise ConfigError(f'{full}: {error}') from None
+
+    def _undeclare_except(self, keep: set) -> None:
+        """Undeclare the block parameters that are not in keep (removed tasks, old options)."""
+        for block, names in list(self._blocks.items()):
+            for name in sorted(names - keep):
+                if self.has_parameter(name):
+                    self.undeclare_parameter(name)
+                self._specs.pop(name, None)
+            names &= keep
+            if not names:
+                del self._blocks[block]
+
+    def _on_set_parameters(self, parameters: List[Parameter]) -> SetParametersResult:
+        """Validate every change; refuse structural ones while configured; apply live ones."""
+        configured = self._engine is not None
+        task_changes: Dict[str, Dict[str, Any]] = {}
+        node_changes = {}
+        for param in parameters:
+            spec = self._specs.get(param.name)
+            if spec is None:
+                continue  # not ours (use_sim_time, diagnostic_updater.period, ...)
+            value = param.value
+            if param.type_ == Parameter.Type.NOT_SET:
+                if spec.kind == params.ANY or spec.kind == params.STRING_ARRAY:
+                    continue
+                return SetParametersResult(successful=False,
+                                           reason=f'{param.name}: a value is required')
+            if spec.kind == params.STRING_ARRAY and isinstance(value, (list, tuple)) and not value:
+                value = []
+            problem = spec.check(param.name, value)
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+            if not configured:
+                continue
+            if not spec.live:
+                return SetParametersResult(
+                    successful=False,
+                    reason=f'{param.name} cannot change while the node is {self._state_label}: '
+                           'it is read at configure; deactivate and cleanup first')
+            block, _, key = param.name.rpartition('.')
+            if self._engine is not None and block in self._engine.tasks and key in params.TASK:
+                task_changes.setdefault(block, {})[key] = value
+            else:
+                node_changes[param.name] = value
+        if task_changes:
+            # Validate every task's merged settings first, so a refusal changes nothing.
+            try:
+                for task, changes in task_changes.items():
+                    current = self._engine.tasks[task].config
+                    parse_task(f'tasks.{task}', dict(vars(current), **changes), current.pool)
+            except ConfigError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+            for task, changes in task_changes.items():
+                decision = self._engine.update_task(task, **changes)
+                self.get_logger().info(f'task {task}: {decision.detail}')
+        if 'publish_tensors' in node_changes:
+            self._publish_tensors = node_changes['publish_tensors']
+        return SetParametersResult(successful=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        self._autostart_timer = None
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except (ConfigError, WorkerLoadError) as error:
+            self.get_logger().error(f'configure failed: {error}')
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        except Exception as error:  # noqa: B902 - report anything else, stay unconfigured
+            self.get_logger().error(f'configure failed: {type(error).__name__}: {error}')
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self._state_label = 'inactive'
+        engine = self._engine
+        self.get_logger().info(
+            f'configured: {len(engine.tasks)} tasks ({", ".join(engine.tasks)}) on '
+            f'{len(self._inputs)} inputs; mode {engine.config.mode}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        config_file = self._get('config_file')
+        task_names = self._get('tasks') or []
+        if config_file and task_names:
+            raise ConfigError('config_file and tasks are both given; allowed: one of them '
+                              '(config_file names a core config with its own task list)')
+        if not config_file and not task_names:
+            raise ConfigError('no tasks: set the tasks parameter (with one parameter block '
+                              'per task) or config_file')
+        taken: Dict[str, str] = {}
+        if config_file:
+            config = load_config(config_file)
+            params.check_names('tasks', [t.name for t in config.tasks], taken)
+            input_names = params.check_names('inputs', list(config.inputs), taken)
+            for task in config.tasks:
+                self._declare_block(task.name, params.TASK_PARAMS,
+                                    params.task_parameter_values(task))
+        else:
+            pools = params.check_names('pools', self._get('pools') or [], taken)
+            for pool in pools:
+                self._declare_block(pool, params.POOL_PARAMS)
+            params.check_names('tasks', task_names, taken)
+            input_names = list(self._get('inputs') or [])
+            for task in task_names:
+                self._declare_block(task, params.TASK_PARAMS)
+                kind = self._get(f'{task}.worker')
+                self._declare_block(task, params.worker_option_params(kind))
+                if self._get(f'{task}.input') not in input_names:
+                    input_names.append(self._get(f'{task}.input'))
+            params.check_names('inputs', input_names, taken)
+        for name in input_names:
+            self._declare_block(name, params.INPUT_PARAMS)
+        keep = set()
+        for block in taken:
+            keep |= {n for n in self._blocks.get(block, ()) if self._block_param_wanted(n)}
+        self._undeclare_except(keep)
+        if not config_file:
+            config = load_config(params.config_from_parameters(
+                self._get, input_names, task_names, pools))
+        for name in input_names:
+            settings = {spec.name: self._get(f'{name}.{spec.name}')
+                        for spec in params.INPUT_PARAMS}
+            settings['topic'] = settings['topic'] or params.default_topic(name)
+            self._inputs[name] = _Input(name, settings)
+        self._publish_tensors = self._get('publish_tensors')
+        trace_path = self._get('trace_path')
+        trace = None
+        if trace_path:
+            try:
+                trace = TraceRecorder(trace_path)
+            except OSError as error:
+                raise ConfigError(f'trace_path: {trace_path}: cannot write: '
+                                  f'{error.strerror}') from None
+        engine = Engine(config, on_result=self._on_result, on_decision=self._on_decision,
+                        trace=trace)
+        self._trace = trace  # _release() closes it, also when load() fails
+        engine.load()
+        task_list = list(engine.tasks)
+        self._latency = NodeLatency(task_list, config.telemetry.window_s,
+                                    config.telemetry.window_samples)
+        results_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        for task in task_list:
+            self._result_pubs[task] = self.create_lifecycle_publisher(
+                InferenceResult, f'~/{task}/result', results_qos)
+        self._telemetry_pub = self.create_lifecycle_publisher(
+            OrchestratorTelemetry, '~/telemetry',
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self._decision_pub = self.create_lifecycle_publisher(
+            SchedulerDecision, '~/decisions',
+            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self._engine = engine
+        self._closing = False
+        self._diag_prev.clear()
+        for task in task_list:
+            self._add_diagnostic(f'task {task}', self._diagnose_task, task)
+        for name in input_names:
+            self._add_diagnostic(f'input {name}', self._diagnose_input, name)
+
+    def _block_param_wanted(self, name: str) -> bool:
+        """Whether a declared block parameter belongs to the configuration being built."""
+        block, _, key = name.partition('.')
+        if key.startswith(params.WORKER_OPTIONS + '.'):
+            if self._get('config_file'):
+                return False
+            kind = self._get(f'{block}.worker')
+            return key in {p.name for p in params.worker_option_params(kind)}
+        return True
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        super().on_activate(state)  # enables the lifecycle publishers
+        try:
+            self._engine.start()
+            for item in self._inputs.values():
+                self._subscribe(item)
+        except Exception as error:  # noqa: B902 - any failure leaves the node inactive
+            self.get_logger().error(f'activate failed: {type(error).__name__}: {error}')
+            self._stop_inputs()
+            self._engine.stop(1.0, reasons.DEACTIVATED)
+            super().on_deactivate(state)
+            return TransitionCallbackReturn.FAILURE
+        self._activated_at = time.monotonic()
+        self._telemetry_timer = self.create_timer(self._get('telemetry_period_s'),
+                                                  self.publish_telemetry)
+        self._state_label = 'active'
+        self.get_logger().info('active: ' + ', '.join(
+            f'{i.name} <- {i.resolved_topic} ({i.settings["reliability"]}, depth '
+            f'{i.settings["depth"]})' for i in self._inputs.values()))
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        self._stop_engine(reasons.DEACTIVATED)
+        self._state_label = 'inactive'
+        self.publish_telemetry()  # the final counters, before the publishers are disabled
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._release()
+        self._state_label = 'unconfigured'
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self.close()
+        self._state_label = 'finalized'
+        self.finished = True
+        return super().on_shutdown(state)
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        self.get_logger().error('an error occurred in a transition; releasing the engine')
+        self.close()
+        self._state_label = 'unconfigured'
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        """
+        Stop taking frames, stop and join the engine, write the report, release workers.
+
+        Safe in any state and more than once; destroy_node() calls it first.
+        """
+        if not self.context.ok():
+            self._closing = True  # after Ctrl-C nothing can be published any more
+        self._stop_inputs()
+        if self._engine is not None and self._engine.state in ('running', 'paused'):
+            self._stop_engine(reasons.SHUTDOWN)
+        self._release()
+
+    def _stop_inputs(self) -> None:
+        if self._telemetry_timer is not None:
+            self.destroy_timer(self._telemetry_timer)
+            self._telemetry_timer = None
+        for item in self._inputs.values():
+            if item.subscription is not None:
+                self.destroy_subscription(item.subscription)
+                item.subscription = None
+
+    def _stop_engine(self, reason: str) -> None:
+        """Finish queued frames within deactivate_timeout_s; drop the rest with reason."""
+        engine = self._engine
+        if engine is None:
+            return
+        timeout = self._get('deactivate_timeout_s')
+        end = time.monotonic() + timeout
+        finished = engine.drain(timeout)
+        engine.stop(max(0.5, end - time.monotonic()), reason)
+        if not finished:
+            self.get_logger().warning(
+                f'frames still queued after deactivate_timeout_s {timeout:g} s were dropped '
+                f'(reason {reason})')
+
+    def _release(self) -> None:
+        """Close the engine and write the report; destroy publishers and diagnostics."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            self._closing = True
+            engine.close(timeout=max(0.5, self._get('deactivate_timeout_s')))
+            self._write_report(engine)
+        self._close_trace()
+        publishers = list(self._result_pubs.values())
+        for publisher in publishers + [self._telemetry_pub, self._decision_pub]:
+            if publisher is not None:
+                self.destroy_lifecycle_publisher(publisher)
+        self._result_pubs.clear()
+        self._telemetry_pub = self._decision_pub = None
+        self._inputs.clear()
+        for name in self._diag_tasks:
+            self._updater.removeByName(name)
+        self._diag_tasks.clear()
+
+    def _close_trace(self) -> None:
+        trace, self._trace = self._trace, None
+        if trace is not None:
+            trace.close()
+            self.get_logger().info(f'wrote {trace.records} job records to {trace.path}')
+
+    def _write_report(self, engine: Engine) -> None:
+        path = self._get('report_path')
+        if not path:
+            return
+        report = engine.report()
+        report['node'] = {
+            'name': self.get_fully_qualified_name(),
+            'tasks': {task: self._latency.run(task) for task in engine.tasks},
+            'inputs': {i.name: {'topic': i.resolved_topic, 'deadline_missed': i.deadline_missed,
+                                'incompatible_qos': i.incompatible_qos}
+                       for i in self._inputs.values()},
+        }
+        try:
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, exist_ok=True)
+            with open(path, 'w', encoding='utf-8') as stream:
+                json.dump(report, stream, indent=2, sort_keys=True, default=str)
+                stream.write('\n')
+            self.get_logger().info(f'report written to {path}')
+        except (OSError, ValueError) as error:
+            self.get_logger().error(f'cannot write the report to {path}: {error}')
+
+    def destroy_node(self) -> None:
+        self.close()
+        self._core_logger.removeHandler(self._log_handler)
+        super().destroy_node()
+
+    # -- input -------------------------------------------------------------------------------
+
+    def _subscribe(self, item: _Input) -> None:
+        settings = item.settings
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=settings['depth'],
+            reliability=(ReliabilityPolicy.RELIABLE if settings['reliability'] == 'reliable'
+                         else ReliabilityPolicy.BEST_EFFORT),
+            durability=(DurabilityPolicy.TRANSIENT_LOCAL
+                        if settings['durability'] == 'transient_local'
+                        else DurabilityPolicy.VOLATILE))
+        if settings['deadline_ms'] > 0:
+            qos.deadline = Duration(nanoseconds=int(settings['deadline_ms'] * 1e6))
+        events = SubscriptionEventCallbacks(
+            deadline=lambda info, item=item: self._on_deadline(item, info),
+            incompatible_qos=lambda info, item=item: self._on_incompatible(item, info))
+        if settings['message_type'] == 'compressed_image':
+            callback = self._compressed_callback(item)
+            msg_type = CompressedImage
+        else:
+            callback = self._image_callback(item)
+            msg_type = Image
+        item.subscription = self.create_subscription(msg_type, item.topic, callback, qos,
+                                                     event_callbacks=events)
+        item.resolved_topic = item.subscription.topic_name
+        item.last_message = None
+
+    def _image_callback(self, item: _Input):
+        engine = self._engine
+        clock = self.get_clock()
+        name = item.name
+        max_pixels = engine.config.max_image_pixels
+        monotonic = time.monotonic
+
+        def on_image(msg: Image) -> None:
+            entry = monotonic()
+            item.last_message = entry
+            age = stamp_age(clock, msg.header)
+            image, reason = image_to_array(msg.encoding, msg.height, msg.width, msg.step,
+                                           msg.is_bigendian, msg.data, max_pixels)
+            if reason:
+                engine.reject(name, reason)
+                self._log_malformed(name, reason, msg)
+                return
+            meta = FrameMeta(msg.header, entry, age)
+            submission = engine.submit(name, image, age, msg.encoding, meta)
+            meta.submitted = monotonic()
+            if not submission.accepted:
+                self._log_malformed(name, submission.reason, msg)
+
+        return on_image
+
+    def _compressed_callback(self, item: _Input):
+        engine = self._engine
+        clock = self.get_clock()
+        name = item.name
+        monotonic = time.monotonic
+
+        def on_compressed(msg: CompressedImage) -> None:
+            entry = monotonic()
+            item.last_message = entry
+            age = stamp_age(clock, msg.header)
+            meta = FrameMeta(msg.header, entry, age)
+            submission = engine.submit(name, memoryview(msg.data), age, None, meta)
+            meta.submitted = monotonic()
+            if not submission.accepted:
+                self._log_malformed(name, submission.reason, msg)
+
+        return on_compressed
+
+    def _log_malformed(self, name: str, reason: str, msg) -> None:
+        if isinstance(msg, Image):
+            what = (f'{msg.width}x{msg.height} {msg.encoding!r}, step {msg.step}, '
+                    f'{len(msg.data)} bytes')
+        else:
+            what = f'format {msg.format!r}, {len(msg.data)} bytes'
+        self.get_logger().warning(f'input {name}: malformed image dropped ({reason}): {what}',
+                                  throttle_duration_sec=1.0)
+
+    def _on_deadline(self, item: _Input, info) -> None:
+        item.deadline_missed = info.total_count
+        self.get_logger().warning(
+            f'input {item.name}: QoS deadline {item.settings["deadline_ms"]:g} ms missed on '
+            f'{item.resolved_topic} (counted in the telemetry)', once=True)
+
+    def _on_incompatible(self, item: _Input, info) -> None:
+        item.incompatible_qos = info.total_count
+        self.get_logger().warning(
+            f'input {item.name}: a publisher on {item.resolved_topic} offers QoS incompatible '
+            f'with this subscription ({item.settings["reliability"]}, '
+            f'{item.settings["durability"]}): no messages flow from it; last policy id '
+            f'{info.last_policy_kind}', once=True)
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _on_result(self, result) -> None:
+        """Publish one result; called on the slot thread that ran the job."""
+        publisher = self._result_pubs.get(result.task)
+        if publisher is None or self._closing:
+            return
+        meta = result.meta
+        msg = InferenceResult()
+        msg.header = meta.header
+        msg.task = result.task
+        msg.input = result.input
+        msg.frame_seq = result.seq
+        msg.status = STATUS_CODES[result.status]
+        msg.reason = result.reason
+        msg.detail = result.detail[:2000]
+        msg.transport_ms = NAN if meta.transport_s is None else meta.transport_s * 1000.0
+        msg.queue_wait_ms = result.queue_wait_s * 1000.0
+        msg.decode_ms = max(0.0, result.decode_s) * 1000.0
+        msg.preprocess_ms = result.preprocess_s * 1000.0
+        msg.inference_ms = result.inference_s * 1000.0
+        msg.end_to_end_ms = result.end_to_end_s * 1000.0
+        msg.deadline_met = result.deadline_met
+        if self._publish_tensors and result.outputs:
+            msg.tensors = [_tensor(name, value) for name, value in result.outputs.items()]
+        submitted = meta.submitted
+        if submitted is None:  # the result overtook the callback: the engine's own record
+            submitted = result.finished - result.service_s - result.queue_wait_s
+        now = time.monotonic()
+        overhead = (submitted - meta.entry) + (now - result.finished)
+        msg.node_overhead_ms = overhead * 1000.0
+        self._publish(publisher, msg)
+        self._latency.record(result.task, now, meta.transport_s, overhead)
+
+    def _on_decision(self, decision) -> None:
+        """Publish one decision; called on the engine's timer thread (or a transition)."""
+        publisher = self._decision_pub
+        if publisher is None or self._closing:
+            return
+        msg = SchedulerDecision()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.seq = decision.seq
+        msg.event = decision.event
+        msg.reason = decision.reason
+        msg.task = decision.task
+        msg.protected_task = decision.protected_task
+        msg.count = int(decision.count)
+        msg.limit_hz = float(decision.limit_hz)
+        msg.blocking_ms = float(decision.blocking_ms)
+        msg.own_service_ms = float(decision.own_service_ms)
+        msg.freed_load_share = float(decision.freed_load_share)
+        msg.queue_tasks = list(decision.queue_depths)
+        msg.queue_depths = array.array('I', decision.queue_depths.values())
+        msg.detail = decision.detail
+        self._publish(publisher, msg)
+
+    def publish_telemetry(self) -> None:
+        """Publish the engine's snapshot on ~/telemetry (the timer; also at deactivate)."""
+        engine = self._engine
+        if engine is None or self._telemetry_pub is None:
+            return
+        snapshot = engine.snapshot()
+        self._publish(self._telemetry_pub, self.telemetry_message(snapshot))
+
+    def _publish(self, publisher, msg) -> None:
+        try:
+            publisher.publish(msg)
+        except Exception:  # noqa: B902 - rclpy's RCLError is not public
+            if self.context.ok():
+                raise
+            # the context ended under a worker thread (Ctrl-C): nothing to publish to
+
+    def telemetry_message(self, snapshot: Dict[str, Any]) -> OrchestratorTelemetry:
+        now = time.monotonic()
+        msg = OrchestratorTelemetry()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.node_state = self._state_label
+        msg.engine_state = snapshot['state']
+        msg.mode = snapshot['mode']
+        msg.uptime_s = float(snapshot['uptime_s'])
+        for name, data in snapshot['inputs'].items():
+            item = self._inputs.get(name)
+            stats = InputStats()
+            stats.name = name
+            if item is not None:
+                stats.topic = item.resolved_topic
+                stats.type = (params.COMPRESSED_TYPE if item.settings['message_type'] ==
+                              'compressed_image' else params.IMAGE_TYPE)
+                stats.deadline_missed = item.deadline_missed
+                stats.incompatible_qos = item.incompatible_qos
+            stats.received = data['received']
+            stats.accepted = data['accepted']
+            stats.malformed = data['malformed']
+            stats.malformed_by_reason = _reason_counts(data['malformed_by_reason'])
+            stats.decode_errors = data['decode_errors']
+            stats.stamp_fallback = data['stamp_fallback']
+            stats.rate_hz = float(data['rate_hz'])
+            msg.inputs.append(stats)
+        msg.unknown_input = snapshot['unknown_input']
+        for name, data in snapshot['tasks'].items():
+            stats = TaskStats()
+            stats.name = name
+            stats.input = data['input']
+            stats.pool = data['pool']
+            stats.priority = data['priority']
+            stats.enabled = data['enabled']
+            stats.routed = data['routed']
+            stats.executed = data['executed']
+            stats.completed_within_budget = data['completed_within_budget']
+            stats.failed = data['failed']
+            stats.failed_by_reason = _reason_counts(data['failed_by_reason'])
+            stats.dropped = data['dropped']
+            stats.dropped_by_reason = _reason_counts(data['dropped_by_reason'])
+            stats.queued = data['queued']
+            stats.in_flight = data['in_flight']
+            stats.held_for_priority = data['held_for_priority']
+            stats.max_queue_depth = data['max_queue_depth']
+            stats.rate_limit_hz = float(data['rate_limit_hz'])
+            stats.shed_limit_hz = float(data['shed_limit_hz'])
+            stats.executed_rate_hz = float(data['executed_rate_hz'])
+            stats.predicted_service_ms = float(data['predicted_service_ms'])
+            latency = dict(data['latency'])
+            if self._latency is not None:
+                latency.update(self._latency.live(name, now))
+            stats.latency = [_latency_summary(series, latency[series])
+                             for series in LATENCY_SERIES + NODE_SERIES if series in latency]
+            msg.tasks.append(stats)
+        for name, data in snapshot['pools'].items():
+            msg.pools.append(PoolStats(name=name, slots=data['slots'], busy=data['busy'],
+                                       retired=data['retired'],
+                                       utilisation=float(data['utilisation'])))
+        shedding = snapshot['shedding']
+        msg.shedding_active = shedding['active']
+        msg.shedding_ticks = shedding['ticks']
+        if shedding['last_risk']:
+            msg.last_risk_task, msg.last_risk_reason = shedding['last_risk']
+        msg.decisions_total = snapshot['decisions']['total']
+        resources = snapshot['resources']
+        msg.cpu_percent = _float(resources.get('cpu_percent'))
+        msg.rss_mb = _float(resources.get('rss_mb'))
+        return msg
+
+    # -- diagnostics -------------------------------------------------------------------------
+
+    def _add_diagnostic(self, label: str, function, name: str) -> None:
+        self._updater.add(label, lambda stat: function(stat, name))
+        self._diag_tasks.append(label)
+
+    def _diagnostic_snapshot(self) -> Optional[Dict[str, Any]]:
+        engine = self._engine
+        if engine is None:
+            return None
+        now = time.monotonic()
+        if now - self._diag_snapshot_time > 0.1:
+            self._diag_snapshot = engine.snapshot()
+            self._diag_snapshot_time = now
+        return self._diag_snapshot
+
+    def _diagnose_task(self, stat, task: str):
+        snapshot = self._diagnostic_snapshot()
+        if snapshot is None or task not in snapshot['tasks']:
+            stat.summary(DiagnosticStatus.OK, 'not configured')
+            return stat
+        data = snapshot['tasks'][task]
+        pool = snapshot['pools'][data['pool']]
+        failed = data['failed_by_reason']
+        now = {
+            'worker_error': failed.get(reasons.WORKER_ERROR, 0),
+            'timeout': failed.get(reasons.TIMEOUT, 0),
+            'decode_error': failed.get(reasons.DECODE_ERROR, 0),
+            'retired': pool['retired'],
+            'late': data['executed'] - data['completed_within_budget'] +
+            data['dropped_by_reason'].get(reasons.EXPIRED, 0) +
+            data['dropped_by_reason'].get(reasons.PREDICTED_LATE, 0),
+            'shed': data['dropped_by_reason'].get(reasons.RATE_LIMITED, 0)
+            if data['shed_limit_hz'] else 0,
+        }
+        before = self._diag_prev.get(f'task {task}', dict.fromkeys(now, 0))
+        self._diag_prev[f'task {task}'] = now
+        delta = {key: now[key] - before.get(key, 0) for key in now}
+        problems = []
+        level = DiagnosticStatus.OK
+        if delta['worker_error'] or delta['timeout'] or delta['retired']:
+            level = DiagnosticStatus.ERROR
+            problems.append(f'worker failed {delta["worker_error"]}, timed out '
+                            f'{delta["timeout"]}, slots retired {delta["retired"]} in the '
+                            'last period')
+        if data['shed_limit_hz'] or delta['shed']:
+            problems.append(f'shed to {data["shed_limit_hz"]:g} Hz')
+        if delta['late']:
+            problems.append(f'{delta["late"]} frames missed the deadline in the last period')
+        if delta['decode_error']:
+            problems.append(f'{delta["decode_error"]} images failed to decode')
+        if problems and level == DiagnosticStatus.OK:
+            level = DiagnosticStatus.WARN
+        stat.summary(level, '; '.join(problems) if problems else
+                     ('OK' if self._state_label == 'active' else self._state_label))
+        for key in ('priority', 'routed', 'executed', 'completed_within_budget', 'failed',
+                    'dropped', 'queued', 'in_flight', 'shed_limit_hz', 'executed_rate_hz'):
+            stat.add(key, str(data[key]))
+        stat.add('dropped_by_reason', json.dumps(data['dropped_by_reason']))
+        stat.add('failed_by_reason', json.dumps(failed))
+        end_to_end = data['latency']['end_to_end']
+        stat.add('end_to_end_p95_ms', str(end_to_end['p95_ms']))
+        return stat
+
+    def _diagnose_input(self, stat, name: str):
+        snapshot = self._diagnostic_snapshot()
+        item = self._inputs.get(name)
+        if snapshot is None or item is None:
+            stat.summary(DiagnosticStatus.OK, 'not configured')
+            return stat
+        data = snapshot['inputs'][name]
+        stat.add('topic', item.resolved_topic)
+        for key in ('received', 'accepted', 'malformed', 'decode_errors', 'stamp_fallback',
+                    'rate_hz'):
+            stat.add(key, str(data[key]))
+        stat.add('malformed_by_reason', json.dumps(data['malformed_by_reason']))
+        stat.add('deadline_missed', str(item.deadline_missed))
+        stat.add('incompatible_qos', str(item.incompatible_qos))
+        if self._state_label != 'active':
+            stat.summary(DiagnosticStatus.OK, self._state_label)
+            return stat
+        now = time.monotonic()
+        last = item.last_message if item.last_message is not None else self._activated_at
+        silent = now - last
+        stale_after = self._get(f'{name}.stale_after_s')
+        expected = self._get(f'{name}.expected_rate_hz')
+        before = self._diag_prev.get(f'input {name}', {})
+        counts = {'deadline_missed': item.deadline_missed,
+                  'incompatible_qos': item.incompatible_qos}
+        self._diag_prev[f'input {name}'] = counts
+        if silent >= stale_after:
+            stat.summary(DiagnosticStatus.ERROR, f'no image for {silent:.1f} s '
+                         f'(stale_after_s {stale_after:g}) on {item.resolved_topic}')
+        elif expected and data['rate_hz'] < expected:
+            stat.summary(DiagnosticStatus.WARN, f'rate {data["rate_hz"]:.1f} Hz below '
+                         f'expected_rate_hz {expected:g}')
+        elif any(counts[k] > before.get(k, 0) for k in counts):
+            stat.summary(DiagnosticStatus.WARN, 'QoS events in the last period: deadline '
+                         f'missed {item.deadline_missed}, incompatible {item.incompatible_qos}')
+        else:
+            stat.summary(DiagnosticStatus.OK, f'{data["rate_hz"]:.1f} Hz')
+        return stat
+
+
+def _tensor(name: str, value) -> Tensor:
+    shape, code, data = tensor_fields(value)
+    return Tensor(name=name, shape=shape, dtype=code, data=data)
+
+
+def _reason_counts(counts: Dict[str, int]) -> List[ReasonCount]:
+    return [ReasonCount(reason=reason, count=count) for reason, count in counts.items()]
+
+
+def _float(value) -> float:
+    return NAN if value is None else float(value)
+
+
+def _latency_summary(series: str, data: Dict[str, Any]) -> LatencySummary:
+    return LatencySummary(series=series, count=data['count'], p50_ms=_float(data['p50_ms']),
+                          p95_ms=_float(data['p95_ms']), p99_ms=_float(data['p99_ms']),
+                          max_ms=_float(data['max_ms']))
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = OrchestratorNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok() and not node.finished:
+            executor.spin_once(timeout_sec=0.25)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()  # stops and joins the engine, writes the report
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    main()
