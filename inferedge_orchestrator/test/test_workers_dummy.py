@@ -124,7 +124,8 @@ def test_option_errors_name_the_field():
     with pytest.raises(ConfigError, match="w.distribution: 'gamma' is not allowed; allowed: "
                                           'fixed, uniform, normal, lognormal'):
         dummy(distribution='gamma')
-    with pytest.raises(ConfigError, match='w.latency_ms: -1 is out of range; allowed: a number >= 0'):
+    with pytest.raises(ConfigError, match='w.latency_ms: -1 is out of range; '
+                                          'allowed: a number >= 0'):
         dummy(latency_ms=-1)
     with pytest.raises(ConfigError, match='w.busy_wait: 1 is not a boolean'):
         dummy(busy_wait=1)

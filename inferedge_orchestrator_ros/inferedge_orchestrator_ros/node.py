@@ -24,6 +24,7 @@ slot threads, which publish the results themselves. See docs/node.md.
 """
 
 import array
+from dataclasses import asdict
 import json
 import logging
 import math
@@ -40,6 +41,8 @@ from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
 from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.telemetry.counters import LATENCY_SERIES
 from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
+from inferedge_orchestrator.telemetry.snapshot import LatencySummary as LatencySummaryData
+from inferedge_orchestrator.telemetry.snapshot import Snapshot
 from inferedge_orchestrator.telemetry.stats import LatencyWindow, LogHistogram
 from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, LatencySummary,
                                              OrchestratorTelemetry, PoolStats, ReasonCount,
@@ -105,19 +108,15 @@ class NodeLatency:
                 self._windows[(task, 'transport')].add(now, transport_s)
                 self._histograms[(task, 'transport')].add(max(transport_s, 0.0))
 
-    def live(self, task: str, now: float) -> Dict[str, dict]:
+    def live(self, task: str, now: float) -> Dict[str, LatencySummaryData]:
         with self._lock:
-            return {s: _to_ms(self._windows[(task, s)].summary(now)) for s in NODE_SERIES}
+            return {s: LatencySummaryData.from_seconds(self._windows[(task, s)].summary(now))
+                    for s in NODE_SERIES}
 
     def run(self, task: str) -> Dict[str, dict]:
         with self._lock:
-            return {s: _to_ms(self._histograms[(task, s)].summary()) for s in NODE_SERIES}
-
-
-def _to_ms(summary: dict) -> dict:
-    return {('count' if k == 'count' else f'{k}_ms'):
-            (v if k == 'count' else None if v is None or math.isnan(v) else v * 1000.0)
-            for k, v in summary.items()}
+            return {s: asdict(LatencySummaryData.from_seconds(
+                self._histograms[(task, s)].summary())) for s in NODE_SERIES}
 
 
 class _RosLogHandler(logging.Handler):
@@ -716,15 +715,15 @@ class OrchestratorNode(LifecycleNode):
                 raise
             # the context ended under a worker thread (Ctrl-C): nothing to publish to
 
-    def telemetry_message(self, snapshot: Dict[str, Any]) -> OrchestratorTelemetry:
+    def telemetry_message(self, snapshot: Snapshot) -> OrchestratorTelemetry:
         now = time.monotonic()
         msg = OrchestratorTelemetry()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.node_state = self._state_label
-        msg.engine_state = snapshot['state']
-        msg.mode = snapshot['mode']
-        msg.uptime_s = float(snapshot['uptime_s'])
-        for name, data in snapshot['inputs'].items():
+        msg.engine_state = snapshot.state
+        msg.mode = snapshot.mode
+        msg.uptime_s = float(snapshot.uptime_s)
+        for name, data in snapshot.inputs.items():
             item = self._inputs.get(name)
             stats = InputStats()
             stats.name = name
@@ -734,56 +733,57 @@ class OrchestratorNode(LifecycleNode):
                               'compressed_image' else params.IMAGE_TYPE)
                 stats.deadline_missed = item.deadline_missed
                 stats.incompatible_qos = item.incompatible_qos
-            stats.received = data['received']
-            stats.accepted = data['accepted']
-            stats.malformed = data['malformed']
-            stats.malformed_by_reason = _reason_counts(data['malformed_by_reason'])
-            stats.decode_errors = data['decode_errors']
-            stats.stamp_fallback = data['stamp_fallback']
-            stats.rate_hz = float(data['rate_hz'])
+            stats.received = data.received
+            stats.accepted = data.accepted
+            stats.malformed = data.malformed
+            stats.malformed_by_reason = _reason_counts(data.malformed_by_reason)
+            stats.decode_errors = data.decode_errors
+            stats.stamp_fallback = data.stamp_fallback
+            stats.rate_hz = float(data.rate_hz)
             msg.inputs.append(stats)
-        msg.unknown_input = snapshot['unknown_input']
-        for name, data in snapshot['tasks'].items():
+        msg.unknown_input = snapshot.unknown_input
+        for name, data in snapshot.tasks.items():
             stats = TaskStats()
             stats.name = name
-            stats.input = data['input']
-            stats.pool = data['pool']
-            stats.priority = data['priority']
-            stats.enabled = data['enabled']
-            stats.routed = data['routed']
-            stats.executed = data['executed']
-            stats.completed_within_budget = data['completed_within_budget']
-            stats.failed = data['failed']
-            stats.failed_by_reason = _reason_counts(data['failed_by_reason'])
-            stats.dropped = data['dropped']
-            stats.dropped_by_reason = _reason_counts(data['dropped_by_reason'])
-            stats.queued = data['queued']
-            stats.in_flight = data['in_flight']
-            stats.held_for_priority = data['held_for_priority']
-            stats.max_queue_depth = data['max_queue_depth']
-            stats.rate_limit_hz = float(data['rate_limit_hz'])
-            stats.shed_limit_hz = float(data['shed_limit_hz'])
-            stats.executed_rate_hz = float(data['executed_rate_hz'])
-            stats.predicted_service_ms = float(data['predicted_service_ms'])
-            latency = dict(data['latency'])
+            stats.input = data.input
+            stats.pool = data.pool
+            stats.priority = data.priority
+            stats.enabled = data.enabled
+            stats.routed = data.routed
+            stats.executed = data.executed
+            stats.completed_within_budget = data.completed_within_budget
+            stats.failed = data.failed
+            stats.failed_by_reason = _reason_counts(data.failed_by_reason)
+            stats.dropped = data.dropped
+            stats.dropped_by_reason = _reason_counts(data.dropped_by_reason)
+            stats.queued = data.queued
+            stats.in_flight = data.in_flight
+            stats.held_for_priority = data.held_for_priority
+            stats.max_queue_depth = data.max_queue_depth
+            stats.rate_limit_hz = float(data.rate_limit_hz)
+            stats.shed_limit_hz = float(data.shed_limit_hz)
+            stats.executed_rate_hz = float(data.executed_rate_hz)
+            stats.predicted_service_ms = float(data.predicted_service_ms)
+            latency = dict(data.latency)
             if self._latency is not None:
                 latency.update(self._latency.live(name, now))
             stats.latency = [_latency_summary(series, latency[series])
                              for series in LATENCY_SERIES + NODE_SERIES if series in latency]
             msg.tasks.append(stats)
-        for name, data in snapshot['pools'].items():
-            msg.pools.append(PoolStats(name=name, slots=data['slots'], busy=data['busy'],
-                                       retired=data['retired'],
-                                       utilisation=float(data['utilisation'])))
-        shedding = snapshot['shedding']
-        msg.shedding_active = shedding['active']
-        msg.shedding_ticks = shedding['ticks']
-        if shedding['last_risk']:
-            msg.last_risk_task, msg.last_risk_reason = shedding['last_risk']
-        msg.decisions_total = snapshot['decisions']['total']
-        resources = snapshot['resources']
-        msg.cpu_percent = _float(resources.get('cpu_percent'))
-        msg.rss_mb = _float(resources.get('rss_mb'))
+        for name, data in snapshot.pools.items():
+            msg.pools.append(PoolStats(name=name, slots=data.slots, busy=data.busy,
+                                       retired=data.retired,
+                                       utilisation=float(data.period_utilisation),
+                                       run_utilisation=float(data.run_utilisation)))
+        shedding = snapshot.shedding
+        msg.shedding_active = shedding.active
+        msg.shedding_ticks = shedding.ticks
+        if shedding.last_risk:
+            msg.last_risk_task, msg.last_risk_reason = shedding.last_risk
+        msg.decisions_total = snapshot.decisions.total
+        resources = snapshot.resources
+        msg.cpu_percent = _float(resources.cpu_percent)
+        msg.rss_mb = _float(resources.rss_mb)
         return msg
 
     # -- diagnostics -------------------------------------------------------------------------
@@ -792,7 +792,7 @@ class OrchestratorNode(LifecycleNode):
         self._updater.add(label, lambda stat: function(stat, name))
         self._diag_tasks.append(label)
 
-    def _diagnostic_snapshot(self) -> Optional[Dict[str, Any]]:
+    def _diagnostic_snapshot(self) -> Optional[Snapshot]:
         engine = self._engine
         if engine is None:
             return None
@@ -804,22 +804,22 @@ class OrchestratorNode(LifecycleNode):
 
     def _diagnose_task(self, stat, task: str):
         snapshot = self._diagnostic_snapshot()
-        if snapshot is None or task not in snapshot['tasks']:
+        if snapshot is None or task not in snapshot.tasks:
             stat.summary(DiagnosticStatus.OK, 'not configured')
             return stat
-        data = snapshot['tasks'][task]
-        pool = snapshot['pools'][data['pool']]
-        failed = data['failed_by_reason']
+        data = snapshot.tasks[task]
+        pool = snapshot.pools[data.pool]
+        failed = data.failed_by_reason
         now = {
             'worker_error': failed.get(reasons.WORKER_ERROR, 0),
             'timeout': failed.get(reasons.TIMEOUT, 0),
             'decode_error': failed.get(reasons.DECODE_ERROR, 0),
-            'retired': pool['retired'],
-            'late': data['executed'] - data['completed_within_budget'] +
-            data['dropped_by_reason'].get(reasons.EXPIRED, 0) +
-            data['dropped_by_reason'].get(reasons.PREDICTED_LATE, 0),
-            'shed': data['dropped_by_reason'].get(reasons.RATE_LIMITED, 0)
-            if data['shed_limit_hz'] else 0,
+            'retired': pool.retired,
+            'late': data.executed - data.completed_within_budget +
+            data.dropped_by_reason.get(reasons.EXPIRED, 0) +
+            data.dropped_by_reason.get(reasons.PREDICTED_LATE, 0),
+            'shed': data.dropped_by_reason.get(reasons.RATE_LIMITED, 0)
+            if data.shed_limit_hz else 0,
         }
         before = self._diag_prev.get(f'task {task}', dict.fromkeys(now, 0))
         self._diag_prev[f'task {task}'] = now
@@ -831,8 +831,8 @@ class OrchestratorNode(LifecycleNode):
             problems.append(f'worker failed {delta["worker_error"]}, timed out '
                             f'{delta["timeout"]}, slots retired {delta["retired"]} in the '
                             'last period')
-        if data['shed_limit_hz'] or delta['shed']:
-            problems.append(f'shed to {data["shed_limit_hz"]:g} Hz')
+        if data.shed_limit_hz or delta['shed']:
+            problems.append(f'shed to {data.shed_limit_hz:g} Hz')
         if delta['late']:
             problems.append(f'{delta["late"]} frames missed the deadline in the last period')
         if delta['decode_error']:
@@ -843,11 +843,11 @@ class OrchestratorNode(LifecycleNode):
                      ('OK' if self._state_label == 'active' else self._state_label))
         for key in ('priority', 'routed', 'executed', 'completed_within_budget', 'failed',
                     'dropped', 'queued', 'in_flight', 'shed_limit_hz', 'executed_rate_hz'):
-            stat.add(key, str(data[key]))
-        stat.add('dropped_by_reason', json.dumps(data['dropped_by_reason']))
+            stat.add(key, str(getattr(data, key)))
+        stat.add('dropped_by_reason', json.dumps(data.dropped_by_reason))
         stat.add('failed_by_reason', json.dumps(failed))
-        end_to_end = data['latency']['end_to_end']
-        stat.add('end_to_end_p95_ms', str(end_to_end['p95_ms']))
+        end_to_end = data.latency['end_to_end']
+        stat.add('end_to_end_p95_ms', str(end_to_end.p95_ms))
         return stat
 
     def _diagnose_input(self, stat, name: str):
@@ -856,12 +856,12 @@ class OrchestratorNode(LifecycleNode):
         if snapshot is None or item is None:
             stat.summary(DiagnosticStatus.OK, 'not configured')
             return stat
-        data = snapshot['inputs'][name]
+        data = snapshot.inputs[name]
         stat.add('topic', item.resolved_topic)
         for key in ('received', 'accepted', 'malformed', 'decode_errors', 'stamp_fallback',
                     'rate_hz'):
-            stat.add(key, str(data[key]))
-        stat.add('malformed_by_reason', json.dumps(data['malformed_by_reason']))
+            stat.add(key, str(getattr(data, key)))
+        stat.add('malformed_by_reason', json.dumps(data.malformed_by_reason))
         stat.add('deadline_missed', str(item.deadline_missed))
         stat.add('incompatible_qos', str(item.incompatible_qos))
         if self._state_label != 'active':
@@ -879,14 +879,14 @@ class OrchestratorNode(LifecycleNode):
         if silent >= stale_after:
             stat.summary(DiagnosticStatus.ERROR, f'no image for {silent:.1f} s '
                          f'(stale_after_s {stale_after:g}) on {item.resolved_topic}')
-        elif expected and data['rate_hz'] < expected:
-            stat.summary(DiagnosticStatus.WARN, f'rate {data["rate_hz"]:.1f} Hz below '
+        elif expected and data.rate_hz < expected:
+            stat.summary(DiagnosticStatus.WARN, f'rate {data.rate_hz:.1f} Hz below '
                          f'expected_rate_hz {expected:g}')
         elif any(counts[k] > before.get(k, 0) for k in counts):
             stat.summary(DiagnosticStatus.WARN, 'QoS events in the last period: deadline '
                          f'missed {item.deadline_missed}, incompatible {item.incompatible_qos}')
         else:
-            stat.summary(DiagnosticStatus.OK, f'{data["rate_hz"]:.1f} Hz')
+            stat.summary(DiagnosticStatus.OK, f'{data.rate_hz:.1f} Hz')
         return stat
 
 
@@ -903,10 +903,10 @@ def _float(value) -> float:
     return NAN if value is None else float(value)
 
 
-def _latency_summary(series: str, data: Dict[str, Any]) -> LatencySummary:
-    return LatencySummary(series=series, count=data['count'], p50_ms=_float(data['p50_ms']),
-                          p95_ms=_float(data['p95_ms']), p99_ms=_float(data['p99_ms']),
-                          max_ms=_float(data['max_ms']))
+def _latency_summary(series: str, data: LatencySummaryData) -> LatencySummary:
+    return LatencySummary(series=series, count=data.count, p50_ms=_float(data.p50_ms),
+                          p95_ms=_float(data.p95_ms), p99_ms=_float(data.p99_ms),
+                          max_ms=_float(data.max_ms))
 
 
 def main(args=None) -> int:

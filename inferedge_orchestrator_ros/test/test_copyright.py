@@ -30,6 +30,9 @@ from ament_copyright.parser import (get_comment_block, scan_past_coding_and_sheb
 import pytest
 
 PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+# The core package beside it in a checkout of the repository: linted alike.
+CORE = os.path.join(PACKAGE, '..', 'inferedge_orchestrator')
+LINTED = [PACKAGE] + ([CORE] if os.path.isdir(CORE) else [])
 NOTICE = 'Copyright The inferedge_orchestrator_ros Authors'
 EXTENSIONS = ['c', 'cc', 'cpp', 'cxx', 'h', 'hh', 'hpp', 'hxx', 'cmake', 'py']
 
@@ -60,6 +63,6 @@ def copyright_problems(paths):
 @pytest.mark.copyright
 @pytest.mark.linter
 def test_copyright():
-    problems, checked = copyright_problems([PACKAGE])
+    problems, checked = copyright_problems(LINTED)
     assert checked > 0
     assert problems == [], '\n'.join(problems)

@@ -18,11 +18,14 @@ from ament_flake8.main import main_with_errors
 import pytest
 
 PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+# The core package beside it in a checkout of the repository: linted alike.
+CORE = os.path.join(PACKAGE, '..', 'inferedge_orchestrator')
+LINTED = [PACKAGE] + ([CORE] if os.path.isdir(CORE) else [])
 
 
 @pytest.mark.flake8
 @pytest.mark.linter
 def test_flake8():
-    rc, errors = main_with_errors(argv=[PACKAGE])
+    rc, errors = main_with_errors(argv=LINTED)
     assert rc == 0, \
         'Found %d code style errors / warnings:\n' % len(errors) + '\n'.join(errors)

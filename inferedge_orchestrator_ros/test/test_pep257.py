@@ -18,10 +18,13 @@ from ament_pep257.main import main
 import pytest
 
 PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+# The core package beside it in a checkout of the repository: linted alike.
+CORE = os.path.join(PACKAGE, '..', 'inferedge_orchestrator')
+LINTED = [PACKAGE] + ([CORE] if os.path.isdir(CORE) else [])
 
 
 @pytest.mark.linter
 @pytest.mark.pep257
 def test_pep257():
-    rc = main(argv=[PACKAGE])
+    rc = main(argv=LINTED)
     assert rc == 0, 'Found code style errors / warnings'

@@ -242,9 +242,9 @@ def test_malformed_images_are_counted_with_reasons(make_node):
     feed(node, good)
     assert node._engine.drain(5.0)
     snapshot = node._engine.snapshot()
-    camera = snapshot['inputs']['camera']
-    assert camera['received'] == 7 and camera['accepted'] == 2 and camera['malformed'] == 5
-    assert camera['malformed_by_reason'] == {reason: 1 for _, reason in bad}
+    camera = snapshot.inputs['camera']
+    assert camera.received == 7 and camera.accepted == 2 and camera.malformed == 5
+    assert camera.malformed_by_reason == {reason: 1 for _, reason in bad}
     assert check_invariants(snapshot) == []
     assert node._state_label == 'active'
 
@@ -296,11 +296,11 @@ def test_compressed_input_and_decode_errors(make_node):
     feed(node, corrupt)
     assert node._engine.drain(5.0)
     snapshot = node._engine.snapshot()
-    camera = snapshot['inputs']['camera']
-    assert camera['received'] == 2 and camera['accepted'] == 2 and camera['decode_errors'] == 1
+    camera = snapshot.inputs['camera']
+    assert camera.received == 2 and camera.accepted == 2 and camera.decode_errors == 1
     for task in ('detector', 'ocr'):
-        assert snapshot['tasks'][task]['failed_by_reason'] == {reasons.DECODE_ERROR: 1}
-        assert snapshot['tasks'][task]['executed'] == 1
+        assert snapshot.tasks[task].failed_by_reason == {reasons.DECODE_ERROR: 1}
+        assert snapshot.tasks[task].executed == 1
     assert check_invariants(snapshot) == []
 
 

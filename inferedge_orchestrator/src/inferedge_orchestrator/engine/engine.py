@@ -47,15 +47,14 @@ from inferedge_orchestrator.scheduling.policy import select_priority
 from inferedge_orchestrator.scheduling.policy import TaskState
 from inferedge_orchestrator.scheduling.shedding import LoadShedder
 from inferedge_orchestrator.telemetry import reasons
-from inferedge_orchestrator.telemetry.invariants import check_invariants
 from inferedge_orchestrator.telemetry.counters import InputTelemetry
 from inferedge_orchestrator.telemetry.counters import ResourceMonitor
 from inferedge_orchestrator.telemetry.decisions import Decision
 from inferedge_orchestrator.telemetry.decisions import DecisionLog
+from inferedge_orchestrator.telemetry.invariants import check_invariants
 from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
 from inferedge_orchestrator.telemetry.snapshot import (DecisionCounts, PoolSnapshot,
-                                                       SheddingSnapshot, Snapshot,
-                                                       TaskSnapshot)
+                                                       SheddingSnapshot, Snapshot, TaskSnapshot)
 from inferedge_orchestrator.workers.base import InferenceOutput
 from inferedge_orchestrator.workers.base import Worker
 from inferedge_orchestrator.workers.registry import create_worker
@@ -1001,7 +1000,6 @@ class Engine:
         lifts every shedding limit; a smaller queue_size drops the oldest frames with reason
         queue_resized.
         """
-
         task = self._tasks_by_name.get(name)
         if task is None:
             raise ConfigError(f'tasks: {name!r} is not a task; allowed: '

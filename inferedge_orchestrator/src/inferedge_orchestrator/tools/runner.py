@@ -35,8 +35,8 @@ from inferedge_orchestrator.config.model import InputConfig, OrchestratorConfig
 from inferedge_orchestrator.engine.engine import Engine, Result
 from inferedge_orchestrator.frames.formats import CHANNELS
 from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
-from inferedge_orchestrator.telemetry.stats import LogHistogram
 from inferedge_orchestrator.telemetry.snapshot import LatencySummary, Snapshot
+from inferedge_orchestrator.telemetry.stats import LogHistogram
 import numpy as np
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
