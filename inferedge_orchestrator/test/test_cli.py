@@ -75,3 +75,27 @@ def test_bad_arguments(tmp_path, example_path):
                    example_path('prototype', 'phase3_overload.json'),
                    '--frames', '0', '--output', str(tmp_path / 'o.json'))
     assert done.returncode == 2 and 'frames' in done.stderr and 'Traceback' not in done.stderr
+
+
+def test_new_user_errors_are_one_line_with_exit_2(tmp_path):
+    onnx = {'inputs': {'camera': {}},
+            'tasks': [{'name': 'detector', 'worker': 'onnxruntime',
+                       'worker_options': {'model_path': str(tmp_path / 'missing.onnx')}}]}
+    undeclared = {'inputs': {'camera': {}}, 'tasks': [{'name': 'detector', 'input': 'front'}]}
+    broken = tmp_path / 'broken.yaml'
+    broken.write_text('tasks: [\n')
+    cases = [
+        (onnx, 'compare-overload', "tasks.detector.worker: 'onnxruntime' cannot run under "
+                                   'the virtual clock'),
+        (undeclared, 'compare-overload', "tasks.detector.input: 'front' is not declared"),
+        (str(broken), 'compare-overload', 'broken.yaml:2:1: not valid YAML'),
+    ]
+    for config, command, message in cases:
+        path = config if isinstance(config, str) else str(tmp_path / 'config.json')
+        if not isinstance(config, str):
+            (tmp_path / 'config.json').write_text(json.dumps(config))
+        done = run_cli(command, '--config', path, '--frames', '5',
+                       '--output', str(tmp_path / 'out.json'))
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and 'Traceback' not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr

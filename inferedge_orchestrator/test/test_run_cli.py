@@ -203,3 +203,43 @@ def test_report_reads_compare_overload_and_rejects_other_files(tmp_path, capsys)
     assert main(['report', str(other)]) == 2
     assert 'not a run or compare-overload report' in capsys.readouterr().err
     assert main(['report', '--input', str(tmp_path / 'absent.json')]) == 2
+
+
+def test_the_shipped_core_config_runs(example_path, tmp_path):
+    output = tmp_path / 'report.json'
+    assert main(['run', '--config', example_path('two_cameras.yaml'), '--frames', '5',
+                 '--quiet', '--output', str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report['invariant_violations'] == []
+    assert set(report['final']['tasks']) == {'detector', 'classifier', 'rear_monitor'}
+    assert report['final']['tasks']['detector']['executed'] > 0
+
+
+@pytest.mark.parametrize('output, message', [
+    ('missing/report.json', 'does not exist'),
+    ('.', 'is a folder'),
+])
+def test_an_unusable_output_fails_before_the_run(tmp_path, capsys, output, message):
+    started = time.monotonic()
+    assert main(['run', '--config', write_config(tmp_path), '--seconds', '30',
+                 '--output', str(tmp_path / output)]) == 2
+    assert time.monotonic() - started < 10.0  # refused at once, not after the 30 s run
+    assert message in capsys.readouterr().err
+
+
+def test_a_folder_of_undecodable_images_exits_1_naming_the_file(tmp_path, capsys, caplog):
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    for index in range(3):
+        (folder / f'broken{index}.jpg').write_bytes(b'\xff\xd8\xff not a jpeg')
+    output = tmp_path / 'report.json'
+    with caplog.at_level('WARNING', logger='inferedge_orchestrator'):
+        code = main(['run', '--config', write_config(tmp_path), '--frames', '6', '--quiet',
+                     '--images', str(folder), '--output', str(output)])
+    assert code == 1
+    assert 'all 6 frames failed to decode' in capsys.readouterr().err
+    warnings = [r.getMessage() for r in caplog.records if 'failed' in r.getMessage()]
+    assert warnings and 'broken0.jpg' in warnings[0]
+    assert len(warnings) <= 2 * 2  # rate-limited: at most one a second per task, not one a frame
+    report = json.loads(output.read_text())
+    assert report['final']['inputs']['camera']['decode_errors'] == 6

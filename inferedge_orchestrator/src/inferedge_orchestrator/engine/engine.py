@@ -279,6 +279,7 @@ class Engine:
         self._next_late = -math.inf  # when the next queued frame becomes late; -inf: rescan
         self._timer: Optional[threading.Thread] = None
         self._pending_results: List[Tuple[Result, Any]] = []
+        self._failure_log: Dict[str, Tuple[float, int]] = {}  # task: (last warning, hidden)
         self.virtual_start: Optional[Callable[[Any], None]] = None  # set by the simulation
 
     def _add_task(self, task_config: TaskConfig, index: int) -> None:
@@ -841,7 +842,7 @@ class Engine:
             telemetry.fail(reason)
             result.status, result.reason = reasons.FAILED, reason
             result.detail = f'{type(error).__name__}: {error}'
-            LOGGER.warning('task %s: frame %d failed: %s', task.name, frame.seq, result.detail)
+            self._warn_failure(task.name, frame, result.detail, now)
             if self._trace is not None:
                 self._trace.ran(task.name, frame, job.start, now, reasons.FAILED, reason)
             return result
@@ -873,6 +874,17 @@ class Engine:
         if self._trace is not None:
             self._trace.ran(task.name, frame, job.start, now, reasons.OK, '')
         return result
+
+    def _warn_failure(self, task: str, frame: Frame, detail: str, now: float) -> None:
+        """Log a failed frame, at most once a second per task (a broken stream fails them all)."""
+        last, hidden = self._failure_log.get(task, (-math.inf, 0))
+        if now - last < 1.0:
+            self._failure_log[task] = (last, hidden + 1)
+            return
+        self._failure_log[task] = (now, 0)
+        source = f' ({frame.meta})' if isinstance(frame.meta, str) else ''
+        more = f'; {hidden} more failed since the last warning' if hidden else ''
+        LOGGER.warning('task %s: frame %d%s failed: %s%s', task, frame.seq, source, detail, more)
 
     def _deliver(self, result: Result) -> None:
         if self._on_result is None:

@@ -49,6 +49,19 @@ def _write_json(path: str, data: dict) -> None:
         raise CliError(f'{path}: cannot write: {error.strerror}') from None
 
 
+def check_writable(path: Optional[str], flag: str) -> None:
+    """Fail before any work when an output file cannot be written (its folder, its mode)."""
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CliError(f'{flag}: {path} is a folder')
+    if not os.path.isdir(folder):
+        raise CliError(f'{flag}: {path}: the folder {folder} does not exist')
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        raise CliError(f'{flag}: {path}: not writable')
+
+
 def _fmt(value, digits: int = 1) -> str:
     return '-' if value is None else f'{value:.{digits}f}'
 
@@ -112,6 +125,8 @@ def cmd_compare_overload(args: argparse.Namespace) -> int:
         raise CliError(f'--frames: {args.frames} is not allowed; allowed: an integer >= 1')
     if args.interval_ms <= 0:
         raise CliError(f'--interval-ms: {args.interval_ms:g} is not allowed; allowed: > 0')
+    check_writable(args.output, '--output')
+    check_writable(args.plot, '--plot')
     config = load_config(args.config)
     for warning in config.warnings:
         print(f'warning: {warning}', file=sys.stderr)
@@ -200,8 +215,11 @@ def _progress_printer(tty: bool):
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a config in real time and write its report (exit 1 when a worker cannot load)."""
-    from inferedge_orchestrator.tools import runner
+    check_writable(args.output, '--output')
+    check_writable(args.trace, '--trace')
     from inferedge_orchestrator.engine.engine import WorkerLoadError
+    from inferedge_orchestrator.telemetry.snapshot import Snapshot
+    from inferedge_orchestrator.tools import runner
     if args.seconds is not None and not args.seconds > 0:
         raise CliError(f'--seconds: {args.seconds:g} is not allowed; allowed: > 0')
     if args.frames is not None and args.frames < 1:
@@ -240,11 +258,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(report_table(report))
     if report['run']['interrupted']:
         print('interrupted: the report holds what ran until then', file=sys.stderr)
+    inputs = Snapshot.from_dict(report['final']).inputs.values()
+    decode_errors = sum(i.decode_errors for i in inputs)
+    accepted = sum(i.accepted for i in inputs)
+    if accepted and decode_errors == accepted:
+        print(f'error: all {accepted} frames failed to decode', file=sys.stderr)
+        return EXIT_FAILURE
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Run a config under the virtual clock: replay a recorded trace, or periodic frames."""
+    check_writable(args.output, '--output')
     from inferedge_orchestrator.tools import simulation
     from inferedge_orchestrator.telemetry.job_trace import read_trace
     config = load_config(args.config)
@@ -279,6 +304,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_from_inferedge(args: argparse.Namespace) -> int:
     """Write a one-task config whose budget comes from an InferEdge result."""
     from inferedge_orchestrator.tools import inferedge_import
+    check_writable(args.output, '--output')
     result = _read_json(args.result)
     config, found = inferedge_import.build_config(
         result, task_name=args.task_name, priority=args.priority, target_fps=args.target_fps,

@@ -86,11 +86,14 @@ class ImageFolderSource:
         if not names:
             raise FileNotFoundError(f'{folder}: no .jpg, .jpeg or .png files')
         self.paths = [os.path.join(folder, name) for name in names]
+        self.path = ''
         self.index = 0
 
     def read(self):
+        """Return (encoded bytes, None) of the next file; its path is in `path`."""
         path = self.paths[self.index % len(self.paths)]
         self.index += 1
+        self.path = path
         with open(path, 'rb') as stream:
             return stream.read(), None
 
@@ -211,7 +214,9 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
                 when += missed * period
             data, encoding = sources[name].read()
             age = time.monotonic() - when + (ages[name].draw() if not images else 0.0)
-            engine.submit(name, data, age_s=max(0.0, age), encoding=encoding)
+            # An image's path travels as the frame's meta: failure warnings name the file.
+            engine.submit(name, data, age_s=max(0.0, age), encoding=encoding,
+                          meta=getattr(sources[name], 'path', None))
             submitted[name] += 1
             due[name] = when + period
         sources_s = time.monotonic() - start
