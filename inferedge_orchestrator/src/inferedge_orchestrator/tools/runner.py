@@ -22,6 +22,7 @@ latency; a source more than one period late skips frames (counted). Warm-ups hap
 engine.load(), before the clock starts. Ctrl-C stops cleanly and the report is still returned.
 """
 
+from dataclasses import asdict
 import math
 import os
 import signal
@@ -123,9 +124,7 @@ class FirstResults:
     def service_ms(self) -> Dict[str, Dict[str, Any]]:
         """Return the whole-run service time (worker takes the frame -> inference end)."""
         with self._lock:
-            return {task: {key if key == 'count' else f'{key}_ms':
-                           value if key == 'count' else value * 1000.0
-                           for key, value in histogram.summary().items()}
+            return {task: asdict(LatencySummary.from_seconds(histogram.summary()))
                     for task, histogram in self.service.items()}
 
 
