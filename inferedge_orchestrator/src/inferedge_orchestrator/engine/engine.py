@@ -36,6 +36,8 @@ from inferedge_orchestrator.config.loader import load_config, parse_task
 from inferedge_orchestrator.config.model import OrchestratorConfig
 from inferedge_orchestrator.config.model import TaskConfig
 from inferedge_orchestrator.config.schema import ConfigError, schema
+from inferedge_orchestrator.engine.pool import Job, JOB_ABANDONED, JOB_RUNNING, JOB_TIMED_OUT
+from inferedge_orchestrator.engine.pool import Pool, Slot
 from inferedge_orchestrator.frames.compressed import DecodeError
 from inferedge_orchestrator.frames.compressed import encoded_image_size
 from inferedge_orchestrator.frames.formats import CHANNELS
@@ -66,8 +68,6 @@ REPORT_SCHEMA = 'inferedge_orchestrator_ros/report/1'
 # Engine states.
 CREATED, RUNNING, PAUSED, STOPPING, STOPPED, CLOSED = (
     'created', 'running', 'paused', 'stopping', 'stopped', 'closed')
-# Job states.
-_RUNNING, _TIMED_OUT, _ABANDONED = 0, 1, 2
 
 
 class VirtualClock:
@@ -127,115 +127,6 @@ class WorkerLoadError(RuntimeError):
     """A worker failed to load or warm up; the message names the task."""
 
 
-class _Slot:
-    __slots__ = ('id', 'pool', 'job', 'retired', 'thread', 'inbox')
-
-    def __init__(self, slot_id: int, pool: '_Pool'):
-        self.id = slot_id
-        self.pool = pool
-        self.job: Optional[_Job] = None
-        self.retired = False
-        self.thread: Optional[threading.Thread] = None
-        self.inbox: 'queue.SimpleQueue' = queue.SimpleQueue()
-
-
-class _Job:
-    __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker', 'blocking',
-                 'probe')
-
-    def __init__(self, task: TaskState, frame: Frame, deadline: float, slot: _Slot,
-                 start: float, blocking: float):
-        self.task = task
-        self.frame = frame
-        self.deadline = deadline
-        self.slot = slot
-        self.start = start
-        self.state = _RUNNING
-        self.worker = task.worker
-        self.blocking = blocking  # how long lower-priority jobs held the pool while it waited
-        self.probe = False  # it ran although its prediction said late
-
-
-class _Pool:
-    """One pool: its slots, the free ones, and the tasks it serves (priority-sorted)."""
-
-    def __init__(self, name: str, slots: int):
-        self.name = name
-        self.slots: List[_Slot] = []
-        self.free: List[_Slot] = []
-        self.tasks: List[TaskState] = []
-        self.next_slot_id = 0
-        self.retired = 0
-        self.stuck: List[_Slot] = []  # retired slots whose job has not returned yet
-        self.busy_time = 0.0  # completed job time, slot-seconds
-        self.period_busy = 0.0
-        self.utilisation = 0.0
-        self.floors = False
-        self.mixed = False  # tasks of more than one priority: blocking is possible
-        self.integral_time = 0.0  # when advance() last grew the tasks' lower_busy
-        for _ in range(slots):
-            self.add_slot()
-
-    def add_slot(self) -> _Slot:
-        slot = _Slot(self.next_slot_id, self)
-        self.next_slot_id += 1
-        self.slots.append(slot)
-        self.free.append(slot)
-        return slot
-
-    def busy_seconds(self, now: float) -> float:
-        return self.busy_time + sum(now - s.job.start for s in self.slots if s.job is not None)
-
-    def sort_tasks(self) -> None:
-        """Order tasks by priority (the scheduler relies on it); call after any change."""
-        self.tasks.sort(key=lambda t: (-t.priority, t.index))
-        self.floors = any(t.config.min_rate_hz for t in self.tasks)
-        self.mixed = len({t.priority for t in self.tasks}) > 1
-
-    def advance(self, now: float) -> None:
-        """
-        Grow each task's lower_busy by the lower-priority work the pool ran since the last call.
-
-        Call before a job starts or ends and before lower_busy is read: the running jobs are
-        constant between calls.
-        """
-        elapsed = now - self.integral_time
-        self.integral_time = now
-        if elapsed <= 0.0 or not self.mixed:
-            return
-        if len(self.slots) == 1:  # the common case, without a list
-            job = self.slots[0].job
-            if job is None:
-                return
-            lowest = job.task.priority
-            for task in self.tasks:  # priority-sorted
-                if task.priority <= lowest:
-                    return
-                task.lower_busy += elapsed
-            return
-        running = [s.job.task.priority for s in self.slots if s.job is not None]
-        if not running:
-            return
-        lowest = min(running)
-        share = elapsed / len(self.slots)
-        for task in self.tasks:  # priority-sorted
-            priority = task.priority
-            if priority <= lowest:
-                break
-            task.lower_busy += share * sum(1 for p in running if p < priority)
-
-    def lower_running(self, priority: int) -> bool:
-        """Whether a job of a priority below `priority` holds one of the pool's slots."""
-        return any(s.job is not None and s.job.task.priority < priority for s in self.slots)
-
-    def free_at(self, now: float) -> float:
-        """When a slot is expected to be free, by the drop predictor of the jobs running."""
-        if self.free or not self.slots:
-            return now
-        return max(now, min(s.job.start + s.job.task.fast_s for s in self.slots
-                            if s.job is not None))
-
-
 class Engine:
     """Runs the tasks of one config. See docs/engine_api.md for the contract."""
 
@@ -260,7 +151,7 @@ class Engine:
         self.decisions = DecisionLog(telemetry.decision_history, on_decision)
         self._shedder = LoadShedder(self.config.shedding, self.decisions)
         self._resources = ResourceMonitor(telemetry.resources and not virtual)
-        self._pools = {name: _Pool(name, pool.slots) for name, pool in self.config.pools.items()}
+        self._pools = {name: Pool(name, pool.slots) for name, pool in self.config.pools.items()}
         self._tasks: List[TaskState] = []
         self._tasks_by_name: Dict[str, TaskState] = {}
         self._inputs: Dict[str, InputTelemetry] = {}
@@ -401,8 +292,8 @@ class Engine:
             for pool in self._pools.values():
                 for slot in pool.slots:
                     job = slot.job
-                    if job is not None and job.state == _RUNNING:
-                        job.state = _ABANDONED
+                    if job is not None and job.state == JOB_RUNNING:
+                        job.state = JOB_ABANDONED
                         job.task.in_flight -= 1
                         self._drop_frame(job.task, job.frame, reason, now)
             self._flush_period(now)
@@ -592,7 +483,7 @@ class Engine:
         self._next_late = wake
         return wake
 
-    def _expire_pool(self, pool: _Pool, now: float) -> float:
+    def _expire_pool(self, pool: Pool, now: float) -> float:
         """
         Expire the frames of one pool's tasks; return when its next queued frame becomes late.
 
@@ -689,7 +580,7 @@ class Engine:
                 deadline, frame, lower_at = task.queue.pop()
                 slot = pool.free.pop()
                 blocking = task.lower_busy - lower_at
-                job = _Job(task, frame, deadline, slot, now, blocking)
+                job = Job(task, frame, deadline, slot, now, blocking)
                 slot.job = job
                 if not pool.free:
                     # The pool's slots are all taken now: the frames left queued start later,
@@ -754,14 +645,14 @@ class Engine:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def _start_slot_thread(self, slot: _Slot) -> None:
+    def _start_slot_thread(self, slot: Slot) -> None:
         slot.inbox = queue.SimpleQueue()
         slot.thread = threading.Thread(target=self._slot_loop, args=(slot,),
                                        name=f'inferedge-{slot.pool.name}-{slot.id}',
                                        daemon=False)
         slot.thread.start()
 
-    def _slot_loop(self, slot: _Slot) -> None:
+    def _slot_loop(self, slot: Slot) -> None:
         inbox = slot.inbox
         while True:
             job = inbox.get()
@@ -791,7 +682,7 @@ class Engine:
         except Exception:  # noqa: B902 - closing a stale worker must not stop anything
             LOGGER.exception('closing the replaced worker of task %s failed', task.name)
 
-    def complete(self, job: _Job, output: Optional[InferenceOutput],
+    def complete(self, job: Job, output: Optional[InferenceOutput],
                  error: Optional[BaseException] = None) -> bool:
         """
         Account for a finished job and start the next ones; deliver its result.
@@ -809,7 +700,7 @@ class Engine:
             self._deliver(result)
         return True
 
-    def _finish(self, job: _Job, output: Optional[InferenceOutput],
+    def _finish(self, job: Job, output: Optional[InferenceOutput],
                 error: Optional[BaseException], now: float) -> Optional[Result]:
         slot = job.slot
         pool = slot.pool
@@ -823,9 +714,9 @@ class Engine:
             pool.stuck.remove(slot)
         task = job.task
         timeout = task.config.timeout_ms / 1000.0
-        if job.state == _RUNNING and timeout and now - job.start >= timeout:
+        if job.state == JOB_RUNNING and timeout and now - job.start >= timeout:
             self._time_out(job, now)  # it overran before the timer saw it: same outcome
-        if job.state != _RUNNING:
+        if job.state != JOB_RUNNING:
             return None  # timed out or abandoned: its late output is discarded
         task.in_flight -= 1
         frame = job.frame
@@ -904,21 +795,21 @@ class Engine:
                     continue
                 limit = job.task.config.timeout_ms / 1000.0
                 elapsed = now - job.start
-                if job.state == _RUNNING:
+                if job.state == JOB_RUNNING:
                     if elapsed >= limit:
                         self._time_out(job, now)
                     else:
                         wake = min(wake, job.start + limit)
-                if job.state == _TIMED_OUT:
+                if job.state == JOB_TIMED_OUT:
                     if elapsed >= 3 * limit:
                         self._retire(slot, job, now)
                     else:
                         wake = min(wake, job.start + 3 * limit)
         return wake
 
-    def _time_out(self, job: _Job, now: float) -> None:
+    def _time_out(self, job: Job, now: float) -> None:
         task = job.task
-        job.state = _TIMED_OUT
+        job.state = JOB_TIMED_OUT
         task.in_flight -= 1
         task.telemetry.fail(reasons.TIMEOUT)
         task.risk.loss(reasons.TIMEOUT, False)  # its own service time, whatever blocked it
@@ -935,7 +826,7 @@ class Engine:
             queue_wait_s=max(0.0, job.start - frame.submitted),
             end_to_end_s=frame.age + now - frame.arrival))
 
-    def _retire(self, slot: _Slot, job: _Job, now: float) -> None:
+    def _retire(self, slot: Slot, job: Job, now: float) -> None:
         pool = slot.pool
         slot.retired = True
         pool.slots.remove(slot)
@@ -951,7 +842,7 @@ class Engine:
             threading.Thread(target=self._replace_worker, args=(task, pool),
                              name=f'inferedge-replace-{task.name}', daemon=True).start()
 
-    def _replace_worker(self, task: TaskState, pool: _Pool) -> None:
+    def _replace_worker(self, task: TaskState, pool: Pool) -> None:
         """Load a fresh worker for task and give the pool its slot back."""
         try:
             worker = self._worker_factory(task.config, len(pool.slots) + 1)

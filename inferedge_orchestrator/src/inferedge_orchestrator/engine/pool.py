@@ -1,0 +1,140 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The slot pool: slots (one worker thread each), the jobs they run, and the pool's accounting.
+
+A pool is what tasks compete for: its free slots, the tasks it serves in priority order, busy
+time (utilisation) and the blocking integral each task's frames wait behind lower-priority jobs.
+The engine holds the lock around every call.
+"""
+
+import queue
+import threading
+from typing import List, Optional
+
+from inferedge_orchestrator.frames.frame import Frame
+from inferedge_orchestrator.scheduling.policy import TaskState
+
+# Job states.
+JOB_RUNNING, JOB_TIMED_OUT, JOB_ABANDONED = 0, 1, 2
+
+
+class Slot:
+    __slots__ = ('id', 'pool', 'job', 'retired', 'thread', 'inbox')
+
+    def __init__(self, slot_id: int, pool: 'Pool'):
+        self.id = slot_id
+        self.pool = pool
+        self.job: Optional[Job] = None
+        self.retired = False
+        self.thread: Optional[threading.Thread] = None
+        self.inbox: 'queue.SimpleQueue' = queue.SimpleQueue()
+
+
+class Job:
+    __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker', 'blocking',
+                 'probe')
+
+    def __init__(self, task: TaskState, frame: Frame, deadline: float, slot: Slot,
+                 start: float, blocking: float):
+        self.task = task
+        self.frame = frame
+        self.deadline = deadline
+        self.slot = slot
+        self.start = start
+        self.state = JOB_RUNNING
+        self.worker = task.worker
+        self.blocking = blocking  # how long lower-priority jobs held the pool while it waited
+        self.probe = False  # it ran although its prediction said late
+
+
+class Pool:
+    """One pool: its slots, the free ones, and the tasks it serves (priority-sorted)."""
+
+    def __init__(self, name: str, slots: int):
+        self.name = name
+        self.slots: List[Slot] = []
+        self.free: List[Slot] = []
+        self.tasks: List[TaskState] = []
+        self.next_slot_id = 0
+        self.retired = 0
+        self.stuck: List[Slot] = []  # retired slots whose job has not returned yet
+        self.busy_time = 0.0  # completed job time, slot-seconds
+        self.period_busy = 0.0
+        self.utilisation = 0.0
+        self.floors = False
+        self.mixed = False  # tasks of more than one priority: blocking is possible
+        self.integral_time = 0.0  # when advance() last grew the tasks' lower_busy
+        for _ in range(slots):
+            self.add_slot()
+
+    def add_slot(self) -> Slot:
+        slot = Slot(self.next_slot_id, self)
+        self.next_slot_id += 1
+        self.slots.append(slot)
+        self.free.append(slot)
+        return slot
+
+    def busy_seconds(self, now: float) -> float:
+        return self.busy_time + sum(now - s.job.start for s in self.slots if s.job is not None)
+
+    def sort_tasks(self) -> None:
+        """Order tasks by priority (the scheduler relies on it); call after any change."""
+        self.tasks.sort(key=lambda t: (-t.priority, t.index))
+        self.floors = any(t.config.min_rate_hz for t in self.tasks)
+        self.mixed = len({t.priority for t in self.tasks}) > 1
+
+    def advance(self, now: float) -> None:
+        """
+        Grow each task's lower_busy by the lower-priority work the pool ran since the last call.
+
+        Call before a job starts or ends and before lower_busy is read: the running jobs are
+        constant between calls.
+        """
+        elapsed = now - self.integral_time
+        self.integral_time = now
+        if elapsed <= 0.0 or not self.mixed:
+            return
+        if len(self.slots) == 1:  # the common case, without a list
+            job = self.slots[0].job
+            if job is None:
+                return
+            lowest = job.task.priority
+            for task in self.tasks:  # priority-sorted
+                if task.priority <= lowest:
+                    return
+                task.lower_busy += elapsed
+            return
+        running = [s.job.task.priority for s in self.slots if s.job is not None]
+        if not running:
+            return
+        lowest = min(running)
+        share = elapsed / len(self.slots)
+        for task in self.tasks:  # priority-sorted
+            priority = task.priority
+            if priority <= lowest:
+                break
+            task.lower_busy += share * sum(1 for p in running if p < priority)
+
+    def lower_running(self, priority: int) -> bool:
+        """Whether a job of a priority below `priority` holds one of the pool's slots."""
+        return any(s.job is not None and s.job.task.priority < priority for s in self.slots)
+
+    def free_at(self, now: float) -> float:
+        """When a slot is expected to be free, by the drop predictor of the jobs running."""
+        if self.free or not self.slots:
+            return now
+        return max(now, min(s.job.start + s.job.task.fast_s for s in self.slots
+                            if s.job is not None))
