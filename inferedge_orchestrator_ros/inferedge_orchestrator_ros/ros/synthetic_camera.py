@@ -130,7 +130,12 @@ class SyntheticCamera(Node):
             msg.data = self._encoded[index % len(self._encoded)]
         msg.header.frame_id = self.frame_id
         msg.header.stamp = self.get_clock().now().to_msg()
-        self.publisher.publish(msg)
+        try:
+            self.publisher.publish(msg)
+        except Exception:  # noqa: B902 - rclpy's RCLError is not public
+            if self.context.ok():
+                raise
+            return  # Ctrl-C ended the context during this callback: nothing to publish to
         self.sent += 1
 
 
