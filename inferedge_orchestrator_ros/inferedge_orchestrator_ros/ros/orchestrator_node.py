@@ -43,6 +43,7 @@ from inferedge_orchestrator_ros.engine import Engine, WorkerLoadError
 from inferedge_orchestrator_ros.job_trace import TraceRecorder
 from inferedge_orchestrator_ros.ros import params
 from inferedge_orchestrator_ros.ros.images import image_to_array, tensor_fields
+from inferedge_orchestrator_ros.ros.publishing import publish_unless_shut_down
 from inferedge_orchestrator_ros.stats import LatencyWindow, LogHistogram
 from inferedge_orchestrator_ros.telemetry import LATENCY_SERIES
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
@@ -706,12 +707,7 @@ class OrchestratorNode(LifecycleNode):
         self._publish(self._telemetry_pub, self.telemetry_message(snapshot))
 
     def _publish(self, publisher, msg) -> None:
-        try:
-            publisher.publish(msg)
-        except Exception:  # noqa: B902 - rclpy's RCLError is not public
-            if self.context.ok():
-                raise
-            # the context ended under a worker thread (Ctrl-C): nothing to publish to
+        publish_unless_shut_down(self, publisher, msg)
 
     def telemetry_message(self, snapshot: Dict[str, Any]) -> OrchestratorTelemetry:
         now = time.monotonic()
