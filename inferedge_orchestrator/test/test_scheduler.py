@@ -15,11 +15,17 @@
 """Scheduling rules: priority, deadline, order, priority hold and rate floor."""
 
 import dataclasses
+import math
+import random
 
 from inferedge_orchestrator.config.loader import load_config
+from inferedge_orchestrator.scheduling.policy import FAST_QUANTILE
+from inferedge_orchestrator.scheduling.policy import FAST_Z
 from inferedge_orchestrator.scheduling.policy import hold_for
+from inferedge_orchestrator.scheduling.policy import predicted_lognormal_quantile
 from inferedge_orchestrator.scheduling.policy import select_fifo
 from inferedge_orchestrator.scheduling.policy import select_priority
+from inferedge_orchestrator.scheduling.policy import student_t_quantile
 from inferedge_orchestrator.scheduling.policy import TaskState
 from inferedge_orchestrator.tools.simulation import periodic_trace
 from inferedge_orchestrator.tools.simulation import Simulation
@@ -50,6 +56,21 @@ def test_strict_priority_then_earliest_deadline():
     assert chosen is high_b and holds == []
 
 
+def test_hold_when_the_job_would_overflow_a_higher_priority_queue():
+    # A frame every 10 ms, a queue of 2, a generous budget: a 45 ms job would see 2 more
+    # frames arrive than the queue holds (one of them dropped, queue_overflow).
+    high, low = states({'name': 'high', 'priority': 9, 'latency_budget_ms': 500,
+                        'queue_size': 2, 'worker_options': {'latency_ms': 8}},
+                       {'name': 'low', 'worker_options': {'latency_ms': 45}})
+    high.set_expected(0.008)
+    low.set_expected(0.045)
+    for t in (0.0, 0.01, 0.02):
+        high.note_arrival(t, 0.0)
+    assert hold_for(low, [high, low], 0.025)[0] is high
+    low.set_expected(0.012)  # one frame by its end: the queue holds it
+    assert hold_for(low, [high, low], 0.025)[0] is None
+
+
 def test_fifo_takes_arrival_order():
     a, b = states({'name': 'a', 'priority': 9}, {'name': 'b'})
     b.queue.push((5.0, FakeFrame(1)))
@@ -59,7 +80,7 @@ def test_fifo_takes_arrival_order():
 
 def test_hold_when_expected_frame_would_miss():
     high, low = states({'name': 'high', 'priority': 9, 'latency_budget_ms': 40,
-                        'worker_options': {'latency_ms': 8}},
+                        'queue_size': 8, 'worker_options': {'latency_ms': 8}},
                        {'name': 'low', 'worker_options': {'latency_ms': 45}})
     high.set_expected(0.008)
     low.set_expected(0.045)
@@ -101,3 +122,31 @@ def test_rate_floor_runs_a_task_priority_alone_would_starve():
     floored = Simulation(config).run(trace, 5.0)['final']['tasks']
     assert floored['starved']['executed'] >= 4 * 4  # about min_rate_hz over the run
     assert floored['busy']['executed'] > 400
+
+
+def test_student_t_quantiles_match_the_tables():
+    # t(0.05) for 4, 10 and 30 degrees of freedom: -2.132, -1.812, -1.697.
+    for dof, table in ((4, -2.132), (10, -1.812), (30, -1.697)):
+        assert abs(student_t_quantile(FAST_Z, dof) - table) < 0.002
+
+
+def predicted_fast(samples):
+    logs = [math.log(s) for s in samples]
+    return predicted_lognormal_quantile(len(logs), sum(logs), sum(x * x for x in logs), FAST_Z)
+
+
+def test_the_fast_prediction_is_cautious_with_few_samples_and_right_with_many():
+    draws = random.Random(3)
+    mu, sigma = math.log(0.010), 0.25
+    true_fast = math.exp(mu + FAST_Z * sigma)
+    # Over many small windows, a next sample falls below the predicted quantile about
+    # FAST_QUANTILE of the time: the bound accounts for the fit's own uncertainty.
+    below = 0
+    trials = 4000
+    for _ in range(trials):
+        window = [draws.lognormvariate(mu, sigma) for _ in range(5)]
+        below += draws.lognormvariate(mu, sigma) < predicted_fast(window)
+    assert abs(below / trials - FAST_QUANTILE) < 0.015
+    many = [draws.lognormvariate(mu, sigma) for _ in range(5000)]
+    assert abs(predicted_fast(many) / true_fast - 1.0) < 0.03
+    assert math.isclose(predicted_fast([0.02] * 7), 0.02, rel_tol=1e-6)  # constant: that time

@@ -30,6 +30,9 @@ sizes and budgets. Each is run twice, with on_deadline drop and run, and must ke
   median service time, it starts a job in every 2 s;
 - light load (utilisation <= 0.7, budgets and queues that hold one job of every task):
   no shedding decision, and every task executes >= 95% of its frames.
+
+The examples are derandomized (the same in every run); PROPERTY_SEED=N draws others:
+    PROPERTY_SEED=7 python3 -m pytest test/test_scheduling_properties.py
 """
 
 import math
@@ -38,6 +41,7 @@ import tempfile
 
 from hypothesis import given
 from hypothesis import HealthCheck
+from hypothesis import seed
 from hypothesis import settings
 from hypothesis import strategies as st
 from inferedge_orchestrator import draws
@@ -174,11 +178,18 @@ def idle_windows(config, task, window_s=2.0):
     return [(a, b) for a, b in zip(edges, edges[1:]) if b - a > window_s]
 
 
-PROPERTIES = settings(max_examples=100, derandomize=True, deadline=None,
-                      suppress_health_check=[HealthCheck.too_slow])
+OTHER_SEED = os.environ.get('PROPERTY_SEED')
+SETTINGS = settings(max_examples=100, derandomize=OTHER_SEED is None, deadline=None,
+                    database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@PROPERTIES
+def property_test(test):
+    """Apply the settings, and PROPERTY_SEED when given."""
+    test = SETTINGS(test)
+    return seed(int(OTHER_SEED))(test) if OTHER_SEED else test
+
+
+@property_test
 @given(scenarios())
 def test_drop_mode_keeps_what_run_mode_makes_and_runs_fewer_late_frames(scenario):
     config, load = scenario
@@ -197,7 +208,7 @@ def test_drop_mode_keeps_what_run_mode_makes_and_runs_fewer_late_frames(scenario
         assert stale[0] <= 0.5 * stale[1]
 
 
-@PROPERTIES
+@property_test
 @given(scenarios())
 def test_shedding_never_costs_the_highest_priority_task(scenario):
     config, _ = scenario
@@ -210,7 +221,7 @@ def test_shedding_never_costs_the_highest_priority_task(scenario):
     assert within(shedding[True], top) >= math.floor(0.98 * within(shedding[False], top))
 
 
-@PROPERTIES
+@property_test
 @given(scenarios())
 def test_no_task_is_starved_by_its_own_predicted_late_drops(scenario):
     config, _ = scenario
@@ -219,7 +230,7 @@ def test_no_task_is_starved_by_its_own_predicted_late_drops(scenario):
             assert idle_windows(config, task) == [], task
 
 
-@PROPERTIES
+@property_test
 @given(scenarios(light=True))
 def test_light_load_sheds_nothing_and_runs_nearly_every_frame(scenario):
     config, _ = scenario

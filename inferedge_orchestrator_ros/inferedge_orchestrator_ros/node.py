@@ -49,6 +49,7 @@ from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, Latenc
                                              SchedulerDecision, TaskStats, Tensor)
 from inferedge_orchestrator_ros import parameters as params
 from inferedge_orchestrator_ros.images import image_to_array, tensor_fields
+from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 import rclpy
@@ -708,12 +709,7 @@ class OrchestratorNode(LifecycleNode):
         self._publish(self._telemetry_pub, self.telemetry_message(snapshot))
 
     def _publish(self, publisher, msg) -> None:
-        try:
-            publisher.publish(msg)
-        except Exception:  # noqa: B902 - rclpy's RCLError is not public
-            if self.context.ok():
-                raise
-            # the context ended under a worker thread (Ctrl-C): nothing to publish to
+        publish_unless_shut_down(self, publisher, msg)
 
     def telemetry_message(self, snapshot: Snapshot) -> OrchestratorTelemetry:
         now = time.monotonic()

@@ -24,6 +24,7 @@ import array
 
 from inferedge_orchestrator.frames.formats import CHANNELS
 from inferedge_orchestrator_ros.images import PatternSource
+from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.duration import Duration
@@ -130,13 +131,8 @@ class SyntheticCamera(Node):
             msg.data = self._encoded[index % len(self._encoded)]
         msg.header.frame_id = self.frame_id
         msg.header.stamp = self.get_clock().now().to_msg()
-        try:
-            self.publisher.publish(msg)
-        except Exception:  # noqa: B902 - rclpy's RCLError is not public
-            if self.context.ok():
-                raise
-            return  # Ctrl-C ended the context during this callback: nothing to publish to
-        self.sent += 1
+        if publish_unless_shut_down(self, self.publisher, msg):
+            self.sent += 1
 
 
 def main(args=None) -> int:

@@ -392,12 +392,18 @@ class Engine:
                     pool = task.pool
                     pool.advance(now)
                     deadline = now + task.budget_s - age_s
-                    out = task.queue.push((deadline, frame, task.lower_busy))
-                    depth = len(task.queue)
+                    queue_ = task.queue
+                    if len(queue_) >= queue_.capacity and not queue_.drop_oldest and \
+                            task.drops_late and not fifo:
+                        # A full drop_newest queue: its likely late frames make room.
+                        self._next_late = min(self._next_late,
+                                              self._expire_pool(pool, now, making_room=task))
+                    out = queue_.push((deadline, frame, task.lower_busy))
+                    depth = len(queue_)
                     if depth > telemetry.max_queue_depth:
                         telemetry.max_queue_depth = depth
-                    # More queued work: frames of lower-priority tasks become late sooner.
-                    self._next_late = -math.inf
+                    if deadline - task.fast_s < self._next_late:
+                        self._next_late = deadline - task.fast_s
                     if out is None:
                         if deadline - task.fast_s < self._timer_wake:
                             self._cond.notify()
@@ -483,21 +489,27 @@ class Engine:
         self._next_late = wake
         return wake
 
-    def _expire_pool(self, pool: Pool, now: float) -> float:
+    def _expire_pool(self, pool: Pool, now: float,
+                     making_room: Optional[TaskState] = None) -> float:
         """
         Expire the frames of one pool's tasks; return when its next queued frame becomes late.
 
-        A frame of task T can start once a slot is free (the jobs running end after their
-        likely service time) and the queued work of higher-priority tasks is done (their frames
-        times their likely service time, per slot); it is late if it cannot end by its deadline
-        even then, taking T's fast service time. A task that has had PROBE_AFTER predicted_late
-        drops that its own prediction decided (the frame could have started before its
-        deadline) since its last job started keeps its freshest late frame when all are late
-        (a probe, spaced out while probes end late), so that a stale prediction is measured
-        again; frames past their deadline always go (expired).
+        The drop predictor: a frame of task T can start once a slot is free (the jobs running
+        end after their fast service time) and the queued work of higher-priority tasks is
+        done (their frames times their fast service time, per slot), and it ends T's fast
+        service time later. A frame predicted to end after its deadline is likely late: it no
+        longer counts in the wait of lower-priority tasks, and it goes when a new frame of T
+        needs its place in a full drop_newest queue (making_room). Otherwise it stays queued
+        while it could still make it, were the work ahead to end at once (the times ahead are
+        estimates and some jobs end faster), and is dropped predicted_late once its fast
+        service from now would end after its deadline; frames past their deadline go
+        (expired). A task that has had PROBE_AFTER predicted_late drops of frames late from
+        their arrival by its own fast service time since its last job started keeps its
+        freshest late frame when all are late (a probe, spaced out while probes end late), so
+        that a stale prediction is measured again.
         """
         wake = math.inf
-        free_at = None
+        free_at = pool.free_at(now)
         capacity = len(pool.slots) or 1
         ahead = 0.0  # queued work of the tasks of higher priority, per slot (s)
         level_priority, level_work = None, 0.0
@@ -511,44 +523,46 @@ class Engine:
                 level_priority, level_work = task.priority, 0.0
             fast = task.fast_s
             head = entries[-1] if queue_.newest_first else entries[0]
-            if head[1].seq != task.held_seq:  # a held task lets lower ones overtake
-                level_work += len(entries) * fast / capacity
+            waits = head[1].seq != task.held_seq  # a held task lets lower ones overtake
             if not task.drops_late:
+                if waits:
+                    level_work += len(entries) * fast / capacity
                 continue
-            if free_at is None:
-                free_at = pool.free_at(now)
-            start = free_at + ahead
-            limit = start + fast
-            if queue_.earliest_deadline >= limit:  # the common case: nothing is late
-                late_at = queue_.earliest_deadline - fast - ahead
-                if late_at < wake:
-                    wake = late_at
+            start = free_at + ahead  # the predicted start of its next frame
+            if queue_.earliest_deadline >= start + fast:  # the common case: none likely late
+                if waits:
+                    level_work += len(entries) * fast / capacity
+                if queue_.earliest_deadline - fast < wake:
+                    wake = queue_.earliest_deadline - fast
                 continue
-            pool.advance(now)  # the blocking of the frames dropped
-            expired, late = queue_.take_late(now, limit, task.may_probe(now))
-            self._drop_late(task, expired, reasons.EXPIRED, now, start)
-            self._drop_late(task, late, reasons.PREDICTED_LATE, now, start)
-            # Its own service time decided those that could have started in time.
-            task.late_streak += sum(1 for entry in late if entry[0] > start)
+            drop_before = start + fast if task is making_room else now + fast
+            if queue_.earliest_deadline < drop_before:
+                pool.advance(now)  # the blocking of the frames dropped
+                expired, late = queue_.take_late(now, drop_before, task.may_probe(now))
+                self._drop_late(task, expired, reasons.EXPIRED, now)
+                self._drop_late(task, late, reasons.PREDICTED_LATE, now)
+                # Late on arrival by its own prediction: only a probe would measure it again.
+                task.late_streak += sum(1 for entry in late if entry[1].arrival + fast > entry[0])
+            in_time = 0
             for entry in queue_.entries:
+                in_time += entry[0] >= start + fast
                 # A probe that stayed is looked at again when it expires.
-                late_at = entry[0] if entry[0] < limit else entry[0] - fast - ahead
+                late_at = entry[0] if entry[0] < now + fast else entry[0] - fast
                 if late_at < wake:
                     wake = late_at
+            if waits:
+                level_work += in_time * fast / capacity
         return wake
 
-    def _drop_late(self, task: TaskState, entries: list, reason: str, now: float,
-                   start: float) -> None:
+    def _drop_late(self, task: TaskState, entries: list, reason: str, now: float) -> None:
         """Drop late entries; each is a loss, blocked if lower-priority work explains it."""
         if not entries:
             return
         self._drop_entries(task, entries, reason, now)
-        # The wait still ahead that lower-priority jobs cause: until the slot frees.
-        pending = max(0.0, start - now) if task.pool.lower_running(task.priority) else 0.0
-        finish = start + task.fast_s
+        finish = now + task.fast_s
         risk = task.risk
         for deadline, _, lower_at in entries:
-            blocking = task.lower_busy - lower_at + pending
+            blocking = task.lower_busy - lower_at
             blocked = blocking > 0.0 and finish - blocking <= deadline
             risk.loss(reason, blocked)
             if blocked:
@@ -582,10 +596,6 @@ class Engine:
                 blocking = task.lower_busy - lower_at
                 job = Job(task, frame, deadline, slot, now, blocking)
                 slot.job = job
-                if not pool.free:
-                    # The pool's slots are all taken now: the frames left queued start later,
-                    # by up to this job's fast service time, so they are late that much sooner.
-                    self._next_late -= task.fast_s
                 task.in_flight += 1
                 job.probe = task.late_streak >= PROBE_AFTER
                 task.late_streak = 0
@@ -755,8 +765,7 @@ class Engine:
             task.probe_ended(now, result.deadline_met)
         grown = task.record_service(service)
         if grown:
-            # Its queued frames, and those behind them, become late sooner: by at most this.
-            self._next_late -= grown * (1 + len(task.queue) / (len(pool.slots) or 1))
+            self._next_late -= grown  # its queued frames become late that much sooner
         risk.end_to_end.append(end_to_end)
         risk.unblocked_end_to_end.append(end_to_end - job.blocking)
         risk.service.append(service)

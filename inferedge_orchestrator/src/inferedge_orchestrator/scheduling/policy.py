@@ -24,6 +24,7 @@ an expected higher-priority frame miss its deadline. FIFO mode: one arrival orde
 import bisect
 from collections import deque
 import math
+from statistics import NormalDist
 from typing import Dict, List, Optional, Tuple
 
 from inferedge_orchestrator.config.model import TaskConfig
@@ -34,17 +35,20 @@ from inferedge_orchestrator.telemetry.counters import TaskTelemetry
 SERVICE_HISTORY = 50  # service times kept for the predictions
 MIN_SAMPLES = 5  # measurements before the predictions replace expected_latency_ms
 # The drop predictor: a frame is predicted late only if even a fast run (this quantile of the
-# task's recent service times) cannot end it in time: a dropped frame had at most this chance.
-# Before FAST_SAMPLES measurements (enough to see that quantile) it is a lower bound: before
-# MIN_SAMPLES the worker's own fast guess (0 when it has none: no frame is dropped for a service
-# time nobody has measured), then the fastest time seen less the spread seen.
+# task's next service time) cannot end it in time: a dropped frame had at most this chance.
+# It is predicted from a lognormal fitted to the recent service times (positive, skewed right),
+# with the uncertainty of the fit (few samples give a lower quantile): the empirical quantile
+# of a few dozen samples is one of the fastest few, noisy enough to call frames late that fit.
+# Before MIN_SAMPLES it is the worker's own fast guess (0 when it has none: no frame is dropped
+# for a service time nobody has measured).
 FAST_QUANTILE = 0.05
-FAST_SAMPLES = 20
+FAST_Z = NormalDist().inv_cdf(FAST_QUANTILE)
 # The hold predictor (and predicted_service_ms): a quantile that a job rarely exceeds.
 HIGH_QUANTILE = 0.95
-# After this many predicted_late drops that its own service prediction decided (the frame could
-# have started before its deadline), a task's next frame runs anyway (a probe): a stale
-# prediction is measured again instead of dropping every frame. A probe that ends late makes
+# After this many predicted_late drops of frames that its own fast service time made late from
+# their arrival (started at once, they would still end after their deadline: nothing else can
+# let them run, so no new measurement would come), a task's next frame runs anyway (a probe): a
+# stale prediction is measured again instead of dropping every frame. A probe that ends late makes
 # the next one wait, first one latency budget, doubling up to PROBE_INTERVAL_MAX_S, so that a
 # task that cannot make it wastes little slot time yet is measured at least that often; a job
 # within budget ends the wait.
@@ -57,6 +61,31 @@ IDLE_INTERARRIVALS = 2.0  # a source silent for this many mean intervals is not 
 def quantile(ordered: List[float], q: float) -> float:
     """Return the nearest-rank quantile q (0 < q <= 1) of a sorted, non-empty list."""
     return ordered[min(len(ordered) - 1, max(0, int(math.ceil(q * len(ordered))) - 1))]
+
+
+def student_t_quantile(z: float, dof: int) -> float:
+    """Return Student's t quantile with dof degrees of freedom at the normal's z (A&S 26.7.5)."""
+    g1 = (z ** 3 + z) / 4.0
+    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96.0
+    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384.0
+    g4 = (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160.0
+    return z + g1 / dof + g2 / dof ** 2 + g3 / dof ** 3 + g4 / dof ** 4
+
+
+def predicted_lognormal_quantile(count: int, log_sum: float, log_square_sum: float,
+                                 z: float) -> float:
+    """
+    Return the quantile at z of the next sample, for count positive samples taken as lognormal.
+
+    Given the sum of their logs and of their squares. The prediction bound in log space
+    (Student's t: mean and spread both estimated) is wider than the fitted quantile: the fewer
+    the samples, the lower a low quantile, so that a handful of them cannot make frames that
+    would still fit look late.
+    """
+    mean = log_sum / count
+    variance = max(0.0, (log_square_sum - count * mean * mean) / (count - 1))
+    bound = student_t_quantile(z, count - 1) * math.sqrt(variance * (1.0 + 1.0 / count))
+    return math.exp(mean + bound)
 
 
 class RiskSignals:
@@ -101,10 +130,11 @@ class TaskState:
         self.expected_s = config.expected_latency_ms / 1000.0
         self._service = deque(maxlen=SERVICE_HISTORY)  # arrival order
         self._ordered: List[float] = []  # the same values, sorted
+        self._log_sum = self._log_square_sum = 0.0  # of their logs: the lognormal fit
         self.predicted_s = self.expected_s  # high quantile: holds, telemetry
         self.fast_s = 0.0  # low quantile: predicted_late
         self.median_s = self.expected_s  # the load a job adds
-        self.late_streak = 0  # predicted_late drops its prediction decided since a job started
+        self.late_streak = 0  # predicted_late drops late from arrival since a job started
         self.probe_interval_s = 0.0  # the wait after a probe that ended late
         self.probe_not_before = -math.inf  # no probe before then
         # Slot-seconds of lower-priority jobs on the pool, divided by its slots, since start:
@@ -168,19 +198,24 @@ class TaskState:
         """Add a measured service time; return how much the drop predictor grew (s)."""
         history, ordered = self._service, self._ordered
         if len(history) == SERVICE_HISTORY:
-            del ordered[bisect.bisect_left(ordered, history[0])]  # the oldest leaves
+            oldest = history[0]  # it leaves
+            del ordered[bisect.bisect_left(ordered, oldest)]
+            log = math.log(max(oldest, 1e-9))
+            self._log_sum -= log
+            self._log_square_sum -= log * log
         history.append(seconds)
         bisect.insort(ordered, seconds)
+        log = math.log(max(seconds, 1e-9))
+        self._log_sum += log
+        self._log_square_sum += log * log
         count = len(ordered)
         if count < MIN_SAMPLES:
             return 0.0
         previous = self.fast_s
         self.predicted_s = quantile(ordered, HIGH_QUANTILE)
         self.median_s = quantile(ordered, 0.5)
-        if count >= FAST_SAMPLES:
-            self.fast_s = quantile(ordered, FAST_QUANTILE)
-        else:  # too few to see that quantile: one spread below the fastest seen
-            self.fast_s = max(0.0, 2.0 * ordered[0] - ordered[-1])
+        self.fast_s = predicted_lognormal_quantile(count, self._log_sum, self._log_square_sum,
+                                                   FAST_Z)
         return max(0.0, self.fast_s - previous)
 
     def note_arrival(self, now: float, age: float) -> None:
@@ -231,12 +266,13 @@ class TaskState:
 def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
              ) -> Tuple[Optional[TaskState], float]:
     """
-    Return (the higher-priority task whose expected frame would miss, when to look again).
+    Return (the higher-priority task whose expected frame would be lost, when to look again).
 
     Starting candidate's job ends at now + its high (p95) service time. A higher-priority task
     whose next frame is expected before then would start only at that end, after the tasks
     above it that are also expected by then, and finish after its own high service time: if
-    that is past the frame's deadline, the job must not start.
+    that is past the frame's deadline, the job must not start. Nor if more of its frames would
+    arrive by then than its queue holds (the job would make it drop one: queue_overflow).
     """
     end = now + candidate.predicted_s
     ahead = 0.0  # work of the tasks above `other` whose frames come before the job ends
@@ -251,6 +287,10 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
         deadline = expected + other.budget_s - other.last_age
         if end + ahead + other.predicted_s > deadline:
             return other, other.expectation_ends()
+        if other.mean_interarrival:
+            arriving = 1 + int((end - expected) / other.mean_interarrival)
+            if len(other.queue) + arriving > other.queue.capacity:
+                return other, other.expectation_ends()
         ahead += other.predicted_s
     return None, math.inf
 
