@@ -23,7 +23,7 @@ element by element. count > 0 stops publishing after that many frames.
 import array
 
 from inferedge_orchestrator.frames.formats import CHANNELS
-from inferedge_orchestrator_ros.images import PatternSource
+from inferedge_orchestrator.frames.synthetic import PatternSource
 from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy

@@ -48,3 +48,34 @@ def package_available(name: str = 'inferedge_orchestrator_ros') -> bool:
 
 NOT_BUILT = ('inferedge_orchestrator_ros or inferedge_orchestrator_msgs is not built and '
              'sourced: run colcon build and source install/setup.bash')
+
+
+def launch_test_description(domain_id: int, *actions, **handles):
+    """
+    Return what a launch test's generate_test_description returns.
+
+    The description starts every process with the test file's ROS environment, then runs
+    actions and ReadyToTest; handles (processes by name) go to the test methods.
+    """
+    from launch import LaunchDescription
+    from launch.actions import SetEnvironmentVariable
+    import launch_testing.actions
+    environment = [SetEnvironmentVariable(name, value)
+                   for name, value in ros_environment(domain_id).items()]
+    return LaunchDescription(
+        environment + list(actions) + [launch_testing.actions.ReadyToTest()]), handles
+
+
+def orchestrator_node(parameters: dict):
+    """Return the orchestrator node action with these parameters (the node name users see)."""
+    from launch_ros.actions import Node
+    return Node(package='inferedge_orchestrator_ros', executable='orchestrator',
+                name='inferedge_orchestrator', output='screen', parameters=[parameters])
+
+
+def camera_node(name: str = 'camera', **parameters):
+    """Return a synthetic camera action: 160x120 at 15 fps unless parameters say otherwise."""
+    from launch_ros.actions import Node
+    return Node(package='inferedge_orchestrator_ros', executable='synthetic_camera',
+                name=name, output='screen',
+                parameters=[dict({'fps': 15.0, 'width': 160, 'height': 120}, **parameters)])

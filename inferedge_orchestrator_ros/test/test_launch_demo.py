@@ -26,16 +26,14 @@ import os
 import unittest
 
 from inferedge_orchestrator.telemetry import reasons
-from launch import LaunchDescription
-from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable
+from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 import launch_testing
-import launch_testing.actions
 import launch_testing.asserts
 from launch_testing_ros import WaitForTopics
 import pytest
 
-from .ros_test_env import NOT_BUILT, package_available, ros_environment
+from .ros_test_env import launch_test_description, NOT_BUILT, package_available
 
 BUILT = package_available()
 DOMAIN_ID = 41
@@ -48,13 +46,9 @@ ALLOWED_SHED_REASONS = {reasons.RATE_LIMITED, reasons.EXPIRED, reasons.PREDICTED
 @pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
 def generate_test_description():
     from ament_index_python.packages import get_package_share_directory
-    env = ros_environment(DOMAIN_ID)
     share = get_package_share_directory('inferedge_orchestrator_ros')
-    demo = IncludeLaunchDescription(PythonLaunchDescriptionSource(
-        os.path.join(share, 'launch', 'demo.launch.py')))
-    return LaunchDescription(
-        [SetEnvironmentVariable(name, value) for name, value in env.items()] +
-        [demo, launch_testing.actions.ReadyToTest()]), {}
+    return launch_test_description(DOMAIN_ID, IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'demo.launch.py'))))
 
 
 class TestDemo(unittest.TestCase):

@@ -28,15 +28,12 @@ import array
 import unittest
 
 from inferedge_orchestrator.telemetry import reasons
-from launch import LaunchDescription
-from launch.actions import SetEnvironmentVariable
-from launch_ros.actions import Node
 import launch_testing
-import launch_testing.actions
 import launch_testing.asserts
 import pytest
 
-from .ros_test_env import NOT_BUILT, package_available, ros_environment
+from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
+from .ros_test_env import orchestrator_node, package_available
 
 BUILT = package_available()
 DOMAIN_ID = 46
@@ -44,20 +41,10 @@ NODE = '/inferedge_orchestrator'
 PREFIX = '/inputs_test'
 
 
-def _camera(name, **parameters):
-    return Node(package='inferedge_orchestrator_ros', executable='synthetic_camera',
-                name=name, output='screen',
-                parameters=[dict({'fps': 15.0, 'width': 160, 'height': 120}, **parameters)])
-
-
 @pytest.mark.launch_test
 @pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
 def generate_test_description():
-    env = ros_environment(DOMAIN_ID)
-    orchestrator = Node(
-        package='inferedge_orchestrator_ros', executable='orchestrator',
-        name='inferedge_orchestrator', output='screen',
-        parameters=[{
+    orchestrator = orchestrator_node({
             'telemetry_period_s': 0.5,
             'inputs': ['be', 'rel', 'jpeg', 'mismatch', 'paced'],
             'be.topic': f'{PREFIX}/be',
@@ -86,15 +73,15 @@ def generate_test_description():
             # The corrupt image must reach a worker even when delivery is slow: a budget that no
             # delivery delay exceeds keeps it from expiring before it is decoded.
             'on_jpeg.latency_budget_ms': 5000.0,
-        }])
-    return LaunchDescription(
-        [SetEnvironmentVariable(name, value) for name, value in env.items()] + [
-            _camera('camera_be', topic=f'{PREFIX}/be', reliability='best_effort'),
-            _camera('camera_rel', topic=f'{PREFIX}/rel', reliability='reliable', depth=5),
-            _camera('camera_paced', topic=f'{PREFIX}/paced', fps=10.0, deadline_ms=40.0),
-            _camera('camera_jpeg', topic=f'{PREFIX}/jpeg', reliability='reliable', depth=5,
+    })
+    return launch_test_description(
+        DOMAIN_ID,
+        camera_node('camera_be', topic=f'{PREFIX}/be', reliability='best_effort'),
+        camera_node('camera_rel', topic=f'{PREFIX}/rel', reliability='reliable', depth=5),
+        camera_node('camera_paced', topic=f'{PREFIX}/paced', fps=10.0, deadline_ms=40.0),
+        camera_node('camera_jpeg', topic=f'{PREFIX}/jpeg', reliability='reliable', depth=5,
                     format='jpeg', fps=10.0),
-            orchestrator, launch_testing.actions.ReadyToTest()]), {}
+        orchestrator)
 
 
 def _by_name(items):

@@ -28,15 +28,12 @@ import tempfile
 import unittest
 
 from inferedge_orchestrator.telemetry import reasons
-from launch import LaunchDescription
-from launch.actions import SetEnvironmentVariable
-from launch_ros.actions import Node
 import launch_testing
-import launch_testing.actions
 import launch_testing.asserts
 import pytest
 
-from .ros_test_env import NOT_BUILT, package_available, ros_environment
+from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
+from .ros_test_env import orchestrator_node, package_available
 
 BUILT = package_available()
 DOMAIN_ID = 44
@@ -48,14 +45,7 @@ REPORT = os.path.join(tempfile.gettempdir(), f'inferedge_lifecycle_test_{os.getp
 @pytest.mark.launch_test
 @pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
 def generate_test_description():
-    env = ros_environment(DOMAIN_ID)
-    camera = Node(package='inferedge_orchestrator_ros', executable='synthetic_camera',
-                  name='camera', output='screen',
-                  parameters=[{'topic': TOPIC, 'fps': 30.0, 'width': 160, 'height': 120}])
-    orchestrator = Node(
-        package='inferedge_orchestrator_ros', executable='orchestrator',
-        name='inferedge_orchestrator', output='screen',
-        parameters=[{
+    orchestrator = orchestrator_node({
             'autostart': False,
             'report_path': REPORT,
             'telemetry_period_s': 0.5,
@@ -71,11 +61,9 @@ def generate_test_description():
             # only configured after the task list changes to [detector, classifier]
             'classifier.priority': 50,
             'classifier.worker_options.latency_ms': 5.0,
-        }])
-    return LaunchDescription(
-        [SetEnvironmentVariable(name, value) for name, value in env.items()] +
-        [camera, orchestrator, launch_testing.actions.ReadyToTest()]), {
-            'orchestrator': orchestrator}
+    })
+    return launch_test_description(DOMAIN_ID, camera_node(topic=TOPIC, fps=30.0), orchestrator,
+                                   orchestrator=orchestrator)
 
 
 class TestLifecycle(unittest.TestCase):

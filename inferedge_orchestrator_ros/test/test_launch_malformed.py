@@ -25,15 +25,12 @@ import array
 import unittest
 
 from inferedge_orchestrator.telemetry import reasons
-from launch import LaunchDescription
-from launch.actions import SetEnvironmentVariable
-from launch_ros.actions import Node
 import launch_testing
-import launch_testing.actions
 import launch_testing.asserts
 import pytest
 
-from .ros_test_env import NOT_BUILT, package_available, ros_environment
+from .ros_test_env import launch_test_description, NOT_BUILT, orchestrator_node
+from .ros_test_env import package_available
 
 BUILT = package_available()
 DOMAIN_ID = 43
@@ -45,11 +42,7 @@ GOOD_COPIES = 3  # good images between the malformed ones
 @pytest.mark.launch_test
 @pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
 def generate_test_description():
-    env = ros_environment(DOMAIN_ID)
-    orchestrator = Node(
-        package='inferedge_orchestrator_ros', executable='orchestrator',
-        name='inferedge_orchestrator', output='screen',
-        parameters=[{
+    orchestrator = orchestrator_node({
             'tasks': ['detector'],
             'max_image_pixels': 100000,
             'telemetry_period_s': 0.2,
@@ -59,10 +52,8 @@ def generate_test_description():
             'detector.latency_budget_ms': 1000,
             'detector.queue_size': 100,
             'detector.worker_options.latency_ms': 1.0,
-        }])
-    return LaunchDescription(
-        [SetEnvironmentVariable(name, value) for name, value in env.items()] +
-        [orchestrator, launch_testing.actions.ReadyToTest()]), {'orchestrator': orchestrator}
+    })
+    return launch_test_description(DOMAIN_ID, orchestrator, orchestrator=orchestrator)
 
 
 def _image(width=64, height=48, encoding='rgb8', step=None, size=None):

@@ -23,15 +23,12 @@ structural parameter are refused with a reason, and nothing changes.
 
 import unittest
 
-from launch import LaunchDescription
-from launch.actions import SetEnvironmentVariable
-from launch_ros.actions import Node
 import launch_testing
-import launch_testing.actions
 import launch_testing.asserts
 import pytest
 
-from .ros_test_env import NOT_BUILT, package_available, ros_environment
+from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
+from .ros_test_env import orchestrator_node, package_available
 
 BUILT = package_available()
 DOMAIN_ID = 45
@@ -42,14 +39,7 @@ TOPIC = '/retune_test/image'
 @pytest.mark.launch_test
 @pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
 def generate_test_description():
-    env = ros_environment(DOMAIN_ID)
-    camera = Node(package='inferedge_orchestrator_ros', executable='synthetic_camera',
-                  name='camera', output='screen',
-                  parameters=[{'topic': TOPIC, 'fps': 30.0, 'width': 160, 'height': 120}])
-    orchestrator = Node(
-        package='inferedge_orchestrator_ros', executable='orchestrator',
-        name='inferedge_orchestrator', output='screen',
-        parameters=[{
+    orchestrator = orchestrator_node({
             'telemetry_period_s': 1.0,
             'camera.topic': TOPIC,
             'tasks': ['detector', 'classifier'],
@@ -59,10 +49,8 @@ def generate_test_description():
             'classifier.priority': 50,
             'classifier.latency_budget_ms': 200,
             'classifier.worker_options.latency_ms': 25.0,
-        }])
-    return LaunchDescription(
-        [SetEnvironmentVariable(name, value) for name, value in env.items()] +
-        [camera, orchestrator, launch_testing.actions.ReadyToTest()]), {}
+    })
+    return launch_test_description(DOMAIN_ID, camera_node(topic=TOPIC, fps=30.0), orchestrator)
 
 
 def increments(messages, name):

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-The ROS node's rclpy-free helpers: image conversion, tensors, patterns, parameter mapping.
+The ROS node's rclpy-free helpers: image conversion, tensors, parameter mapping.
 
 These run without ROS 2.
 """
@@ -21,12 +21,11 @@ These run without ROS 2.
 import array
 
 from inferedge_orchestrator.config.loader import load_config
-
 from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.frames.synthetic import PatternSource
 from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator_ros import parameters as params
-from inferedge_orchestrator_ros.images import (array_to_tensor, image_to_array, PatternSource,
-                                               tensor_fields)
+from inferedge_orchestrator_ros.images import array_to_tensor, image_to_array, tensor_fields
 import numpy as np
 import pytest
 
@@ -92,18 +91,6 @@ def test_tensor_round_trip(dtype):
     assert isinstance(data, array.array) and data.typecode == 'B'
     assert code != 0
     assert np.array_equal(array_to_tensor(shape, code, data), values)
-
-
-def test_pattern_moves_and_has_the_right_size():
-    source = PatternSource(32, 24, 'rgb8', 'bars')
-    assert len(source.frame_bytes(0)) == 32 * 24 * 3 == source.step * 24
-    assert source.frame_bytes(0) != source.frame_bytes(1)
-    mono16 = PatternSource(8, 4, 'mono16', 'checkerboard')
-    assert mono16.frame(0).dtype == np.uint16 and mono16.step == 16
-    static = PatternSource(8, 4, 'mono8', 'static')
-    assert static.frame_bytes(0) == static.frame_bytes(3)
-    with pytest.raises(ValueError, match='allowed'):
-        PatternSource(8, 4, 'yuv', 'bars')
 
 
 def _values(**overrides):

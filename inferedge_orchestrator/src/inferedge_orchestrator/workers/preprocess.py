@@ -28,6 +28,7 @@ import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from inferedge_orchestrator.config.schema import ConfigError, setting, table
+from inferedge_orchestrator.frames.synthetic import synthetic_image
 from inferedge_orchestrator.workers import options as opt
 import numpy as np
 
@@ -397,15 +398,6 @@ class Preprocessor:
             info = np.iinfo(out.dtype)
             values = np.rint(pixels * gain + offset)
             np.copyto(out, np.clip(values, info.min, info.max), casting='unsafe')
-
-
-def synthetic_image(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
-    """Return a deterministic uint8 test image (gradients plus noise) for warm-ups."""
-    rng = np.random.default_rng(seed)
-    ys = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-    xs = np.linspace(0, 255, width, dtype=np.float32)[None, :]
-    base = (ys * 0.5 + xs * 0.5)[:, :, None] + rng.integers(0, 32, (height, width, channels))
-    return np.clip(base, 0, 255).astype(np.uint8)
 
 
 def constant_input(name: str, value: Any, shape: Sequence[Any], dtype: Any) -> np.ndarray:
