@@ -22,15 +22,14 @@ in load() only, so configs validate without it. See docs/workers.md.
 
 import logging
 import os
-import statistics
 import time
 from typing import Any, Dict, List, Tuple
 
 from inferedge_orchestrator.config.schema import ConfigError, CUSTOM, REQUIRED, setting, table
 from inferedge_orchestrator.workers import options as opt
 from inferedge_orchestrator.workers.base import InferenceOutput, Worker
-from inferedge_orchestrator.workers.preprocess import (constant_input, PREPROCESS_OPTIONS,
-                                                       Preprocessor)
+from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
+from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS
 import numpy as np
 
 LOGGER = logging.getLogger('inferedge_orchestrator')
@@ -119,7 +118,7 @@ class OnnxWorker(Worker):
         self.output_names: List[str] = []
         self.preprocess = None
         self._extra: Dict[str, np.ndarray] = {}
-        self._warmup_times: List[float] = []
+        self._warmup = WarmUpTimes()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -167,56 +166,27 @@ class OnnxWorker(Worker):
 
     def _bind(self, session) -> None:
         """Pick the image input, build the preprocessor and the constant inputs."""
-        options = self.options
-        inputs = {meta.name: meta for meta in session.get_inputs()}
-        extra = options['extra_inputs'] or {}
-        for name in extra:
-            if name not in inputs:
-                raise ValueError(f'extra_inputs: {name!r} is not an input of the model; '
-                                 f'inputs: {", ".join(inputs)}')
-        image_name = options['input'] or next(
-            (name for name, meta in inputs.items()
-             if name not in extra and len(meta.shape) in (3, 4)), '')
-        if image_name not in inputs:
-            raise ValueError(f'input: {image_name or "(none)"!r} is not an image input of the '
-                             f'model; inputs: {", ".join(inputs)}')
-        meta = inputs[image_name]
-        self.preprocess = Preprocessor(image_name, meta.shape, _numpy_type(meta.type), options)
-        self.input_name = image_name
-        unfed = [name for name in inputs if name != image_name and name not in extra]
-        if unfed:
-            raise ValueError(f'the model input(s) {", ".join(unfed)} need a value: set '
-                             'extra_inputs (name: constant)')
-        self._extra = {name: constant_input(name, value, inputs[name].shape,
-                                            _numpy_type(inputs[name].type))
-                       for name, value in extra.items()}
-        outputs = [meta.name for meta in session.get_outputs()]
-        wanted = list(options['outputs']) or outputs
-        unknown = [name for name in wanted if name not in outputs]
-        if unknown:
-            raise ValueError(f'outputs: {", ".join(unknown)} not outputs of the model; '
-                             f'outputs: {", ".join(outputs)}')
-        self.output_names = wanted
+        binding = bind_model(
+            [TensorSpec(meta.name, meta.shape, _numpy_type(meta.type))
+             for meta in session.get_inputs()],
+            [meta.name for meta in session.get_outputs()], self.options, 'model')
+        self.input_name, self.preprocess = binding.input_name, binding.preprocess
+        self._extra, self.output_names = binding.extra, binding.output_names
 
     def warmup(self, runs: int) -> None:
         """Run the whole path (preprocessing included) runs times on a synthetic image."""
         if self.session is None or runs <= 0:
             return
         image, encoding = self.preprocess.warmup_image()
-        self._warmup_times = []
+        self._warmup = WarmUpTimes()
         for _ in range(runs):
-            output = self._run(image, encoding)
-            self._warmup_times.append(output.preprocess_s + output.inference_s)
+            self._warmup.add(self._run(image, encoding))
 
     def expected_latency_s(self) -> float:
-        """Return the median warm-up time after the first run (0 when there was no warm-up)."""
-        times = self._warmup_times[1:] or self._warmup_times
-        return statistics.median(times) if times else 0.0
+        return self._warmup.expected_s()
 
     def fast_latency_s(self) -> float:
-        """Return the fastest warm-up run after the first (0 when there were fewer than 2)."""
-        times = self._warmup_times[1:]
-        return min(times) if times else 0.0
+        return self._warmup.fast_s()
 
     def infer(self, frame) -> InferenceOutput:
         session = self.session

@@ -31,7 +31,6 @@ imported in load() only. Unverified on hardware: the tests run this control flow
 
 import ctypes
 import os
-import statistics
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -39,9 +38,10 @@ from typing import Any, Dict, List, Optional, Tuple
 from inferedge_orchestrator.config.schema import CUSTOM, REQUIRED, setting, table
 from inferedge_orchestrator.workers import options as opt
 from inferedge_orchestrator.workers.base import InferenceOutput, Worker
+from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
 from inferedge_orchestrator.workers.onnx import WorkerRuntimeMissing
-from inferedge_orchestrator.workers.preprocess import (constant_input, PREPROCESS_OPTIONS,
-                                                       Preprocessor, string_list)
+from inferedge_orchestrator.workers.preprocess import (PREPROCESS_OPTIONS, Preprocessor,
+                                                       string_list)
 import numpy as np
 
 
@@ -116,7 +116,7 @@ class TensorRTWorker(Worker):
         self._free: List[_SlotState] = []
         self._free_lock = threading.Lock()
         self._runtime = None
-        self._warmup_times: List[float] = []
+        self._warmup = WarmUpTimes()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -175,33 +175,11 @@ class TensorRTWorker(Worker):
             shape = tuple(int(d) for d in engine.get_tensor_shape(name))
             self.tensors[name] = _Tensor(name, is_input, dtype, shape)
         inputs = [t for t in self.tensors.values() if t.is_input]
-        extra = self.options['extra_inputs'] or {}
-        for name in extra:
-            if name not in self.tensors or not self.tensors[name].is_input:
-                raise ValueError(f'extra_inputs: {name!r} is not an input of the engine; '
-                                 f'inputs: {", ".join(t.name for t in inputs)}')
-        image_name = self.options['input'] or next(
-            (t.name for t in inputs if t.name not in extra and len(t.shape) in (3, 4)), '')
-        if image_name not in self.tensors or not self.tensors[image_name].is_input:
-            raise ValueError(f'input: {image_name or "(none)"!r} is not an image input of the '
-                             f'engine; inputs: {", ".join(t.name for t in inputs)}')
-        image = self.tensors[image_name]
-        self.preprocess = Preprocessor(image_name, image.shape, image.dtype, self.options)
-        self.input_name = image_name
-        unfed = [t.name for t in inputs if t.name != image_name and t.name not in extra]
-        if unfed:
-            raise ValueError(f'the engine input(s) {", ".join(unfed)} need a value: set '
-                             'extra_inputs (name: constant)')
-        self._extra = {name: constant_input(name, value, self.tensors[name].shape,
-                                            self.tensors[name].dtype)
-                       for name, value in extra.items()}
-        outputs = [t.name for t in self.tensors.values() if not t.is_input]
-        wanted = list(self.options['outputs']) or outputs
-        unknown = [name for name in wanted if name not in outputs]
-        if unknown:
-            raise ValueError(f'outputs: {", ".join(unknown)} not outputs of the engine; '
-                             f'outputs: {", ".join(outputs)}')
-        self.output_names = wanted
+        binding = bind_model([TensorSpec(t.name, t.shape, t.dtype) for t in inputs],
+                             [t.name for t in self.tensors.values() if not t.is_input],
+                             self.options, 'engine')
+        self.input_name, self.preprocess = binding.input_name, binding.preprocess
+        self._extra, self.output_names = binding.extra, binding.output_names
         dynamic = any(t.dynamic for t in inputs)
         profiles = getattr(self.engine, 'num_optimization_profiles', 1)
         if dynamic and profiles < self.slots:
@@ -264,20 +242,16 @@ class TensorRTWorker(Worker):
         if self.engine is None or runs <= 0:
             return
         image, encoding = self.preprocess.warmup_image()
-        self._warmup_times = []
+        self._warmup = WarmUpTimes()
         for state in self._states:
             for _ in range(runs):
-                output = self._execute(state, image, encoding)
-                self._warmup_times.append(output.preprocess_s + output.inference_s)
+                self._warmup.add(self._execute(state, image, encoding))
 
     def expected_latency_s(self) -> float:
-        times = self._warmup_times[1:] or self._warmup_times
-        return statistics.median(times) if times else 0.0
+        return self._warmup.expected_s()
 
     def fast_latency_s(self) -> float:
-        """Return the fastest warm-up run after the first (0 when there were fewer than 2)."""
-        times = self._warmup_times[1:]
-        return min(times) if times else 0.0
+        return self._warmup.fast_s()
 
     def infer(self, frame) -> InferenceOutput:
         if self.engine is None:
