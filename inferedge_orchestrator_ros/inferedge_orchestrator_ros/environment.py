@@ -12,7 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The loopback-only DDS environment the tests and benchmarks give every ROS process they start."""
+"""
+The loopback-only DDS environment the tests and benchmarks give every ROS process they start.
+
+Run as a script it prints the variables as shell exports (.ci/run evaluates them).
+"""
+
+import shlex
 
 CYCLONEDDS_URI = (
     '<CycloneDDS><Domain><General><Interfaces><NetworkInterface name="lo"/></Interfaces>'
@@ -30,3 +36,8 @@ LOOPBACK_ENV = {
 def loopback_environment(domain_id: int) -> dict:
     """Return the variables of a loopback-only Cyclone DDS setup on domain_id."""
     return dict(LOOPBACK_ENV, ROS_DOMAIN_ID=str(domain_id))
+
+
+if __name__ == '__main__':
+    for name, value in LOOPBACK_ENV.items():
+        print(f'export {name}={shlex.quote(value)}')
