@@ -23,7 +23,6 @@ only converts the message to an array view and calls submit(); inference runs on
 slot threads, which publish the results themselves. See docs/node.md.
 """
 
-import array
 from dataclasses import asdict
 import json
 import logging
@@ -39,16 +38,16 @@ from inferedge_orchestrator.config.loader import load_config, parse_task
 from inferedge_orchestrator.config.schema import ConfigError
 from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
 from inferedge_orchestrator.telemetry import reasons
-from inferedge_orchestrator.telemetry.counters import LATENCY_SERIES
 from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
 from inferedge_orchestrator.telemetry.snapshot import LatencySummary as LatencySummaryData
 from inferedge_orchestrator.telemetry.snapshot import Snapshot
 from inferedge_orchestrator.telemetry.stats import LatencyWindow, LogHistogram
-from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, LatencySummary,
-                                             OrchestratorTelemetry, PoolStats, ReasonCount,
-                                             SchedulerDecision, TaskStats, Tensor)
+from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, OrchestratorTelemetry,
+                                             SchedulerDecision)
+from inferedge_orchestrator_ros import messages
 from inferedge_orchestrator_ros import parameters as params
-from inferedge_orchestrator_ros.images import image_to_array, tensor_fields
+from inferedge_orchestrator_ros.diagnostics import Diagnostics, InputState
+from inferedge_orchestrator_ros.images import image_to_array
 from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -66,10 +65,6 @@ except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 NODE_NAME = 'inferedge_orchestrator'
-STATUS_CODES = {reasons.OK: InferenceResult.OK, reasons.FAILED: InferenceResult.FAILED,
-                reasons.TIMED_OUT: InferenceResult.TIMED_OUT}
-NODE_SERIES = ('transport', 'node_overhead')
-NAN = float('nan')
 
 
 class FrameMeta:
@@ -97,8 +92,8 @@ class NodeLatency:
     def __init__(self, tasks: List[str], window_s: float, samples: int):
         self._lock = threading.Lock()
         self._windows = {(t, s): LatencyWindow(window_s, samples)
-                         for t in tasks for s in NODE_SERIES}
-        self._histograms = {(t, s): LogHistogram() for t in tasks for s in NODE_SERIES}
+                         for t in tasks for s in messages.NODE_SERIES}
+        self._histograms = {(t, s): LogHistogram() for t in tasks for s in messages.NODE_SERIES}
 
     def record(self, task: str, now: float, transport_s: Optional[float],
                overhead_s: float) -> None:
@@ -112,12 +107,12 @@ class NodeLatency:
     def live(self, task: str, now: float) -> Dict[str, LatencySummaryData]:
         with self._lock:
             return {s: LatencySummaryData.from_seconds(self._windows[(task, s)].summary(now))
-                    for s in NODE_SERIES}
+                    for s in messages.NODE_SERIES}
 
     def run(self, task: str) -> Dict[str, dict]:
         with self._lock:
             return {s: asdict(LatencySummaryData.from_seconds(
-                self._histograms[(task, s)].summary())) for s in NODE_SERIES}
+                self._histograms[(task, s)].summary())) for s in messages.NODE_SERIES}
 
 
 class _RosLogHandler(logging.Handler):
@@ -178,7 +173,7 @@ class OrchestratorNode(LifecycleNode):
         self.finished = False
         self._publish_tensors = False
         self._diag_tasks: List[str] = []
-        self._diag_prev: Dict[str, Dict[str, Any]] = {}
+        self._diagnostics = Diagnostics()
         self._diag_snapshot = None
         self._diag_snapshot_time = -math.inf
         self._activated_at = time.monotonic()
@@ -186,6 +181,11 @@ class OrchestratorNode(LifecycleNode):
             self._declare(spec.name, spec)
         self._publish_tensors = self._get('publish_tensors')
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        # Iron and later apply after the set (other callbacks may still refuse it); Humble
+        # applies in the on-set callback, once every change of the set is valid.
+        self._post_set = hasattr(self, 'add_post_set_parameters_callback')
+        if self._post_set:
+            self.add_post_set_parameters_callback(self._apply_parameters)
         # diagnostic_updater declares its own parameter: one updater per node, never recreated.
         self._updater = diagnostic_updater.Updater(self)
         self._updater.setHardwareID('inferedge_orchestrator')
@@ -257,51 +257,67 @@ class OrchestratorNode(LifecycleNode):
                 del self._blocks[block]
 
     def _on_set_parameters(self, parameters: List[Parameter]) -> SetParametersResult:
-        """Validate every change; refuse structural ones while configured; apply live ones."""
+        """
+        Validate every change; refuse structural ones while configured.
+
+        Live changes are applied by _apply_parameters: after the set, where rclpy has a
+        post-set callback (Iron and later), else here once every change is valid (Humble).
+        """
         configured = self._engine is not None
-        task_changes: Dict[str, Dict[str, Any]] = {}
-        node_changes = {}
         for param in parameters:
             spec = self._specs.get(param.name)
             if spec is None:
                 continue  # not ours (use_sim_time, diagnostic_updater.period, ...)
-            value = param.value
             if param.type_ == Parameter.Type.NOT_SET:
                 if spec.kind == params.ANY or spec.kind == params.STRING_ARRAY:
                     continue
                 return SetParametersResult(successful=False,
                                            reason=f'{param.name}: a value is required')
-            if spec.kind == params.STRING_ARRAY and isinstance(value, (list, tuple)) and not value:
-                value = []
-            problem = spec.check(param.name, value)
+            problem = spec.check(param.name, _value(spec, param))
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
-            if not configured:
-                continue
-            if not spec.live:
+            if configured and not spec.live:
                 return SetParametersResult(
                     successful=False,
                     reason=f'{param.name} cannot change while the node is {self._state_label}: '
                            'it is read at configure; deactivate and cleanup first')
-            block, _, key = param.name.rpartition('.')
-            if self._engine is not None and block in self._engine.tasks and key in params.TASK:
-                task_changes.setdefault(block, {})[key] = value
-            else:
-                node_changes[param.name] = value
-        if task_changes:
-            # Validate every task's merged settings first, so a refusal changes nothing.
-            try:
-                for task, changes in task_changes.items():
-                    current = self._engine.tasks[task].config
-                    parse_task(f'tasks.{task}', dict(vars(current), **changes), current.pool)
-            except ConfigError as error:
-                return SetParametersResult(successful=False, reason=str(error))
+        task_changes, _ = self._live_changes(parameters)
+        # Every task's merged settings are valid, so that a refusal changes nothing.
+        try:
             for task, changes in task_changes.items():
-                decision = self._engine.update_task(task, **changes)
-                self.get_logger().info(f'task {task}: {decision.detail}')
+                current = self._engine.tasks[task].config
+                parse_task(f'tasks.{task}', dict(vars(current), **changes), current.pool)
+        except ConfigError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        if not self._post_set:
+            self._apply_parameters(parameters)
+        return SetParametersResult(successful=True)
+
+    def _live_changes(self, parameters: List[Parameter]):
+        """Return the changes of a configured node: (task -> {key: value}, name -> value)."""
+        task_changes: Dict[str, Dict[str, Any]] = {}
+        node_changes: Dict[str, Any] = {}
+        if self._engine is None:
+            return task_changes, node_changes
+        for param in parameters:
+            spec = self._specs.get(param.name)
+            if spec is None or param.type_ == Parameter.Type.NOT_SET:
+                continue
+            block, _, key = param.name.rpartition('.')
+            if block in self._engine.tasks and key in params.TASK:
+                task_changes.setdefault(block, {})[key] = _value(spec, param)
+            else:
+                node_changes[param.name] = _value(spec, param)
+        return task_changes, node_changes
+
+    def _apply_parameters(self, parameters: List[Parameter]) -> None:
+        """Apply validated live changes to the engine and the node."""
+        task_changes, node_changes = self._live_changes(parameters)
+        for task, changes in task_changes.items():
+            decision = self._engine.update_task(task, **changes)
+            self.get_logger().info(f'task {task}: {decision.detail}')
         if 'publish_tensors' in node_changes:
             self._publish_tensors = node_changes['publish_tensors']
-        return SetParametersResult(successful=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -402,7 +418,7 @@ class OrchestratorNode(LifecycleNode):
             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self._engine = engine
         self._closing = False
-        self._diag_prev.clear()
+        self._diagnostics.reset()
         for task in task_list:
             self._add_diagnostic(f'task {task}', self._diagnose_task, task)
         for name in input_names:
@@ -652,23 +668,8 @@ class OrchestratorNode(LifecycleNode):
         if publisher is None or self._closing:
             return
         meta = result.meta
-        msg = InferenceResult()
-        msg.header = meta.header
-        msg.task = result.task
-        msg.input = result.input
-        msg.frame_seq = result.seq
-        msg.status = STATUS_CODES[result.status]
-        msg.reason = result.reason
-        msg.detail = result.detail[:2000]
-        msg.transport_ms = NAN if meta.transport_s is None else meta.transport_s * 1000.0
-        msg.queue_wait_ms = result.queue_wait_s * 1000.0
-        msg.decode_ms = max(0.0, result.decode_s) * 1000.0
-        msg.preprocess_ms = result.preprocess_s * 1000.0
-        msg.inference_ms = result.inference_s * 1000.0
-        msg.end_to_end_ms = result.end_to_end_s * 1000.0
-        msg.deadline_met = result.deadline_met
-        if self._publish_tensors and result.outputs:
-            msg.tensors = [_tensor(name, value) for name, value in result.outputs.items()]
+        msg = messages.result_message(result, meta.header, meta.transport_s,
+                                      self._publish_tensors)
         submitted = meta.submitted
         if submitted is None:  # the result overtook the callback: the engine's own record
             submitted = result.finished - result.service_s - result.queue_wait_s
@@ -683,21 +684,7 @@ class OrchestratorNode(LifecycleNode):
         publisher = self._decision_pub
         if publisher is None or self._closing:
             return
-        msg = SchedulerDecision()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.seq = decision.seq
-        msg.event = decision.event
-        msg.reason = decision.reason
-        msg.task = decision.task
-        msg.protected_task = decision.protected_task
-        msg.count = int(decision.count)
-        msg.limit_hz = float(decision.limit_hz)
-        msg.blocking_ms = float(decision.blocking_ms)
-        msg.own_service_ms = float(decision.own_service_ms)
-        msg.freed_load_share = float(decision.freed_load_share)
-        msg.queue_tasks = list(decision.queue_depths)
-        msg.queue_depths = array.array('I', decision.queue_depths.values())
-        msg.detail = decision.detail
+        msg = messages.decision_message(decision, self.get_clock().now().to_msg())
         self._publish(publisher, msg)
 
     def publish_telemetry(self) -> None:
@@ -713,74 +700,22 @@ class OrchestratorNode(LifecycleNode):
 
     def telemetry_message(self, snapshot: Snapshot) -> OrchestratorTelemetry:
         now = time.monotonic()
-        msg = OrchestratorTelemetry()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.node_state = self._state_label
-        msg.engine_state = snapshot.state
-        msg.mode = snapshot.mode
-        msg.uptime_s = float(snapshot.uptime_s)
-        for name, data in snapshot.inputs.items():
-            item = self._inputs.get(name)
+
+        def input_stats(name: str) -> InputStats:
             stats = InputStats()
-            stats.name = name
+            item = self._inputs.get(name)
             if item is not None:
                 stats.topic = item.resolved_topic
                 stats.type = (params.COMPRESSED_TYPE if item.settings['message_type'] ==
                               'compressed_image' else params.IMAGE_TYPE)
                 stats.deadline_missed = item.deadline_missed
                 stats.incompatible_qos = item.incompatible_qos
-            stats.received = data.received
-            stats.accepted = data.accepted
-            stats.malformed = data.malformed
-            stats.malformed_by_reason = _reason_counts(data.malformed_by_reason)
-            stats.decode_errors = data.decode_errors
-            stats.stamp_fallback = data.stamp_fallback
-            stats.rate_hz = float(data.rate_hz)
-            msg.inputs.append(stats)
-        msg.unknown_input = snapshot.unknown_input
-        for name, data in snapshot.tasks.items():
-            stats = TaskStats()
-            stats.name = name
-            stats.input = data.input
-            stats.pool = data.pool
-            stats.priority = data.priority
-            stats.enabled = data.enabled
-            stats.routed = data.routed
-            stats.executed = data.executed
-            stats.completed_within_budget = data.completed_within_budget
-            stats.failed = data.failed
-            stats.failed_by_reason = _reason_counts(data.failed_by_reason)
-            stats.dropped = data.dropped
-            stats.dropped_by_reason = _reason_counts(data.dropped_by_reason)
-            stats.queued = data.queued
-            stats.in_flight = data.in_flight
-            stats.held_for_priority = data.held_for_priority
-            stats.max_queue_depth = data.max_queue_depth
-            stats.rate_limit_hz = float(data.rate_limit_hz)
-            stats.shed_limit_hz = float(data.shed_limit_hz)
-            stats.executed_rate_hz = float(data.executed_rate_hz)
-            stats.predicted_service_ms = float(data.predicted_service_ms)
-            latency = dict(data.latency)
-            if self._latency is not None:
-                latency.update(self._latency.live(name, now))
-            stats.latency = [_latency_summary(series, latency[series])
-                             for series in LATENCY_SERIES + NODE_SERIES if series in latency]
-            msg.tasks.append(stats)
-        for name, data in snapshot.pools.items():
-            msg.pools.append(PoolStats(name=name, slots=data.slots, busy=data.busy,
-                                       retired=data.retired,
-                                       utilisation=float(data.period_utilisation),
-                                       run_utilisation=float(data.run_utilisation)))
-        shedding = snapshot.shedding
-        msg.shedding_active = shedding.active
-        msg.shedding_ticks = shedding.ticks
-        if shedding.last_risk:
-            msg.last_risk_task, msg.last_risk_reason = shedding.last_risk
-        msg.decisions_total = snapshot.decisions.total
-        resources = snapshot.resources
-        msg.cpu_percent = _float(resources.cpu_percent)
-        msg.rss_mb = _float(resources.rss_mb)
-        return msg
+            return stats
+
+        def node_latency(task: str) -> dict:
+            return {} if self._latency is None else self._latency.live(task, now)
+        return messages.telemetry_message(snapshot, self.get_clock().now().to_msg(),
+                                          self._state_label, input_stats, node_latency)
 
     # -- diagnostics -------------------------------------------------------------------------
 
@@ -803,48 +738,7 @@ class OrchestratorNode(LifecycleNode):
         if snapshot is None or task not in snapshot.tasks:
             stat.summary(DiagnosticStatus.OK, 'not configured')
             return stat
-        data = snapshot.tasks[task]
-        pool = snapshot.pools[data.pool]
-        failed = data.failed_by_reason
-        now = {
-            'worker_error': failed.get(reasons.WORKER_ERROR, 0),
-            'timeout': failed.get(reasons.TIMEOUT, 0),
-            'decode_error': failed.get(reasons.DECODE_ERROR, 0),
-            'retired': pool.retired,
-            'late': data.executed - data.completed_within_budget +
-            data.dropped_by_reason.get(reasons.EXPIRED, 0) +
-            data.dropped_by_reason.get(reasons.PREDICTED_LATE, 0),
-            'shed': data.dropped_by_reason.get(reasons.RATE_LIMITED, 0)
-            if data.shed_limit_hz else 0,
-        }
-        before = self._diag_prev.get(f'task {task}', dict.fromkeys(now, 0))
-        self._diag_prev[f'task {task}'] = now
-        delta = {key: now[key] - before.get(key, 0) for key in now}
-        problems = []
-        level = DiagnosticStatus.OK
-        if delta['worker_error'] or delta['timeout'] or delta['retired']:
-            level = DiagnosticStatus.ERROR
-            problems.append(f'worker failed {delta["worker_error"]}, timed out '
-                            f'{delta["timeout"]}, slots retired {delta["retired"]} in the '
-                            'last period')
-        if data.shed_limit_hz or delta['shed']:
-            problems.append(f'shed to {data.shed_limit_hz:g} Hz')
-        if delta['late']:
-            problems.append(f'{delta["late"]} frames missed the deadline in the last period')
-        if delta['decode_error']:
-            problems.append(f'{delta["decode_error"]} images failed to decode')
-        if problems and level == DiagnosticStatus.OK:
-            level = DiagnosticStatus.WARN
-        stat.summary(level, '; '.join(problems) if problems else
-                     ('OK' if self._state_label == 'active' else self._state_label))
-        for key in ('priority', 'routed', 'executed', 'completed_within_budget', 'failed',
-                    'dropped', 'queued', 'in_flight', 'shed_limit_hz', 'executed_rate_hz'):
-            stat.add(key, str(getattr(data, key)))
-        stat.add('dropped_by_reason', json.dumps(data.dropped_by_reason))
-        stat.add('failed_by_reason', json.dumps(failed))
-        end_to_end = data.latency['end_to_end']
-        stat.add('end_to_end_p95_ms', str(end_to_end.p95_ms))
-        return stat
+        return self._diagnostics.task_status(stat, task, snapshot, self._state_label)
 
     def _diagnose_input(self, stat, name: str):
         snapshot = self._diagnostic_snapshot()
@@ -852,57 +746,20 @@ class OrchestratorNode(LifecycleNode):
         if snapshot is None or item is None:
             stat.summary(DiagnosticStatus.OK, 'not configured')
             return stat
-        data = snapshot.inputs[name]
-        stat.add('topic', item.resolved_topic)
-        for key in ('received', 'accepted', 'malformed', 'decode_errors', 'stamp_fallback',
-                    'rate_hz'):
-            stat.add(key, str(getattr(data, key)))
-        stat.add('malformed_by_reason', json.dumps(data.malformed_by_reason))
-        stat.add('deadline_missed', str(item.deadline_missed))
-        stat.add('incompatible_qos', str(item.incompatible_qos))
-        if self._state_label != 'active':
-            stat.summary(DiagnosticStatus.OK, self._state_label)
-            return stat
-        now = time.monotonic()
         last = item.last_message if item.last_message is not None else self._activated_at
-        silent = now - last
-        stale_after = self._get(f'{name}.stale_after_s')
-        expected = self._get(f'{name}.expected_rate_hz')
-        before = self._diag_prev.get(f'input {name}', {})
-        counts = {'deadline_missed': item.deadline_missed,
-                  'incompatible_qos': item.incompatible_qos}
-        self._diag_prev[f'input {name}'] = counts
-        if silent >= stale_after:
-            stat.summary(DiagnosticStatus.ERROR, f'no image for {silent:.1f} s '
-                         f'(stale_after_s {stale_after:g}) on {item.resolved_topic}')
-        elif expected and data.rate_hz < expected:
-            stat.summary(DiagnosticStatus.WARN, f'rate {data.rate_hz:.1f} Hz below '
-                         f'expected_rate_hz {expected:g}')
-        elif any(counts[k] > before.get(k, 0) for k in counts):
-            stat.summary(DiagnosticStatus.WARN, 'QoS events in the last period: deadline '
-                         f'missed {item.deadline_missed}, incompatible {item.incompatible_qos}')
-        else:
-            stat.summary(DiagnosticStatus.OK, f'{data.rate_hz:.1f} Hz')
-        return stat
+        return self._diagnostics.input_status(
+            stat, name, snapshot.inputs[name], self._state_label,
+            InputState(item.resolved_topic, item.deadline_missed, item.incompatible_qos,
+                       time.monotonic() - last, self._get(f'{name}.stale_after_s'),
+                       self._get(f'{name}.expected_rate_hz')))
 
 
-def _tensor(name: str, value) -> Tensor:
-    shape, code, data = tensor_fields(value)
-    return Tensor(name=name, shape=shape, dtype=code, data=data)
-
-
-def _reason_counts(counts: Dict[str, int]) -> List[ReasonCount]:
-    return [ReasonCount(reason=reason, count=count) for reason, count in counts.items()]
-
-
-def _float(value) -> float:
-    return NAN if value is None else float(value)
-
-
-def _latency_summary(series: str, data: LatencySummaryData) -> LatencySummary:
-    return LatencySummary(series=series, count=data.count, p50_ms=_float(data.p50_ms),
-                          p95_ms=_float(data.p95_ms), p99_ms=_float(data.p99_ms),
-                          max_ms=_float(data.max_ms))
+def _value(spec: params.Param, param: Parameter) -> Any:
+    """Return a parameter's value (an empty string array as an empty list)."""
+    value = param.value
+    if spec.kind == params.STRING_ARRAY and isinstance(value, (list, tuple)) and not value:
+        return []
+    return value
 
 
 def main(args=None) -> int:

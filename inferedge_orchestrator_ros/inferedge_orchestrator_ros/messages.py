@@ -1,0 +1,140 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The node's messages, built from the engine's typed records (rclpy-free: message classes only).
+
+copy_fields() sets every primitive field of a message from the record attribute of the same
+name, so a field added to both the .msg and the snapshot dataclass needs no code here; the
+builders add what has no twin (nested lists, node-side QoS counts, the node's latency series).
+"""
+
+import array
+from typing import Any, Callable, Dict, List, Optional
+
+from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.telemetry.counters import LATENCY_SERIES
+from inferedge_orchestrator.telemetry.snapshot import LatencySummary as LatencySummaryData
+from inferedge_orchestrator.telemetry.snapshot import Snapshot
+from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, LatencySummary,
+                                             OrchestratorTelemetry, PoolStats, ReasonCount,
+                                             SchedulerDecision, TaskStats, Tensor)
+from inferedge_orchestrator_ros.images import tensor_fields
+
+STATUS_CODES = {reasons.OK: InferenceResult.OK, reasons.FAILED: InferenceResult.FAILED,
+                reasons.TIMED_OUT: InferenceResult.TIMED_OUT}
+NODE_SERIES = ('transport', 'node_overhead')
+NAN = float('nan')
+_INTEGER_TYPES = {'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64',
+                  'octet', 'byte'}
+
+
+def copy_fields(msg, record, skip=()) -> Any:
+    """Set msg's number, bool and string fields from record's attributes of the same name."""
+    for name, kind in msg.get_fields_and_field_types().items():
+        if name in skip or not hasattr(record, name):
+            continue
+        value = getattr(record, name)
+        if kind in ('double', 'float'):
+            setattr(msg, name, NAN if value is None else float(value))
+        elif kind in _INTEGER_TYPES:
+            setattr(msg, name, int(value))
+        elif kind == 'boolean':
+            setattr(msg, name, bool(value))
+        elif kind == 'string':
+            setattr(msg, name, str(value))
+    return msg
+
+
+def reason_counts(counts: Dict[str, int]) -> List[ReasonCount]:
+    return [ReasonCount(reason=reason, count=count) for reason, count in counts.items()]
+
+
+def latency_summary(series: str, data: LatencySummaryData) -> LatencySummary:
+    return copy_fields(LatencySummary(series=series), data)
+
+
+def result_message(result, header, transport_s: Optional[float], tensors: bool
+                   ) -> InferenceResult:
+    """Return a job's result (node_overhead_ms is the caller's: it is measured at publish)."""
+    msg = InferenceResult(header=header, task=result.task, input=result.input,
+                          frame_seq=result.seq, status=STATUS_CODES[result.status],
+                          reason=result.reason, detail=result.detail[:2000],
+                          deadline_met=result.deadline_met)
+    msg.transport_ms = NAN if transport_s is None else transport_s * 1000.0
+    msg.queue_wait_ms = result.queue_wait_s * 1000.0
+    msg.decode_ms = max(0.0, result.decode_s) * 1000.0
+    msg.preprocess_ms = result.preprocess_s * 1000.0
+    msg.inference_ms = result.inference_s * 1000.0
+    msg.end_to_end_ms = result.end_to_end_s * 1000.0
+    if tensors and result.outputs:
+        msg.tensors = [tensor_message(name, value) for name, value in result.outputs.items()]
+    return msg
+
+
+def tensor_message(name: str, value) -> Tensor:
+    shape, code, data = tensor_fields(value)
+    return Tensor(name=name, shape=shape, dtype=code, data=data)
+
+
+def decision_message(decision, stamp) -> SchedulerDecision:
+    msg = copy_fields(SchedulerDecision(), decision)
+    msg.header.stamp = stamp
+    msg.queue_tasks = list(decision.queue_depths)
+    msg.queue_depths = array.array('I', decision.queue_depths.values())
+    return msg
+
+
+def telemetry_message(snapshot: Snapshot, stamp, node_state: str,
+                      input_stats: Callable[[str], InputStats],
+                      node_latency: Callable[[str], Dict[str, LatencySummaryData]]
+                      ) -> OrchestratorTelemetry:
+    """
+    Return the telemetry message of a snapshot.
+
+    input_stats(name) gives an input's message with the node's own fields (topic, type, QoS
+    event counts) set; node_latency(task) the node's live latency series of a task.
+    """
+    msg = copy_fields(OrchestratorTelemetry(node_state=node_state), snapshot,
+                      skip=('node_state',))
+    msg.header.stamp = stamp
+    msg.engine_state = snapshot.state
+    for name, data in snapshot.inputs.items():
+        stats = copy_fields(input_stats(name), data, skip=('name', 'topic', 'type'))
+        stats.name = name
+        stats.malformed_by_reason = reason_counts(data.malformed_by_reason)
+        msg.inputs.append(stats)
+    for name, data in snapshot.tasks.items():
+        stats = copy_fields(TaskStats(name=name), data, skip=('name',))
+        stats.failed_by_reason = reason_counts(data.failed_by_reason)
+        stats.dropped_by_reason = reason_counts(data.dropped_by_reason)
+        latency = dict(data.latency)
+        latency.update(node_latency(name))
+        stats.latency = [latency_summary(series, latency[series])
+                         for series in LATENCY_SERIES + NODE_SERIES if series in latency]
+        msg.tasks.append(stats)
+    for name, data in snapshot.pools.items():
+        stats = copy_fields(PoolStats(name=name), data, skip=('name', 'utilisation'))
+        stats.utilisation = float(data.period_utilisation)
+        msg.pools.append(stats)
+    shedding = snapshot.shedding
+    msg.shedding_active = shedding.active
+    msg.shedding_ticks = shedding.ticks
+    if shedding.last_risk:
+        msg.last_risk_task, msg.last_risk_reason = shedding.last_risk
+    msg.decisions_total = snapshot.decisions.total
+    msg.cpu_percent = NAN if snapshot.resources.cpu_percent is None else \
+        float(snapshot.resources.cpu_percent)
+    msg.rss_mb = NAN if snapshot.resources.rss_mb is None else float(snapshot.resources.rss_mb)
+    return msg
