@@ -198,6 +198,16 @@ class OrchestratorNode(LifecycleNode):
         if self._get('autostart'):
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
+    @property
+    def engine(self) -> Optional[Engine]:
+        """The engine while configured (None otherwise): its snapshot() and drain()."""
+        return self._engine
+
+    @property
+    def state_label(self) -> str:
+        """The lifecycle state: unconfigured, inactive, active or finalized."""
+        return self._state_label
+
     # -- parameters -------------------------------------------------------------------------
 
     def _get(self, name: str) -> Any:
@@ -420,9 +430,9 @@ class OrchestratorNode(LifecycleNode):
         self._closing = False
         self._diagnostics.reset()
         for task in task_list:
-            self._add_diagnostic(f'task {task}', self._diagnose_task, task)
+            self._add_diagnostic(f'task {task}', self.diagnose_task, task)
         for name in input_names:
-            self._add_diagnostic(f'input {name}', self._diagnose_input, name)
+            self._add_diagnostic(f'input {name}', self.diagnose_input, name)
 
     def _block_param_wanted(self, name: str) -> bool:
         """Whether a declared block parameter belongs to the configuration being built."""
@@ -733,14 +743,16 @@ class OrchestratorNode(LifecycleNode):
             self._diag_snapshot_time = now
         return self._diag_snapshot
 
-    def _diagnose_task(self, stat, task: str):
+    def diagnose_task(self, stat, task: str):
+        """Fill the /diagnostics status of a task (the updater's callback)."""
         snapshot = self._diagnostic_snapshot()
         if snapshot is None or task not in snapshot.tasks:
             stat.summary(DiagnosticStatus.OK, 'not configured')
             return stat
         return self._diagnostics.task_status(stat, task, snapshot, self._state_label)
 
-    def _diagnose_input(self, stat, name: str):
+    def diagnose_input(self, stat, name: str):
+        """Fill the /diagnostics status of an input (the updater's callback)."""
         snapshot = self._diagnostic_snapshot()
         item = self._inputs.get(name)
         if snapshot is None or item is None:

@@ -34,6 +34,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from .ros_test_env import NOT_BUILT, package_available, ros_environment
@@ -56,6 +57,9 @@ def ros_context():
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
     yield context
+    for feeder, _ in _publishers.values():
+        feeder.destroy_node()
+    _publishers.clear()
     rclpy.try_shutdown(context=context)
 
 
@@ -105,8 +109,32 @@ def image_msg(width=64, height=48, encoding='rgb8', step=None, data=None, stamp_
     return msg
 
 
-def feed(node, msg, name='camera'):
-    node._inputs[name].subscription.callback(msg)
+FEED_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+_publishers = {}
+
+
+def feed(node, msg, name='camera', executor=None, timeout=10.0):
+    """Publish msg on the input's topic; spin until the node has taken it (its public path)."""
+    topic = node.get_parameter(f'{name}.topic').value
+    key = (id(node.context), type(msg), topic)
+    if key not in _publishers:
+        feeder = rclpy.create_node(f'feeder_{len(_publishers)}', context=node.context)
+        _publishers[key] = (feeder, feeder.create_publisher(type(msg), topic, FEED_QOS))
+    publisher = _publishers[key][1]
+    own = executor is None
+    if own:
+        executor = SingleThreadedExecutor(context=node.context)
+        executor.add_node(node)
+    try:
+        assert spin_until(executor, lambda: publisher.get_subscription_count() > 0, timeout)
+        before = node.engine.snapshot().inputs[name].received
+        publisher.publish(msg)
+        assert spin_until(
+            executor, lambda: node.engine.snapshot().inputs[name].received > before, timeout)
+    finally:
+        if own:
+            executor.remove_node(node)
+            executor.shutdown()
 
 
 def state(result):
@@ -131,14 +159,14 @@ def test_lifecycle_round_trip_leaves_no_thread(make_node):
     assert threading.active_count() > before  # one slot thread and the timer
     for _ in range(5):
         feed(node, image_msg(stamp_now=node))
-    assert node._engine.drain(5.0)
+    assert node.engine.drain(5.0)
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     assert threading.active_count() == before
     # configure can run again, with a changed structural parameter
     node.set_parameters([Parameter('tasks', value=['detector'])])
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert list(node._engine.tasks) == ['detector']
+    assert list(node.engine.tasks) == ['detector']
     assert not node.has_parameter('ocr.priority')  # the removed task's block is gone
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
@@ -151,7 +179,7 @@ def test_autostart_reaches_active(make_node, ros_context):
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
     try:
-        assert spin_until(executor, lambda: node._state_label == 'active', 10.0)
+        assert spin_until(executor, lambda: node.state_label == 'active', 10.0)
     finally:
         executor.remove_node(node)
 
@@ -161,7 +189,7 @@ def test_config_file_and_tasks_together_are_refused(make_node, tmp_path):
     path.write_text('tasks: [{name: detector}]\n')
     node = make_node(config_file=str(path))
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-    assert node._engine is None and node._state_label == 'unconfigured'
+    assert node.engine is None and node.state_label == 'unconfigured'
 
 
 def test_config_file_mode_declares_task_blocks(make_node, tmp_path):
@@ -176,13 +204,13 @@ def test_config_file_mode_declares_task_blocks(make_node, tmp_path):
     assert not node.has_parameter('detector.priority')
     result = node.set_parameters([Parameter('det.priority', value=20)])[0]
     assert result.successful, result.reason
-    assert node._engine.tasks['det'].priority == 20
+    assert node.engine.tasks['det'].priority == 20
 
 
 def test_live_retuning_and_refusals(make_node):
     node = make_node()
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    engine = node._engine
+    engine = node.engine
     # a budget given as an integer is accepted
     result = node.set_parameters([Parameter('detector.latency_budget_ms', value=80)])[0]
     assert result.successful, result.reason
@@ -240,13 +268,13 @@ def test_malformed_images_are_counted_with_reasons(make_node):
     for msg, _ in bad:
         feed(node, msg)
     feed(node, good)
-    assert node._engine.drain(5.0)
-    snapshot = node._engine.snapshot()
+    assert node.engine.drain(5.0)
+    snapshot = node.engine.snapshot()
     camera = snapshot.inputs['camera']
     assert camera.received == 7 and camera.accepted == 2 and camera.malformed == 5
     assert camera.malformed_by_reason == {reason: 1 for _, reason in bad}
     assert check_invariants(snapshot) == []
-    assert node._state_label == 'active'
+    assert node.state_label == 'active'
 
 
 def test_results_keep_the_header_and_carry_tensors(make_node, ros_context):
@@ -268,7 +296,7 @@ def test_results_keep_the_header_and_carry_tensors(make_node, ros_context):
         time.sleep(0.5)  # let discovery match the subscription
         executor.spin_once(timeout_sec=0.1)
         msg = image_msg(stamp_now=node)
-        feed(node, msg)
+        feed(node, msg, executor=executor)
         assert spin_until(executor, lambda: results, 10.0)
         result = results[0]
         assert result.header == msg.header
@@ -286,7 +314,8 @@ def test_results_keep_the_header_and_carry_tensors(make_node, ros_context):
 
 def test_compressed_input_and_decode_errors(make_node):
     cv2 = pytest.importorskip('cv2', reason='OpenCV is needed to decode compressed images')
-    node = make_node(**{'camera.message_type': 'compressed_image'})
+    node = make_node(**{'camera.message_type': 'compressed_image',
+                        'camera.topic': '/node_test/compressed'})
     node.trigger_configure()
     node.trigger_activate()
     ok, jpeg = cv2.imencode('.jpg', np.zeros((48, 64, 3), dtype=np.uint8))
@@ -294,8 +323,8 @@ def test_compressed_input_and_decode_errors(make_node):
     corrupt = CompressedImage(format='jpeg', data=array.array('B', jpeg.tobytes()[:40]))
     feed(node, good)
     feed(node, corrupt)
-    assert node._engine.drain(5.0)
-    snapshot = node._engine.snapshot()
+    assert node.engine.drain(5.0)
+    snapshot = node.engine.snapshot()
     camera = snapshot.inputs['camera']
     assert camera.received == 2 and camera.accepted == 2 and camera.decode_errors == 1
     for task in ('detector', 'ocr'):
@@ -310,8 +339,8 @@ def test_telemetry_message_and_diagnostics(make_node):
     node.trigger_activate()
     for _ in range(3):
         feed(node, image_msg(stamp_now=node))
-        assert node._engine.drain(5.0)
-    msg = node.telemetry_message(node._engine.snapshot())
+        assert node.engine.drain(5.0)
+    msg = node.telemetry_message(node.engine.snapshot())
     tasks = {t.name: t for t in msg.tasks}
     assert tasks['ocr'].failed == 3
     assert [(r.reason, r.count) for r in tasks['ocr'].failed_by_reason] == [('worker_error', 3)]
@@ -320,12 +349,12 @@ def test_telemetry_message_and_diagnostics(make_node):
     assert series == list(LATENCY_SERIES) + ['transport', 'node_overhead']
     assert msg.inputs[0].received == msg.inputs[0].accepted == 3
     assert msg.node_state == 'active'
-    node._diag_snapshot_time = -1e9
-    ocr = node._diagnose_task(DiagnosticStatusWrapper(), 'ocr')
-    detector = node._diagnose_task(DiagnosticStatusWrapper(), 'detector')
+    time.sleep(0.15)  # past the diagnostics' snapshot cache
+    ocr = node.diagnose_task(DiagnosticStatusWrapper(), 'ocr')
+    detector = node.diagnose_task(DiagnosticStatusWrapper(), 'detector')
     assert ocr.level == DiagnosticStatus.ERROR, ocr.message
     assert detector.level == DiagnosticStatus.OK, detector.message
-    camera = node._diagnose_input(DiagnosticStatusWrapper(), 'camera')
+    camera = node.diagnose_input(DiagnosticStatusWrapper(), 'camera')
     assert camera.level == DiagnosticStatus.OK, camera.message
 
 
@@ -335,7 +364,7 @@ def test_report_is_written_at_shutdown(make_node, tmp_path):
     node.trigger_configure()
     node.trigger_activate()
     feed(node, image_msg(stamp_now=node))
-    assert node._engine.drain(5.0)
+    assert node.engine.drain(5.0)
     assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
     report = json.loads(path.read_text())
     assert report['invariant_violations'] == []
@@ -350,7 +379,7 @@ def test_shutdown_from_any_state(make_node, steps):
     for step in steps:
         assert getattr(node, f'trigger_{step}')() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
-    assert node.finished and node._engine is None
+    assert node.finished and node.engine is None
     assert threading.active_count() == before
 
 
@@ -362,7 +391,7 @@ def test_trace_path_writes_one_line_per_job_until_cleanup(make_node, tmp_path):
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     for _ in range(3):  # within the queues of 4: every frame runs
         feed(node, image_msg(stamp_now=node))
-    assert node._engine.drain(5.0)
+    assert node.engine.drain(5.0)
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     records = read_trace(str(path))
