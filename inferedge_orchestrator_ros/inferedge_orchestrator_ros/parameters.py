@@ -235,3 +235,53 @@ def task_parameter_values(task: TaskConfig) -> Dict[str, Any]:
 
 def default_topic(input_name: str) -> str:
     return f'{input_name}/image_raw'
+
+
+# The tables of docs/node.md, each between the markers <!-- parameters: NAME --> and
+# <!-- end parameters -->; test_ros_helpers.py checks that the file holds what this makes.
+DOCS_TABLES = {'global': GLOBAL_PARAMS, 'pool': POOL_PARAMS, 'input': INPUT_PARAMS,
+               'task': TASK_PARAMS}
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f"'{value}'" if value == '' else value
+    if isinstance(value, (list, tuple)):
+        return '[' + ', '.join(str(v) for v in value) + ']'
+    return f'{value:g}' if isinstance(value, float) else str(value)
+
+
+def docs_table(params: Tuple[Param, ...]) -> str:
+    """Return the markdown table of a parameter list, as docs/node.md holds it."""
+    lines = ['| parameter | type | default | range / allowed | unit | live | description |',
+             '| --- | --- | --- | --- | --- | --- | --- |']
+    for param in params:
+        field = param.field
+        lines.append(f'| `{param.name}` | {param.kind} | {_cell(field.default)} | '
+                     f'{param.range_text()} | {field.unit} | {"yes" if field.live else "no"} | '
+                     f'{field.description} |')
+    return '\n'.join(lines) + '\n'
+
+
+def docs_with_tables(text: str) -> str:
+    """Return text (docs/node.md) with every marked table made again from the schema."""
+    for name, params in DOCS_TABLES.items():
+        start, end = f'<!-- parameters: {name} -->\n', '<!-- end parameters -->'
+        head, found, rest = text.partition(start)
+        if not found:
+            raise ValueError(f'no {start.strip()} marker')
+        _, found, tail = rest.partition(end)
+        if not found:
+            raise ValueError(f'{start.strip()} has no {end}')
+        text = head + start + docs_table(params) + end + tail
+    return text
+
+
+if __name__ == '__main__':  # python3 parameters.py docs/node.md: write the tables again
+    import sys
+    with open(sys.argv[1], encoding='utf-8') as stream:
+        updated = docs_with_tables(stream.read())
+    with open(sys.argv[1], 'w', encoding='utf-8') as stream:
+        stream.write(updated)

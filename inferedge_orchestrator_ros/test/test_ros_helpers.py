@@ -19,6 +19,7 @@ These run without ROS 2.
 """
 
 import array
+import os
 
 from inferedge_orchestrator.config.loader import load_config
 from inferedge_orchestrator.config.schema import ConfigError
@@ -173,3 +174,11 @@ def test_every_parameter_is_documented():
     for spec in params.GLOBAL_PARAMS + params.INPUT_PARAMS + params.TASK_PARAMS + \
             params.POOL_PARAMS:
         assert f'`{spec.name}`' in text, spec.name
+
+
+def test_the_parameter_tables_of_the_docs_are_made_from_the_schema():
+    # After a change to a Field: python3 inferedge_orchestrator_ros/parameters.py docs/node.md
+    path = os.path.join(os.path.dirname(__file__), '..', '..', 'docs', 'node.md')
+    with open(path, encoding='utf-8') as stream:
+        text = stream.read()
+    assert params.docs_with_tables(text) == text
