@@ -92,7 +92,7 @@ class TaskQueue:
 
         Every entry whose deadline is before now is expired; every other one whose deadline is
         before limit is predicted late, except with keep_probe when no entry that is not late
-        would stay: then the one with the latest deadline stays (the probe, engine.py).
+        would stay: then the one with the latest deadline stays (the probe, engine/dispatch.py).
         """
         if limit <= self.earliest_deadline and now <= self.earliest_deadline:
             return [], []
