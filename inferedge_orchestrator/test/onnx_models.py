@@ -86,3 +86,17 @@ def raising_model(tmp_path):
     const = helper.make_tensor('c', TensorProto.FLOAT, [1, 3, 5, 5], [0.0] * 75)
     return save_model(tmp_path / 'raises.onnx', [helper.make_node('Add', ['x', 'c'], ['y'])],
                       [tensor('x', [1, 3, 'h', 'w'])], [tensor('y', [1, 3, 'h', 'w'])], [const])
+
+
+def constant_outputs_model(tmp_path, input_shape, outputs, metadata=None, name='const.onnx'):
+    """Build a model whose outputs are the given constant arrays, whatever the image."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+    nodes, infos = [], []
+    for index, (output, value) in enumerate(outputs.items()):
+        value = np.asarray(value, dtype=np.float32)
+        nodes.append(helper.make_node('Constant', [], [output],
+                                      value=numpy_helper.from_array(value, f'value{index}')))
+        infos.append(tensor(output, list(value.shape)))
+    return save_model(tmp_path / name, nodes, [tensor('x', input_shape)], infos,
+                      metadata=metadata)

@@ -53,6 +53,9 @@ def parse_task(where: str, data: Any, default_pool: str = 'cpu') -> TaskConfig:
     from inferedge_orchestrator.workers.registry import validate_worker_options
     task.worker_options = validate_worker_options(task.worker, task.worker_options,
                                                   f'{where}.worker_options')
+    from inferedge_orchestrator.decoders.base import validate_decoder_options
+    task.decoder_options = validate_decoder_options(task.decoder, task.decoder_options,
+                                                    f'{where}.decoder_options')
     return task
 
 

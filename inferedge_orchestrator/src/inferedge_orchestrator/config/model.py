@@ -24,6 +24,7 @@ from dataclasses import field
 from typing import Any, Dict, List
 
 from inferedge_orchestrator.config.schema import MAPPING, NAME, spec
+from inferedge_orchestrator.decoders.base import DECODER_KINDS
 from inferedge_orchestrator.draws import DISTRIBUTIONS
 from inferedge_orchestrator.frames.formats import CHANNELS
 from inferedge_orchestrator.workers.registry import WORKER_KINDS
@@ -113,6 +114,10 @@ class TaskConfig:
     worker: str = spec('dummy', 'worker kind', choices=tuple(WORKER_KINDS))
     worker_options: Dict[str, Any] = spec({}, 'options of the worker (docs/workers.md)',
                                           kind=MAPPING)
+    decoder: str = spec('none', 'what turns the outputs into detections or classes (none: '
+                        'raw tensors only)', choices=tuple(DECODER_KINDS))
+    decoder_options: Dict[str, Any] = spec({}, 'options of the decoder (docs/decoders.md)',
+                                           kind=MAPPING)
     expected_latency_ms: float = spec(0.0, 'typical service time before 5 measurements (0: '
                                       'ask the worker)', low=0.0, high=BIG, unit='ms',
                                       live=True)

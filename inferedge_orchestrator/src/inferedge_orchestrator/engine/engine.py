@@ -32,6 +32,7 @@ from inferedge_orchestrator.config.loader import load_config, parse_task
 from inferedge_orchestrator.config.model import OrchestratorConfig
 from inferedge_orchestrator.config.model import TaskConfig
 from inferedge_orchestrator.config.schema import ConfigError, schema
+from inferedge_orchestrator.decoders.base import create_decoder
 from inferedge_orchestrator.engine.admission import Admission
 from inferedge_orchestrator.engine.dispatch import Dispatch
 from inferedge_orchestrator.engine.pool import JOB_ABANDONED, JOB_RUNNING
@@ -152,6 +153,15 @@ class Engine(Admission, Dispatch, SlotSupervision):
                                       f'failed to load: {type(error).__name__}: {error}'
                                       ) from error
             task.worker = worker
+            config = task.config
+            task.decoder = create_decoder(config.decoder, task.name, config.decoder_options)
+            if task.decoder is not None:
+                try:
+                    task.decoder.bind(worker.model_info())
+                except ValueError as error:
+                    self._close_workers()
+                    raise WorkerLoadError(f'task {task.name!r}: decoder {config.decoder!r}: '
+                                          f'{error}') from error
             fast = worker.fast_latency_s()
             if task.expected_s:
                 task.set_expected(task.expected_s, min(fast, task.expected_s))

@@ -59,12 +59,14 @@ class Result:
     queue_wait_s: float = 0.0
     preprocess_s: float = 0.0
     inference_s: float = 0.0
+    postprocess_s: float = 0.0
     decode_s: float = 0.0
     service_s: float = 0.0
     end_to_end_s: float = 0.0
     deadline_met: bool = False
     finished: float = 0.0
     meta: Any = None
+    decoded: Any = None  # the decoder's Decoded (decoders/base.py); None without a decoder
 
 
 @dataclass

@@ -21,8 +21,10 @@ A mixin of Engine (engine.py); the slots and jobs themselves are in pool.py.
 import math
 import queue
 import threading
+import time
 from typing import Optional
 
+from inferedge_orchestrator.decoders.base import PostprocessError
 from inferedge_orchestrator.engine.pool import Job, JOB_RUNNING, JOB_TIMED_OUT
 from inferedge_orchestrator.engine.pool import Pool, Slot
 from inferedge_orchestrator.engine.records import LOGGER
@@ -36,6 +38,7 @@ from inferedge_orchestrator.scheduling.policy import TaskState
 from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.workers.base import InferenceOutput
 from inferedge_orchestrator.workers.base import Worker
+from inferedge_orchestrator.workers.preprocess import Geometry
 
 
 class SlotSupervision:
@@ -60,6 +63,12 @@ class SlotSupervision:
                 if not isinstance(output, InferenceOutput):
                     raise TypeError(f'infer() returned {type(output).__name__}, not '
                                     'InferenceOutput')
+                decoder = job.task.decoder
+                if decoder is not None:
+                    start = time.perf_counter()
+                    output.decoded = decoder.decode(output.outputs, output.geometry or
+                                                    source_geometry(job.frame))
+                    output.postprocess_s = time.perf_counter() - start
             except BaseException as exc:  # noqa: B902 - a worker never kills the engine
                 error = exc
             if self.complete(job, output, error) and slot.retired:
@@ -121,8 +130,9 @@ class SlotSupervision:
                         meta=frame.meta, decode_s=frame.decode_s,
                         queue_wait_s=max(0.0, job.start - frame.submitted))
         if error is not None:
-            reason = reasons.DECODE_ERROR if isinstance(error, DecodeError) \
-                else reasons.WORKER_ERROR
+            reason = reasons.DECODE_ERROR if isinstance(error, DecodeError) else \
+                reasons.POSTPROCESS_ERROR if isinstance(error, PostprocessError) else \
+                reasons.WORKER_ERROR
             if reason == reasons.DECODE_ERROR and not frame.decode_error_counted:
                 self._inputs[frame.input].decode_errors += 1
                 frame.decode_error_counted = True  # whichever task saw it first
@@ -138,6 +148,8 @@ class SlotSupervision:
         result.outputs = output.outputs
         result.preprocess_s = output.preprocess_s
         result.inference_s = output.inference_s
+        result.postprocess_s = output.postprocess_s
+        result.decoded = output.decoded
         result.service_s = service
         result.end_to_end_s = end_to_end
         result.deadline_met = now <= job.deadline
@@ -156,7 +168,7 @@ class SlotSupervision:
         risk.unblocked_end_to_end.append(end_to_end - job.blocking)
         risk.service.append(service)
         telemetry.record_job(now, result.queue_wait_s, job.blocking, output.preprocess_s,
-                             output.inference_s, end_to_end)
+                             output.inference_s, output.postprocess_s, end_to_end)
         if self._trace is not None:
             self._trace.ran(task.name, frame, job.start, now, reasons.OK, '')
         return result
@@ -286,3 +298,9 @@ class SlotSupervision:
             self.decisions.deliver()
             for result in pending:
                 self._deliver(result)
+
+
+def source_geometry(frame) -> Geometry:
+    """Return the identity geometry of a frame (a worker that reports none: the image itself)."""
+    height, width = frame.image.shape[:2]
+    return Geometry(height, width, height, width)

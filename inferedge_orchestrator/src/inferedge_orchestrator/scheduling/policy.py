@@ -124,6 +124,7 @@ class TaskState:
         self.queue = TaskQueue(config.queue_size, config.drop_policy, config.order)
         self.telemetry = TaskTelemetry(window_s, window_samples)
         self.worker = None
+        self.decoder = None  # its Decoder (decoders/base.py), set when the engine loads
         self.pool = None  # the engine's pool object that runs the task
         self.in_flight = 0
         self.busy_s = 0.0  # slot time its jobs took, since start (s)

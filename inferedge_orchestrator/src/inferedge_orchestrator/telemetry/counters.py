@@ -28,7 +28,8 @@ from inferedge_orchestrator.telemetry.stats import LatencyWindow
 from inferedge_orchestrator.telemetry.stats import LogHistogram
 
 # blocking: the part of queue_wait during which lower-priority jobs held the pool's slots.
-LATENCY_SERIES = ('queue_wait', 'blocking', 'preprocess', 'inference', 'end_to_end')
+LATENCY_SERIES = ('queue_wait', 'blocking', 'preprocess', 'inference', 'postprocess',
+                  'end_to_end')
 
 
 class RateMeter:
@@ -99,10 +100,10 @@ class TaskTelemetry:
         self.failed_total += 1
 
     def record_job(self, now: float, queue_wait: float, blocking: float, preprocess: float,
-                   inference: float, end_to_end: float) -> None:
+                   inference: float, postprocess: float, end_to_end: float) -> None:
         """Record the latency series of one executed job (the per-job hot path)."""
         for value, window, histogram in zip((queue_wait, blocking, preprocess, inference,
-                                             end_to_end),
+                                             postprocess, end_to_end),
                                             self._window_list, self._histogram_list):
             window.add(now, value)
             histogram.add(value)

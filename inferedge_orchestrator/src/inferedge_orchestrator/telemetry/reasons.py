@@ -41,7 +41,8 @@ MALFORMED_REASONS = (UNKNOWN_INPUT, UNKNOWN_ENCODING, ZERO_SIZE, STEP_TOO_SMALL,
 # Why a job that a worker took did not produce a result.
 TIMEOUT = 'timeout'
 WORKER_ERROR = 'worker_error'
-FAILURE_REASONS = (TIMEOUT, WORKER_ERROR, DECODE_ERROR)
+POSTPROCESS_ERROR = 'postprocess_error'  # a decoder could not read the model's outputs
+FAILURE_REASONS = (TIMEOUT, WORKER_ERROR, DECODE_ERROR, POSTPROCESS_ERROR)
 
 # Result status.
 OK = 'OK'

@@ -34,6 +34,9 @@ class InferenceOutput:
     outputs: Dict[str, np.ndarray]
     preprocess_s: float = 0.0
     inference_s: float = 0.0
+    geometry: Any = None  # how the image reached the model input (preprocess.Geometry)
+    decoded: Any = None  # the decoder's Decoded, set after infer() when the task has one
+    postprocess_s: float = 0.0
 
 
 class Worker:
@@ -79,6 +82,11 @@ class Worker:
 
     def close(self) -> None:
         """Release models and device memory."""
+
+    def model_info(self):
+        """Return the loaded model's output shapes and metadata (decoders check them)."""
+        from inferedge_orchestrator.decoders.base import ModelInfo
+        return ModelInfo()
 
     def expected_latency_s(self) -> float:
         """Return a service-time guess used before measurements exist (0 = unknown)."""

@@ -26,6 +26,7 @@ import time
 from typing import Any, Dict, List, Tuple
 
 from inferedge_orchestrator.config.schema import ConfigError, CUSTOM, REQUIRED, setting, table
+from inferedge_orchestrator.decoders.base import ModelInfo
 from inferedge_orchestrator.workers import options as opt
 from inferedge_orchestrator.workers.base import InferenceOutput, Worker
 from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
@@ -201,7 +202,17 @@ class OnnxWorker(Worker):
         begin = time.perf_counter()
         values = self.session.run(self.output_names, feeds)
         end = time.perf_counter()
-        return InferenceOutput(dict(zip(self.output_names, values)), begin - start, end - begin)
+        return InferenceOutput(dict(zip(self.output_names, values)), begin - start, end - begin,
+                               self.preprocess.geometry(image.shape[0], image.shape[1]))
+
+    def model_info(self) -> ModelInfo:
+        """Return the output shapes (None: dynamic dimensions) and the model's metadata."""
+        session = self.session
+        if session is None:
+            return ModelInfo()
+        outputs = {meta.name: [d if isinstance(d, int) and d > 0 else None for d in meta.shape]
+                   for meta in session.get_outputs() if meta.name in self.output_names}
+        return ModelInfo(outputs, dict(session.get_modelmeta().custom_metadata_map))
 
     def close(self) -> None:
         self.session = None

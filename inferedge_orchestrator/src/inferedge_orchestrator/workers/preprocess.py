@@ -22,6 +22,7 @@ by the caller, e.g. a pinned host buffer). Dynamic height and width come from `i
 from the image (rounded up to `size_multiple`). See docs/workers.md.
 """
 
+from dataclasses import dataclass
 import json
 import math
 import threading
@@ -127,6 +128,9 @@ PREPROCESS_OPTIONS = table(
     setting('size_multiple', 1, 'dynamic sizes are rounded up to a multiple of this', low=1,
             high=4096),
     setting('pad_value', 0.0, 'letterbox padding value', low=0.0, high=65535.0),
+    setting('resize_short', 0, 'center_crop: the short side is resized to this before the '
+            'crop (0: to the input size, so the crop keeps the whole short side)', low=0,
+            high=65536),
     # None: none (a ROS parameter cannot default to {})
     opt.custom('extra_inputs', None, 'constants for the other inputs of the model', constants,
                'a mapping of input names to numbers or nested lists, or its JSON text'),
@@ -204,18 +208,63 @@ def letterbox_geometry(height: int, width: int, target_h: int, target_w: int
     return scale, new_h, new_w, (target_h - new_h) // 2, (target_w - new_w) // 2
 
 
-def center_crop_box(height: int, width: int, target_h: int, target_w: int
+def center_crop_box(height: int, width: int, target_h: int, target_w: int, short: int = 0
                     ) -> Tuple[int, int, int, int]:
     """
     Return (top, left, crop_h, crop_w) of the region a center_crop keeps.
 
-    It is the centred source region with the target's aspect ratio, resized afterwards to
-    target_h x target_w.
+    It is the centred source region that, once the image is scaled so that its short side is
+    `short` pixels (0: just enough to cover the target), is target_h x target_w; it is resized
+    afterwards to target_h x target_w.
     """
     scale = max(target_h / height, target_w / width)
+    if short:
+        scale = max(scale, short / min(height, width))
     crop_h = min(height, max(1, int(round(target_h / scale))))
     crop_w = min(width, max(1, int(round(target_w / scale))))
     return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """
+    How a source image became the model input, to map model coordinates back to its pixels.
+
+    A source point (x, y) lands at ((x - crop_left) * scale_x + pad_left,
+    (y - crop_top) * scale_y + pad_top) of the input (stretch: scales only; letterbox: one
+    scale and the padding; center_crop: the crop offset and the crop's scales).
+    """
+
+    source_h: int
+    source_w: int
+    input_h: int
+    input_w: int
+    scale_x: float = 1.0
+    scale_y: float = 1.0
+    pad_left: float = 0.0
+    pad_top: float = 0.0
+    crop_left: float = 0.0
+    crop_top: float = 0.0
+
+    @classmethod
+    def of(cls, mode: str, height: int, width: int, target_h: int, target_w: int,
+           short: int = 0) -> 'Geometry':
+        """Return the geometry of resize mode `mode` (Preprocessor's) for these sizes."""
+        size = (height, width, target_h, target_w)
+        if mode == 'stretch' or (height, width) == (target_h, target_w):
+            return cls(*size, target_w / width, target_h / height)
+        if mode == 'center_crop':
+            top, left, crop_h, crop_w = center_crop_box(height, width, target_h, target_w,
+                                                        short)
+            return cls(*size, target_w / crop_w, target_h / crop_h, crop_left=left,
+                       crop_top=top)
+        _, new_h, new_w, top, left = letterbox_geometry(height, width, target_h, target_w)
+        return cls(*size, new_w / width, new_h / height, pad_left=left, pad_top=top)
+
+    def to_source(self, xs: np.ndarray, ys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Map model-input coordinates to source pixels (not clipped)."""
+        return ((xs - self.pad_left) / self.scale_x + self.crop_left,
+                (ys - self.pad_top) / self.scale_y + self.crop_top)
 
 
 def _dim(value: Any) -> Optional[int]:
@@ -305,6 +354,12 @@ class Preprocessor:
         image = synthetic_image(height, width, self.channels)
         return image, ('mono8' if self.channels == 1 else 'rgb8')
 
+    def geometry(self, height: int, width: int) -> Geometry:
+        """Return how an image of height x width reaches the model input."""
+        target_h, target_w = self.target_size(height, width)
+        return Geometry.of(self.options['resize'], height, width, target_h, target_w,
+                           self.options['resize_short'])
+
     # -- conversion -------------------------------------------------------------------------
 
     def __call__(self, image: np.ndarray, encoding: str,
@@ -350,7 +405,8 @@ class Preprocessor:
         if mode == 'stretch' or (height, width) == (target_h, target_w):
             return resize(image, target_w, target_h, interpolation, self.use_opencv)
         if mode == 'center_crop':
-            top, left, crop_h, crop_w = center_crop_box(height, width, target_h, target_w)
+            top, left, crop_h, crop_w = center_crop_box(height, width, target_h, target_w,
+                                                        self.options['resize_short'])
             return resize(image[top:top + crop_h, left:left + crop_w], target_w, target_h,
                           interpolation, self.use_opencv)
         _, new_h, new_w, top, left = letterbox_geometry(height, width, target_h, target_w)

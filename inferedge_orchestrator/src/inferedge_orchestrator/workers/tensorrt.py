@@ -36,12 +36,12 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from inferedge_orchestrator.config.schema import CUSTOM, REQUIRED, setting, table
+from inferedge_orchestrator.decoders.base import ModelInfo
 from inferedge_orchestrator.workers import options as opt
 from inferedge_orchestrator.workers.base import InferenceOutput, Worker
 from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
 from inferedge_orchestrator.workers.onnx import WorkerRuntimeMissing
-from inferedge_orchestrator.workers.preprocess import (PREPROCESS_OPTIONS, Preprocessor,
-                                                       string_list)
+from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS, Preprocessor, string_list
 import numpy as np
 
 
@@ -305,7 +305,13 @@ class TensorRTWorker(Worker):
         outputs = {output: out_view.reshape(out_shape).copy()
                    for output, (out_view, out_shape) in views.items()}
         end = time.perf_counter()
-        return InferenceOutput(outputs, begin - start, end - begin)
+        return InferenceOutput(outputs, begin - start, end - begin,
+                               self.preprocess.geometry(image.shape[0], image.shape[1]))
+
+    def model_info(self) -> ModelInfo:
+        """Return the output shapes (None: dynamic dimensions); engines carry no metadata."""
+        return ModelInfo({name: [d if d > 0 else None for d in self.tensors[name].shape]
+                          for name in self.output_names})
 
     def _release(self) -> None:
         for state in self._states:

@@ -1,0 +1,150 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""What every decoder shares: its results, its error, its options and the kinds by name."""
+
+from dataclasses import dataclass, field
+import importlib
+from typing import Any, Dict, List, Optional, Sequence
+
+from inferedge_orchestrator.config.schema import ConfigError, Field, parse_fields
+import numpy as np
+
+
+class PostprocessError(ValueError):
+    """A model output a decoder cannot read (that frame fails: reason postprocess_error)."""
+
+
+@dataclass
+class Detection:
+    """A box in source-image pixels (x1, y1) top-left, (x2, y2) bottom-right, clipped."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    class_index: int
+    label: str  # the class's label, or its index as text when there are no labels
+
+
+@dataclass
+class ClassScore:
+    class_index: int
+    label: str
+    score: float
+
+
+@dataclass
+class Decoded:
+    """A frame's decoded outputs: detections or classes, and the boxes filtered out."""
+
+    detections: List[Detection] = field(default_factory=list)
+    classes: List[ClassScore] = field(default_factory=list)
+    filtered: int = 0  # boxes of zero area or outside the image, dropped
+
+
+@dataclass
+class ModelInfo:
+    """What a loaded worker tells a decoder: output shapes (None: dynamic) and metadata."""
+
+    outputs: Dict[str, Sequence[Optional[int]]] = field(default_factory=dict)
+    metadata: Dict[str, str] = field(default_factory=dict)
+
+
+class Decoder:
+    """Base of the decoders; one instance per task, called from its slots (thread-safe)."""
+
+    kind = 'none'
+    produces = ''  # 'detections' or 'classes'
+    OPTIONS: Dict[str, Field] = {}
+
+    def __init__(self, task_name: str, options: Dict[str, Any]):
+        self.task_name = task_name
+        self.options = options
+        self.labels: List[str] = []
+
+    @classmethod
+    def validate_options(cls, options: Dict[str, Any], where: str) -> Dict[str, Any]:
+        """Return the options with defaults filled in; raise ConfigError naming the field."""
+        if not isinstance(options, dict):
+            raise ConfigError(f'{where}: expected a mapping, got {options!r}')
+        for key in options:
+            if key not in cls.OPTIONS:
+                raise ConfigError(f'{where}: unknown key {key!r} for decoder {cls.kind!r}; '
+                                  f'known keys: {", ".join(cls.OPTIONS) or "none"}')
+        return parse_fields(where, options, cls.OPTIONS)
+
+    def bind(self, info: ModelInfo) -> None:
+        """Check the options against the loaded model (ValueError: a configure error)."""
+
+    def decode(self, outputs: Dict[str, np.ndarray], geometry) -> Decoded:
+        raise NotImplementedError
+
+    def label(self, index: int) -> str:
+        """Return the label of a class index; PostprocessError beyond known labels."""
+        if not self.labels:
+            return str(index)
+        if not 0 <= index < len(self.labels):
+            raise PostprocessError(f'class index {index} is beyond the {len(self.labels)} '
+                                   'labels')
+        return self.labels[index]
+
+
+# kind -> 'module:Class'; modules are imported when a task uses them
+DECODER_KINDS = {
+    'none': 'inferedge_orchestrator.decoders.base:Decoder',
+    'yolo': 'inferedge_orchestrator.decoders.detection:YoloDecoder',
+    'boxes': 'inferedge_orchestrator.decoders.detection:BoxesDecoder',
+    'classification': 'inferedge_orchestrator.decoders.classification:ClassificationDecoder',
+}
+
+
+def decoder_class(kind: str) -> type:
+    try:
+        module_name, class_name = DECODER_KINDS[kind].split(':')
+    except KeyError:
+        raise ConfigError(f'decoder: {kind!r} is not allowed; allowed: '
+                          f'{", ".join(DECODER_KINDS)}') from None
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def validate_decoder_options(kind: str, options: Dict[str, Any], where: str) -> Dict[str, Any]:
+    return decoder_class(kind).validate_options(options or {}, where)
+
+
+def create_decoder(kind: str, task_name: str, options: Dict[str, Any]) -> Optional[Decoder]:
+    """Return the task's decoder, or None for kind none."""
+    return None if kind == 'none' else decoder_class(kind)(task_name, options)
+
+
+def finite(name: str, values: np.ndarray) -> np.ndarray:
+    """Return values as float32; PostprocessError when any is NaN or infinite."""
+    values = np.asarray(values, dtype=np.float32)
+    if not np.all(np.isfinite(values)):
+        raise PostprocessError(f'output {name!r} holds NaN or infinite values')
+    return values
+
+
+def output(outputs: Dict[str, np.ndarray], name: str, index: int = 0) -> np.ndarray:
+    """Return the output called name (empty: the index-th); PostprocessError when missing."""
+    if name:
+        if name not in outputs:
+            raise PostprocessError(f'output {name!r} is missing; outputs: '
+                                   f'{", ".join(outputs) or "none"}')
+        return np.asarray(outputs[name])
+    if len(outputs) <= index:
+        raise PostprocessError(f'the model gave {len(outputs)} output(s); the decoder reads '
+                               f'output {index + 1}')
+    return np.asarray(list(outputs.values())[index])
