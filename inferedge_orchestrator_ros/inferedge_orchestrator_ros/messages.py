@@ -31,6 +31,8 @@ from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, Latenc
                                              OrchestratorTelemetry, PoolStats, ReasonCount,
                                              SchedulerDecision, TaskStats, Tensor)
 from inferedge_orchestrator_ros.images import tensor_fields
+from vision_msgs.msg import (BoundingBox2D, Classification, Detection2D, Detection2DArray,
+                             ObjectHypothesis, ObjectHypothesisWithPose)
 
 STATUS_CODES = {reasons.OK: InferenceResult.OK, reasons.FAILED: InferenceResult.FAILED,
                 reasons.TIMED_OUT: InferenceResult.TIMED_OUT}
@@ -77,6 +79,7 @@ def result_message(result, header, transport_s: Optional[float], tensors: bool
     msg.decode_ms = max(0.0, result.decode_s) * 1000.0
     msg.preprocess_ms = result.preprocess_s * 1000.0
     msg.inference_ms = result.inference_s * 1000.0
+    msg.postprocess_ms = result.postprocess_s * 1000.0
     msg.end_to_end_ms = result.end_to_end_s * 1000.0
     if tensors and result.outputs:
         msg.tensors = [tensor_message(name, value) for name, value in result.outputs.items()]
@@ -86,6 +89,27 @@ def result_message(result, header, transport_s: Optional[float], tensors: bool
 def tensor_message(name: str, value) -> Tensor:
     shape, code, data = tensor_fields(value)
     return Tensor(name=name, shape=shape, dtype=code, data=data)
+
+
+def detections_message(decoded, header) -> Detection2DArray:
+    """Return a frame's detections: boxes in source-image pixels, the label as class_id."""
+    msg = Detection2DArray(header=header)
+    for detection in decoded.detections:
+        box = BoundingBox2D(size_x=detection.x2 - detection.x1,
+                            size_y=detection.y2 - detection.y1)
+        box.center.position.x = (detection.x1 + detection.x2) / 2.0
+        box.center.position.y = (detection.y1 + detection.y2) / 2.0
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = detection.label
+        hypothesis.hypothesis.score = detection.score
+        msg.detections.append(Detection2D(header=header, results=[hypothesis], bbox=box))
+    return msg
+
+
+def classification_message(decoded, header) -> Classification:
+    """Return a frame's classes, best first, the label as class_id."""
+    return Classification(header=header, results=[
+        ObjectHypothesis(class_id=item.label, score=item.score) for item in decoded.classes])
 
 
 def decision_message(decision, stamp) -> SchedulerDecision:

@@ -36,6 +36,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 import diagnostic_updater
 from inferedge_orchestrator.config.loader import load_config, parse_task
 from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.decoders.base import decoder_class
 from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
 from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
@@ -46,6 +47,7 @@ from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, Orches
                                              SchedulerDecision)
 from inferedge_orchestrator_ros import messages
 from inferedge_orchestrator_ros import parameters as params
+from inferedge_orchestrator_ros.annotation import Annotator
 from inferedge_orchestrator_ros.diagnostics import Diagnostics, InputState
 from inferedge_orchestrator_ros.images import image_to_array
 from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
@@ -58,6 +60,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
+from vision_msgs.msg import Classification, Detection2DArray
 
 try:  # Iron and later
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -164,6 +167,9 @@ class OrchestratorNode(LifecycleNode):
         self._trace: Optional[TraceRecorder] = None
         self._inputs: Dict[str, _Input] = {}
         self._result_pubs: Dict[str, Any] = {}
+        self._decoded_pubs: Dict[str, Any] = {}  # task -> detections or classification
+        self._annotated_pubs: Dict[str, Any] = {}
+        self._annotator: Optional[Annotator] = None
         self._telemetry_pub = None
         self._decision_pub = None
         self._telemetry_timer = None
@@ -328,6 +334,8 @@ class OrchestratorNode(LifecycleNode):
             self.get_logger().info(f'task {task}: {decision.detail}')
         if 'publish_tensors' in node_changes:
             self._publish_tensors = node_changes['publish_tensors']
+        if 'annotate_rate_hz' in node_changes and self._annotator is not None:
+            self._annotator.rate_hz = node_changes['annotate_rate_hz']
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -380,8 +388,9 @@ class OrchestratorNode(LifecycleNode):
             input_names = list(self._get('inputs') or [])
             for task in task_names:
                 self._declare_block(task, params.TASK_PARAMS)
-                kind = self._get(f'{task}.worker')
-                self._declare_block(task, params.worker_option_params(kind))
+                for block, kind_field in params.OPTION_BLOCKS.items():
+                    kind = self._get(f'{task}.{kind_field}')
+                    self._declare_block(task, params.option_params(block, kind))
                 if self._get(f'{task}.input') not in input_names:
                     input_names.append(self._get(f'{task}.input'))
             params.check_names('inputs', input_names, taken)
@@ -419,6 +428,17 @@ class OrchestratorNode(LifecycleNode):
         for task in task_list:
             self._result_pubs[task] = self.create_lifecycle_publisher(
                 InferenceResult, f'~/{task}/result', results_qos)
+            produces = decoder_class(config.task(task).decoder).produces
+            if produces == 'detections':
+                self._decoded_pubs[task] = self.create_lifecycle_publisher(
+                    Detection2DArray, f'~/{task}/detections', results_qos)
+                self._annotated_pubs[task] = self.create_lifecycle_publisher(
+                    Image, f'~/{task}/annotated', results_qos)
+            elif produces == 'classes':
+                self._decoded_pubs[task] = self.create_lifecycle_publisher(
+                    Classification, f'~/{task}/classification', results_qos)
+        if self._annotated_pubs:
+            self._annotator = Annotator(self, self._get('annotate_rate_hz'))
         self._telemetry_pub = self.create_lifecycle_publisher(
             OrchestratorTelemetry, '~/telemetry',
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -437,11 +457,12 @@ class OrchestratorNode(LifecycleNode):
     def _block_param_wanted(self, name: str) -> bool:
         """Whether a declared block parameter belongs to the configuration being built."""
         block, _, key = name.partition('.')
-        if key.startswith(params.WORKER_OPTIONS + '.'):
-            if self._get('config_file'):
-                return False
-            kind = self._get(f'{block}.worker')
-            return key in {p.name for p in params.worker_option_params(kind)}
+        for options_block, kind_field in params.OPTION_BLOCKS.items():
+            if key.startswith(options_block + '.'):
+                if self._get('config_file'):
+                    return False
+                kind = self._get(f'{block}.{kind_field}')
+                return key in {p.name for p in params.option_params(options_block, kind)}
         return True
 
     def on_activate(self, state) -> TransitionCallbackReturn:
@@ -533,11 +554,16 @@ class OrchestratorNode(LifecycleNode):
             engine.close(timeout=max(0.5, self._get('deactivate_timeout_s')))
             self._write_report(engine)
         self._close_trace()
-        publishers = list(self._result_pubs.values())
+        annotator, self._annotator = self._annotator, None
+        if annotator is not None:
+            annotator.close()
+        publishers = [p for pubs in (self._result_pubs, self._decoded_pubs, self._annotated_pubs)
+                      for p in pubs.values()]
         for publisher in publishers + [self._telemetry_pub, self._decision_pub]:
             if publisher is not None:
                 self.destroy_lifecycle_publisher(publisher)
-        self._result_pubs.clear()
+        for pubs in (self._result_pubs, self._decoded_pubs, self._annotated_pubs):
+            pubs.clear()
         self._telemetry_pub = self._decision_pub = None
         self._inputs.clear()
         for name in self._diag_tasks:
@@ -688,6 +714,17 @@ class OrchestratorNode(LifecycleNode):
         msg.node_overhead_ms = overhead * 1000.0
         self._publish(publisher, msg)
         self._latency.record(result.task, now, meta.transport_s, overhead)
+        decoded = result.decoded
+        if decoded is None:
+            return
+        decoded_pub = self._decoded_pubs.get(result.task)
+        if decoded_pub is not None:
+            self._publish(decoded_pub, messages.detections_message(decoded, meta.header)
+                          if result.task in self._annotated_pubs else
+                          messages.classification_message(decoded, meta.header))
+        annotator = self._annotator
+        if annotator is not None and result.task in self._annotated_pubs:
+            annotator.offer(result.task, self._annotated_pubs[result.task], result, meta.header)
 
     def _on_decision(self, decision) -> None:
         """Publish one decision; called on the engine's timer thread (or a transition)."""

@@ -32,6 +32,7 @@ from inferedge_orchestrator.config.model import (OrchestratorConfig, PoolConfig,
 from inferedge_orchestrator.config.schema import (BOOL, CHOICE, ConfigError, CUSTOM, Field,
                                                   FLOAT, INT, NAME, NAME_PATTERN, REQUIRED,
                                                   schema, setting, STR_LIST)
+from inferedge_orchestrator.decoders.base import decoder_class
 from inferedge_orchestrator.workers.registry import worker_class
 
 # The ROS parameter types the Fields are declared with.
@@ -45,6 +46,9 @@ MESSAGE_TYPES = ('image', 'compressed_image')
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
 WORKER_OPTIONS = 'worker_options'
+DECODER_OPTIONS = 'decoder_options'
+# The option blocks of a task: <task>.<block>.<key>, declared for the kind its <kind field> names.
+OPTION_BLOCKS = {WORKER_OPTIONS: 'worker', DECODER_OPTIONS: 'decoder'}
 BIG = 1e9
 
 
@@ -113,6 +117,9 @@ GLOBAL_PARAMS = (
 ) + _core(OrchestratorConfig, skip=('name',)) + _core(SheddingConfig, 'shedding.') + \
     _core(TelemetryConfig, 'telemetry.', renames={'period_s': 'telemetry_period_s'}) + (
     _node('publish_tensors', False, 'put the output tensors into the results', live=True),
+    _node('annotate_rate_hz', 0.0, 'publish ~/<task>/annotated (the detections drawn on the '
+          'image) at most this often per task (0: off)', low=0.0, high=100.0, unit='Hz',
+          live=True),
     _node('report_path', '', 'write the final JSON report there at cleanup and shutdown '
           '(empty: no report)', live=True),
     _node('trace_path', '', 'write the job trace there, one JSON line per routed frame and '
@@ -137,7 +144,7 @@ INPUT_PARAMS = (
           low=0.01, high=3600.0, unit='s', live=True),
 )
 
-TASK_PARAMS = _core(TaskConfig, skip=(WORKER_OPTIONS,))
+TASK_PARAMS = _core(TaskConfig, skip=tuple(OPTION_BLOCKS))
 POOL_PARAMS = _core(PoolConfig)
 
 GLOBAL = {p.name: p for p in GLOBAL_PARAMS}
@@ -151,16 +158,21 @@ def _unchecked(where: str, value: Any) -> Any:
     return value
 
 
-def worker_option_params(kind: str) -> Tuple[Param, ...]:
+def option_params(block: str, kind: str) -> Tuple[Param, ...]:
     """
-    Return the parameters `<task>.worker_options.<key>` of a worker kind.
+    Return the parameters `<task>.<block>.<key>` of a worker or decoder kind.
 
-    They are dynamically typed: the worker validates them (on configure). A default that a ROS
-    parameter cannot hold (REQUIRED, None, a mapping, an empty list) is left unset; mappings can
-    only be given in a config_file.
+    block: worker_options or decoder_options. They are dynamically typed: the worker or the
+    decoder validates them (on configure). A default that a ROS parameter cannot hold
+    (REQUIRED, None, a mapping, an empty list) is left unset; mappings can only be given in a
+    config_file.
     """
+    if block == WORKER_OPTIONS:
+        options, what = worker_class(kind).OPTIONS, 'worker'
+    else:
+        options, what = decoder_class(kind).OPTIONS, 'decoder'
     params = []
-    for key, field in worker_class(kind).OPTIONS.items():
+    for key, field in options.items():
         default = field.default
         text = 'required' if default is REQUIRED else f'default {default!r}'
         if default is REQUIRED or isinstance(default, dict) or \
@@ -168,8 +180,8 @@ def worker_option_params(kind: str) -> Tuple[Param, ...]:
             default = None  # no ROS parameter value: unset unless given
         elif isinstance(default, tuple):
             default = list(default)
-        option = setting(f'{WORKER_OPTIONS}.{key}', default,
-                         f'{kind} worker option {key} ({text}): {field.description}',
+        option = setting(f'{block}.{key}', default,
+                         f'{kind} {what} option {key} ({text}): {field.description}',
                          kind=CUSTOM, checker=_unchecked)
         params.append(Param(option.name, option, ANY))
     return tuple(params)
@@ -217,12 +229,13 @@ def config_from_parameters(get: Callable[[str], Any], inputs: List[str], tasks: 
         block = {'name': task}
         for param in TASK_PARAMS:
             block[param.name] = get(f'{task}.{param.name}')
-        options = {}
-        for param in worker_option_params(block['worker']):
-            value = get(f'{task}.{param.name}')
-            if value is not None:
-                options[param.name.split('.', 1)[1]] = value
-        block[WORKER_OPTIONS] = options
+        for options_block, kind_field in OPTION_BLOCKS.items():
+            options = {}
+            for param in option_params(options_block, block[kind_field]):
+                value = get(f'{task}.{param.name}')
+                if value is not None:
+                    options[param.name.split('.', 1)[1]] = value
+            block[options_block] = options
         task_blocks.append(block)
     return {'orchestrator': orchestrator, 'inputs': {name: {} for name in inputs},
             'tasks': task_blocks}

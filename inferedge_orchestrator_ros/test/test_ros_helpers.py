@@ -101,7 +101,7 @@ def _values(**overrides):
     for task in ('detector', 'ocr'):
         for p in params.TASK_PARAMS:
             values[f'{task}.{p.name}'] = p.default
-        for p in params.worker_option_params('dummy'):
+        for p in params.option_params(params.WORKER_OPTIONS, 'dummy'):
             values[f'{task}.{p.name}'] = None
     values.update(overrides)
     return values
@@ -158,9 +158,9 @@ def test_block_names_are_checked():
 
 
 def test_worker_option_parameters_follow_the_worker():
-    names = {p.name for p in params.worker_option_params('dummy')}
+    names = {p.name for p in params.option_params(params.WORKER_OPTIONS, 'dummy')}
     assert 'worker_options.latency_ms' in names and 'worker_options.fail_every' in names
-    onnx = {p.name: p.default for p in params.worker_option_params('onnxruntime')}
+    onnx = {p.name: p.default for p in params.option_params(params.WORKER_OPTIONS, 'onnxruntime')}
     assert onnx['worker_options.model_path'] is None  # required: no default
 
 

@@ -67,6 +67,8 @@ class Result:
     finished: float = 0.0
     meta: Any = None
     decoded: Any = None  # the decoder's Decoded (decoders/base.py); None without a decoder
+    image: Any = None  # with a decoder: the source image (HxWxC) and its encoding, to draw on
+    encoding: str = ''
 
 
 @dataclass

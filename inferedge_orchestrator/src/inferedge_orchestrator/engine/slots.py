@@ -150,6 +150,8 @@ class SlotSupervision:
         result.inference_s = output.inference_s
         result.postprocess_s = output.postprocess_s
         result.decoded = output.decoded
+        if output.decoded is not None:
+            result.image, result.encoding = frame.image, frame.encoding
         result.service_s = service
         result.end_to_end_s = end_to_end
         result.deadline_met = now <= job.deadline
