@@ -53,7 +53,11 @@ def draw_detections(image: np.ndarray, encoding: str, detections: List[Detection
         cv2.rectangle(canvas, top_left, (int(round(detection.x2)), int(round(detection.y2))),
                       colour, thickness)
         text = f'{detection.label} {detection.score:.2f}'
-        cv2.putText(canvas, text, (top_left[0], max(12, top_left[1] - 4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, colour, thickness,
-                    cv2.LINE_AA)
+        scale = 0.45 * thickness
+        (width, height), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        bottom = max(height + base, top_left[1])
+        cv2.rectangle(canvas, (top_left[0], bottom - height - base),
+                      (top_left[0] + width, bottom), colour, cv2.FILLED)
+        cv2.putText(canvas, text, (top_left[0], bottom - base), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale, (0, 0, 0), 1, cv2.LINE_AA)
     return canvas

@@ -59,6 +59,6 @@ def nms_opencv(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
     """Return nms() of OpenCV's cv2.dnn.NMSBoxesBatched (class-aware): for the benchmark."""
     import cv2
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    kept = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), classes.tolist(), 0.0,
-                                   iou_threshold, top_k=max_detections)
-    return np.asarray(kept, dtype=np.intp).reshape(-1)
+    kept = np.asarray(cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), classes.tolist(),
+                                              0.0, iou_threshold), dtype=np.intp).reshape(-1)
+    return kept[np.argsort(-scores[kept], kind='stable')][:max_detections]
