@@ -26,8 +26,8 @@ import importlib.util
 import os
 
 from inferedge_orchestrator.engine.engine import Engine
+from inferedge_orchestrator.frames.synthetic import PatternSource
 from inferedge_orchestrator.telemetry import reasons
-import numpy as np
 import pytest
 
 from .onnx_models import require_onnx
@@ -51,19 +51,6 @@ def orientation_model() -> str:
     return path
 
 
-def text_page(height=480, width=640):
-    """Return a white page with five lines of black text, upright (needs OpenCV)."""
-    cv2 = pytest.importorskip('cv2', reason='OpenCV draws the test page')
-    page = np.full((height, width, 3), 255, np.uint8)
-    lines = ['The quick brown fox jumps over', 'the lazy dog. Orientation test',
-             'of a document page with text,', 'several lines long, printed black',
-             'on white paper: 0123456789.']
-    for row, line in enumerate(lines):
-        cv2.putText(page, line, (20, 60 + row * 80), cv2.FONT_HERSHEY_SIMPLEX, 1.1, (0, 0, 0),
-                    2, cv2.LINE_AA)
-    return page
-
-
 def test_the_orientation_classifier_names_each_rotation():
     config = {'orchestrator': {'telemetry': {'resources': False}},
               'tasks': [{'name': 'orientation', 'latency_budget_ms': 5000.0,
@@ -71,17 +58,18 @@ def test_the_orientation_classifier_names_each_rotation():
                          'decoder_options': {'labels': 'metadata:character', 'top_k': 4},
                          'worker_options': dict(WORKER_OPTIONS,
                                                 model_path=orientation_model())}]}
-    page = text_page()
+    pytest.importorskip('cv2', reason='OpenCV draws the text pages')
     results = []
     engine = Engine(config, on_result=results.append)
     engine.start()
     try:
-        for turns in range(4):  # np.rot90 turns counter-clockwise
-            engine.submit('camera', np.ascontiguousarray(np.rot90(page, turns)), age_s=0.0)
+        for rotation in PatternSource.ROTATIONS:  # text turned clockwise, 640x480 frames
+            page = PatternSource(640, 480, 'rgb8', 'text', rotation=rotation).frame(0)
+            engine.submit('camera', page, age_s=0.0)
             assert engine.drain(20.0)
     finally:
         engine.close()
     assert [r.status for r in results] == [reasons.OK] * 4
     # The model names the clockwise angle the text is turned by.
-    assert [r.decoded.classes[0].label for r in results] == ['0', '270', '180', '90']
+    assert [r.decoded.classes[0].label for r in results] == ['0', '90', '180', '270']
     assert all(r.decoded.classes[0].score > 0.5 for r in results)

@@ -49,8 +49,11 @@ class SyntheticCamera(Node):
         self.height = self._declare('height', 480, 'image height', low=1, high=16384)
         self.encoding = self._declare('encoding', 'rgb8', 'raw image encoding',
                                       choices=tuple(CHANNELS))
-        self.pattern = self._declare('pattern', 'bars', 'moving test pattern',
+        self.pattern = self._declare('pattern', 'bars', 'moving test pattern (text: a page of '
+                                     'text, for the orientation demo)',
                                      choices=PatternSource.PATTERNS)
+        self.rotation = self._declare('rotation', 0, 'text pattern: turned clockwise by this '
+                                      'many degrees (0, 90, 180, 270)', low=0, high=270)
         self.frame_id = self._declare('frame_id', 'camera', 'header.frame_id')
         self.reliability = self._declare('reliability', 'best_effort', 'publisher reliability',
                                          choices=('best_effort', 'reliable'))
@@ -63,7 +66,8 @@ class SyntheticCamera(Node):
             'deadline_ms', 0.0, 'offered QoS deadline (0: none); a subscription that requests '
             'a deadline needs a publisher that offers one at least as strict', low=0.0,
             high=1e9, dynamic=True))
-        self.source = PatternSource(self.width, self.height, self.encoding, self.pattern)
+        self.source = PatternSource(self.width, self.height, self.encoding, self.pattern,
+                                    rotation=self.rotation)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.depth,
                          reliability=(ReliabilityPolicy.RELIABLE if self.reliability ==
                                       'reliable' else ReliabilityPolicy.BEST_EFFORT))
