@@ -20,6 +20,7 @@ labels and the bad outputs that fail a frame.
 """
 
 import math
+import os
 
 from inferedge_orchestrator.config.schema import ConfigError
 from inferedge_orchestrator.decoders.base import (create_decoder, ModelInfo, PostprocessError,
@@ -208,3 +209,12 @@ def test_unknown_options_and_kinds_are_configure_errors():
         validate_decoder_options('yolo', {'iou': 0.5}, 'tasks.t.decoder_options')
     with pytest.raises(ConfigError, match="'ssd' is not allowed"):
         validate_decoder_options('ssd', {}, 'tasks.t.decoder_options')
+
+
+def test_the_option_tables_of_the_docs_are_made_from_the_schema():
+    # After a change to an option: docs_with_tables() writes docs/decoders.md again.
+    from inferedge_orchestrator.decoders.base import docs_with_tables
+    path = os.path.join(os.path.dirname(__file__), '..', '..', 'docs', 'decoders.md')
+    with open(path, encoding='utf-8') as stream:
+        text = stream.read()
+    assert docs_with_tables(text) == text

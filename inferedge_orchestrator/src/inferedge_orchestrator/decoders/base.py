@@ -148,3 +148,32 @@ def output(outputs: Dict[str, np.ndarray], name: str, index: int = 0) -> np.ndar
         raise PostprocessError(f'the model gave {len(outputs)} output(s); the decoder reads '
                                f'output {index + 1}')
     return np.asarray(list(outputs.values())[index])
+
+
+def options_table(kind: str) -> str:
+    """Return the markdown table of a decoder kind's options, as docs/decoders.md holds it."""
+    lines = ['| option | default | allowed | description |', '| --- | --- | --- | --- |']
+    for name, option in decoder_class(kind).OPTIONS.items():
+        default = option.default
+        if isinstance(default, bool):
+            text = str(default).lower()
+        elif isinstance(default, (str, tuple, list)) and not default:
+            text = "''" if isinstance(default, str) else '[]'
+        else:
+            text = str(default)
+        lines.append(f'| `{name}` | {text} | {option.allowed()} | {option.description} |')
+    return '\n'.join(lines) + '\n'
+
+
+def docs_with_tables(text: str) -> str:
+    """Return docs/decoders.md's text with each <!-- options: KIND --> table made again."""
+    for kind in DECODER_KINDS:
+        start, end = f'<!-- options: {kind} -->\n', '<!-- end options -->'
+        head, found, rest = text.partition(start)
+        if not found:
+            continue
+        _, found, tail = rest.partition(end)
+        if not found:
+            raise ValueError(f'{start.strip()} has no {end}')
+        text = head + start + options_table(kind) + end + tail
+    return text
