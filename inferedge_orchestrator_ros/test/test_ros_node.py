@@ -312,6 +312,51 @@ def test_results_keep_the_header_and_carry_tensors(make_node, ros_context):
         listener.destroy_node()
 
 
+def classifier_model(path):
+    """Write a model that scores 3 classes [0.1, 0.7, 0.2] whatever the image."""
+    from onnx import helper, numpy_helper, save, TensorProto
+    value = numpy_helper.from_array(np.array([[0.1, 0.7, 0.2]], np.float32), 'scores')
+    graph = helper.make_graph(
+        [helper.make_node('Constant', [], ['scores'], value=value)], 'classifier',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info('scores', TensorProto.FLOAT, [1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
+    model.ir_version = 8
+    save(model, str(path))
+    return str(path)
+
+
+def test_classes_arrive_as_vision_msgs_with_the_source_header(make_node, ros_context, tmp_path):
+    pytest.importorskip('onnxruntime', reason='onnxruntime runs the generated model')
+    from vision_msgs.msg import Classification
+    node = make_node(**{'tasks': ['detector'], 'detector.worker': 'onnxruntime',
+                        'detector.worker_options.model_path': classifier_model(
+                            tmp_path / 'classifier.onnx'),
+                        'detector.decoder': 'classification',
+                        'detector.decoder_options.labels': ['cat', 'dog', 'bird'],
+                        'detector.decoder_options.top_k': 2})
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    node.trigger_activate()
+    listener = rclpy.create_node('classification_listener', context=ros_context)
+    classes = []
+    topic = f'/{node.get_name()}/detector/classification'
+    listener.create_subscription(Classification, topic, classes.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    try:
+        assert spin_until(executor, lambda: listener.count_publishers(topic) > 0, 5.0)
+        msg = image_msg(stamp_now=node)
+        feed(node, msg, executor=executor)
+        assert spin_until(executor, lambda: classes, 10.0)
+        assert classes[0].header == msg.header
+        assert [(r.class_id, round(r.score, 3)) for r in classes[0].results] == [
+            ('dog', 0.7), ('bird', 0.2)]
+    finally:
+        executor.shutdown()
+        listener.destroy_node()
+
+
 def test_compressed_input_and_decode_errors(make_node):
     cv2 = pytest.importorskip('cv2', reason='OpenCV is needed to decode compressed images')
     node = make_node(**{'camera.message_type': 'compressed_image',
