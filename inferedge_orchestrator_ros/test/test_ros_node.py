@@ -327,6 +327,7 @@ def classifier_model(path):
 
 
 def test_classes_arrive_as_vision_msgs_with_the_source_header(make_node, ros_context, tmp_path):
+    pytest.importorskip('onnx', reason='onnx builds the generated model')
     pytest.importorskip('onnxruntime', reason='onnxruntime runs the generated model')
     from vision_msgs.msg import Classification
     node = make_node(**{'tasks': ['detector'], 'detector.worker': 'onnxruntime',
