@@ -273,7 +273,8 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
     whose next frame is expected before then would start only at that end, after the tasks
     above it that are also expected by then, and finish after its own high service time: if
     that is past the frame's deadline, the job must not start. Nor if more of its frames would
-    arrive by then than its queue holds (the job would make it drop one: queue_overflow).
+    arrive before that frame could start than its queue holds (the job would make it drop one:
+    queue_overflow).
     """
     end = now + candidate.predicted_s
     ahead = 0.0  # work of the tasks above `other` whose frames come before the job ends
@@ -289,7 +290,7 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
         if end + ahead + other.predicted_s > deadline:
             return other, other.expectation_ends()
         if other.mean_interarrival:
-            arriving = 1 + int((end - expected) / other.mean_interarrival)
+            arriving = 1 + int((end + ahead - expected) / other.mean_interarrival)
             if len(other.queue) + arriving > other.queue.capacity:
                 return other, other.expectation_ends()
         ahead += other.predicted_s
