@@ -138,7 +138,7 @@ class _Slot:
 
 class _Job:
     __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker', 'blocking',
-                 'probe')
+                 'probe', 'hold_probe')
 
     def __init__(self, task: TaskState, frame: Frame, deadline: float, slot: _Slot,
                  start: float, blocking: float):
@@ -151,6 +151,7 @@ class _Job:
         self.worker = task.worker
         self.blocking = blocking  # how long lower-priority jobs held the pool while it waited
         self.probe = False  # it ran although its prediction said late
+        self.hold_probe = False  # it ran although the priority hold would have kept it back
 
 
 class _Pool:
@@ -692,6 +693,7 @@ class Engine:
                         seq = held.queue.head()[1].seq
                         if held.held_seq != seq:
                             held.held_seq = seq
+                            held.hold_streak += 1
                             held.telemetry.held_for_priority += 1
                         wake = min(wake, hold_wake)
                 if task is None:
@@ -703,7 +705,8 @@ class Engine:
                 slot.job = job
                 task.in_flight += 1
                 job.probe = task.late_streak >= PROBE_AFTER
-                task.late_streak = 0
+                job.hold_probe = task.hold_streak >= PROBE_AFTER and not job.probe
+                task.late_streak = task.hold_streak = 0
                 task.started_rate.add(now)
                 task.risk.blocking.append(blocking)
                 if task.config.timeout_ms:  # the timer must look at it when it times out
@@ -866,7 +869,9 @@ class Engine:
             telemetry.within_budget += 1
         else:
             risk.loss(reasons.DEADLINE_MISS, now - job.blocking <= job.deadline)
-        if job.probe or result.deadline_met:
+        if job.hold_probe:  # a service under the held prediction: probe again soon
+            task.probe_ended(now, service < task.predicted_s)
+        elif job.probe or result.deadline_met:
             task.probe_ended(now, result.deadline_met)
         grown = task.record_service(service)
         if grown:
