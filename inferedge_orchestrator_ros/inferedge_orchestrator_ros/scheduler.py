@@ -305,7 +305,8 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float,
     above it that are also expected by then, and finish after its own high service time: if
     that is past the frame's deadline, the job must not start. Nor if more of its frames would
     arrive before that frame could start than its queue holds (the job would make it drop one:
-    queue_overflow).
+    queue_overflow), when a later start could avoid that (otherwise holding would starve the
+    candidate for nothing).
     """
     end = now + (candidate.predicted_s if duration is None else duration)
     ahead = 0.0  # work of the tasks above `other` whose frames come before the job ends
@@ -320,9 +321,14 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float,
         deadline = expected + other.budget_s - other.last_age
         if end + ahead + other.predicted_s > deadline:
             return other, other.expectation_ends()
-        if other.mean_interarrival:
-            arriving = 1 + int((end + ahead - expected) / other.mean_interarrival)
-            if len(other.queue) + arriving > other.queue.capacity:
+        interval = other.mean_interarrival
+        if interval:
+            arriving = 1 + int((end + ahead - expected) / interval)
+            # Only worth holding if a later start can avoid the overflow: started just after
+            # `other` took a frame, the job and the work above must end before the queue fills.
+            avoidable = end - now + ahead <= (other.queue.capacity + 1) * interval - \
+                other.predicted_s
+            if avoidable and len(other.queue) + arriving > other.queue.capacity:
                 return other, other.expectation_ends()
         ahead += other.predicted_s
     return None, math.inf
