@@ -29,6 +29,9 @@ setup(
         ('share/' + package_name + '/config', glob('config/*.yaml')),
     ],
     install_requires=['setuptools'],  # and inferedge_orchestrator (package.xml)
+    # colcon runs a package's tests with pytest only when its test extra names pytest (else
+    # unittest, which cannot run launch tests).
+    extras_require={'test': ['pytest']},
     zip_safe=True,
     maintainer='The inferedge_orchestrator_ros Authors',
     maintainer_email='maintainers@users.noreply.r-seed-4e8594ca.example',

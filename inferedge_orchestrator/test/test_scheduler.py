@@ -57,18 +57,21 @@ def test_strict_priority_then_earliest_deadline():
 
 
 def test_hold_when_the_job_would_overflow_a_higher_priority_queue():
-    # A frame every 10 ms, a queue of 2, a generous budget: a 45 ms job would see 2 more
-    # frames arrive than the queue holds (one of them dropped, queue_overflow).
+    # A frame every 10 ms (8 ms each), a queue of 2, a generous budget, the next frame due
+    # now: a 21 ms job would see 3 frames arrive, one more than the queue holds; started just
+    # after one, it would not (so holding helps).
     high, low = states({'name': 'high', 'priority': 9, 'latency_budget_ms': 500,
                         'queue_size': 2, 'worker_options': {'latency_ms': 8}},
-                       {'name': 'low', 'worker_options': {'latency_ms': 45}})
+                       {'name': 'low', 'worker_options': {'latency_ms': 21}})
     high.set_expected(0.008)
-    low.set_expected(0.045)
+    low.set_expected(0.021)
     for t in (0.0, 0.01, 0.02):
         high.note_arrival(t, 0.0)
-    assert hold_for(low, [high, low], 0.025)[0] is high
-    low.set_expected(0.012)  # one frame by its end: the queue holds it
-    assert hold_for(low, [high, low], 0.025)[0] is None
+    assert hold_for(low, [high, low], 0.0299)[0] is high
+    low.set_expected(0.012)  # two frames by its end: the queue holds them
+    assert hold_for(low, [high, low], 0.0299)[0] is None
+    low.set_expected(0.045)  # an overflow whenever it starts: holding would only starve it
+    assert hold_for(low, [high, low], 0.0299)[0] is None
 
 
 def test_fifo_takes_arrival_order():

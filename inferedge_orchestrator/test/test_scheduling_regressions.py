@@ -86,3 +86,24 @@ def test_the_cheap_classifier_is_never_limited_and_the_others_use_the_spare_time
     used = tasks['classifier']['busy_s'] + tasks['recognizer']['busy_s']
     assert used >= 0.5 * spare
     assert tasks['classifier']['executed'] >= tasks['recognizer']['executed']
+
+
+def test_a_slow_start_does_not_hold_a_cheap_task_for_good():
+    # Seen over ROS: the classifier's first runs took 108 ms (3 ms after), its measured p95
+    # held it behind the detector on every frame, and no new measurement ever came. The
+    # probes that its worker's own guess (2 ms) allows measure it again.
+    def slow_start(job):
+        if job.task.name == 'classifier' and job.frame.seq < 40:
+            return 0.100
+        return job.worker.simulated_service_time(job.frame)
+    simulation = Simulation(rapidocr(150.0, 15.0), service_time=slow_start)
+    frames = int(SECONDS * 15.0)
+    report = simulation.run(periodic_trace(['camera'], frames, 1.0 / 15.0), SECONDS + 0.5)
+    steady = simulate(rapidocr(150.0, 15.0), 15.0)
+    tasks = report['final']['tasks']
+    assert tasks['classifier']['predicted_service_ms'] < 10.0
+    # Held for good it ran 7 of 450; the shedding limits of the slow spell recover slower.
+    assert tasks['classifier']['executed'] >= 0.2 * tasks['classifier']['routed']
+    assert tasks['detector']['completed_within_budget'] >= \
+        0.98 * steady['final']['tasks']['detector']['completed_within_budget']
+    assert report['invariant_violations'] == []

@@ -51,6 +51,7 @@ from inferedge_orchestrator_ros.annotation import Annotator
 from inferedge_orchestrator_ros.diagnostics import Diagnostics, InputState
 from inferedge_orchestrator_ros.images import image_to_array
 from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
+from inferedge_orchestrator_ros.publishing import spin_once_unless_shut_down
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 import rclpy
@@ -206,12 +207,12 @@ class OrchestratorNode(LifecycleNode):
 
     @property
     def engine(self) -> Optional[Engine]:
-        """The engine while configured (None otherwise): its snapshot() and drain()."""
+        """Return the engine while configured (None otherwise): snapshot(), drain()."""
         return self._engine
 
     @property
     def state_label(self) -> str:
-        """The lifecycle state: unconfigured, inactive, active or finalized."""
+        """Return the lifecycle state: unconfigured, inactive, active or finalized."""
         return self._state_label
 
     # -- parameters -------------------------------------------------------------------------
@@ -818,8 +819,8 @@ def main(args=None) -> int:
         node = OrchestratorNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        while rclpy.ok() and not node.finished:
-            executor.spin_once(timeout_sec=0.25)
+        while not node.finished and spin_once_unless_shut_down(node, executor, 0.25):
+            pass
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -13,7 +13,9 @@
 # limitations under the License.
 
 
-"""Publishing from timers and worker threads while Ctrl-C may end the context."""
+"""Publishing and spinning while Ctrl-C may end the context at any moment."""
+
+from rclpy.executors import ExternalShutdownException
 
 
 def publish_unless_shut_down(node, publisher, msg) -> bool:
@@ -30,3 +32,21 @@ def publish_unless_shut_down(node, publisher, msg) -> bool:
             raise
         return False
     return True
+
+
+def spin_once_unless_shut_down(node, executor, timeout_sec: float) -> bool:
+    """
+    Spin once; return False when Ctrl-C (or a shutdown) ended the node's context.
+
+    The signal handler may end the context while the executor builds its wait set; rclpy then
+    raises RCLError ("the given context is not valid"), which is the shutdown, not an error.
+    """
+    try:
+        executor.spin_once(timeout_sec=timeout_sec)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return False
+    except Exception:  # noqa: B902 - rclpy's RCLError is not public
+        if node.context.ok():
+            raise
+        return False
+    return node.context.ok()

@@ -25,10 +25,11 @@ import array
 from inferedge_orchestrator.frames.formats import CHANNELS
 from inferedge_orchestrator.frames.synthetic import PatternSource
 from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
+from inferedge_orchestrator_ros.publishing import spin_once_unless_shut_down
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -145,7 +146,10 @@ def main(args=None) -> int:
     code = 0
     try:
         node = SyntheticCamera()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while spin_once_unless_shut_down(node, executor, 0.25):
+            pass
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ValueError as error:

@@ -150,6 +150,7 @@ class Dispatch:
                         seq = held.queue.head()[1].seq
                         if held.held_seq != seq:
                             held.held_seq = seq
+                            held.hold_streak += 1
                             held.telemetry.held_for_priority += 1
                         wake = min(wake, hold_wake)
                 if task is None:
@@ -161,7 +162,8 @@ class Dispatch:
                 slot.job = job
                 task.in_flight += 1
                 job.probe = task.late_streak >= PROBE_AFTER
-                task.late_streak = 0
+                job.hold_probe = task.hold_streak >= PROBE_AFTER and not job.probe
+                task.late_streak = task.hold_streak = 0
                 task.started_rate.add(now)
                 task.risk.blocking.append(blocking)
                 if task.config.timeout_ms:  # the timer must look at it when it times out

@@ -45,7 +45,7 @@ class Slot:
 
 class Job:
     __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker', 'blocking',
-                 'probe')
+                 'probe', 'hold_probe')
 
     def __init__(self, task: TaskState, frame: Frame, deadline: float, slot: Slot,
                  start: float, blocking: float):
@@ -58,6 +58,7 @@ class Job:
         self.worker = task.worker
         self.blocking = blocking  # how long lower-priority jobs held the pool while it waited
         self.probe = False  # it ran although its prediction said late
+        self.hold_probe = False  # it ran although the priority hold would have kept it back
 
 
 class Pool:

@@ -161,7 +161,9 @@ class SlotSupervision:
             telemetry.within_budget += 1
         else:
             risk.loss(reasons.DEADLINE_MISS, now - job.blocking <= job.deadline)
-        if job.probe or result.deadline_met:
+        if job.hold_probe:  # a service under the held prediction: probe again soon
+            task.probe_ended(now, service < task.predicted_s)
+        elif job.probe or result.deadline_met:
             task.probe_ended(now, result.deadline_met)
         grown = task.record_service(service)
         if grown:

@@ -53,6 +53,11 @@ HIGH_QUANTILE = 0.95
 # task that cannot make it wastes little slot time yet is measured at least that often; a job
 # within budget ends the wait.
 PROBE_AFTER = 3
+# A task whose service times change (a slow start under contention, a slow spell that ends)
+# must not keep its old predictions until 50 new samples replace them: this many samples in a
+# row outside the predicted band on the same side (below the fast quantile, or above the high
+# one; each 5% likely, so by chance 1 in 8000) start the history again from them.
+SHIFT_AFTER = 3
 PROBE_INTERVAL_MAX_S = 1.0
 INTERARRIVAL_SMOOTHING = 0.1
 IDLE_INTERARRIVALS = 2.0  # a source silent for this many mean intervals is not expected
@@ -136,6 +141,9 @@ class TaskState:
         self.fast_s = 0.0  # low quantile: predicted_late
         self.median_s = self.expected_s  # the load a job adds
         self.late_streak = 0  # predicted_late drops late from arrival since a job started
+        self.hold_streak = 0  # frames the priority hold kept back since a job started
+        self._measured = False  # MIN_SAMPLES reached: the predictions are the measurements'
+        self._shift_side, self._shift_count = 0, 0
         self.probe_interval_s = 0.0  # the wait after a probe that ended late
         self.probe_not_before = -math.inf  # no probe before then
         # Slot-seconds of lower-priority jobs on the pool, divided by its slots, since start:
@@ -179,6 +187,10 @@ class TaskState:
         """Whether a late frame should run anyway, to measure the task again."""
         return self.late_streak >= PROBE_AFTER and now >= self.probe_not_before
 
+    def may_probe_hold(self, now: float) -> bool:
+        """Whether a frame the hold keeps back may run anyway, to measure the task again."""
+        return self.hold_streak >= PROBE_AFTER and now >= self.probe_not_before
+
     def probe_ended(self, now: float, met_deadline: bool) -> None:
         """Space the next probe out after a probe that confirmed the prediction."""
         if met_deadline:
@@ -197,20 +209,33 @@ class TaskState:
 
     def record_service(self, seconds: float) -> float:
         """Add a measured service time; return how much the drop predictor grew (s)."""
+        side = 0
+        if self._measured:
+            side = -1 if seconds < self.fast_s else (1 if seconds > self.predicted_s else 0)
+        if side and side == self._shift_side:
+            self._shift_count += 1
+        else:
+            self._shift_side, self._shift_count = side, 1 if side else 0
         history, ordered = self._service, self._ordered
-        if len(history) == SERVICE_HISTORY:
+        if self._shift_count >= SHIFT_AFTER:  # the task changed: its recent samples only
+            recent = list(history)[-(SHIFT_AFTER - 1):]
+            history.clear()
+            ordered.clear()
+            self._log_sum = self._log_square_sum = 0.0
+            self._shift_side, self._shift_count = 0, 0
+            for sample in recent:
+                self._add_sample(sample)
+        elif len(history) == SERVICE_HISTORY:
             oldest = history[0]  # it leaves
             del ordered[bisect.bisect_left(ordered, oldest)]
             log = math.log(max(oldest, 1e-9))
             self._log_sum -= log
             self._log_square_sum -= log * log
-        history.append(seconds)
-        bisect.insort(ordered, seconds)
-        log = math.log(max(seconds, 1e-9))
-        self._log_sum += log
-        self._log_square_sum += log * log
+        self._add_sample(seconds)
         count = len(ordered)
-        if count < MIN_SAMPLES:
+        if count >= MIN_SAMPLES:
+            self._measured = True
+        if not self._measured:
             return 0.0
         previous = self.fast_s
         self.predicted_s = quantile(ordered, HIGH_QUANTILE)
@@ -218,6 +243,13 @@ class TaskState:
         self.fast_s = predicted_lognormal_quantile(count, self._log_sum, self._log_square_sum,
                                                    FAST_Z)
         return max(0.0, self.fast_s - previous)
+
+    def _add_sample(self, seconds: float) -> None:
+        self._service.append(seconds)
+        bisect.insort(self._ordered, seconds)
+        log = math.log(max(seconds, 1e-9))
+        self._log_sum += log
+        self._log_square_sum += log * log
 
     def note_arrival(self, now: float, age: float) -> None:
         if self.last_arrival is not None:
@@ -264,8 +296,8 @@ class TaskState:
         return self.last_arrival + IDLE_INTERARRIVALS * self.mean_interarrival
 
 
-def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
-             ) -> Tuple[Optional[TaskState], float]:
+def hold_for(candidate: TaskState, tasks: List[TaskState], now: float,
+             duration: Optional[float] = None) -> Tuple[Optional[TaskState], float]:
     """
     Return (the higher-priority task whose expected frame would be lost, when to look again).
 
@@ -274,9 +306,10 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
     above it that are also expected by then, and finish after its own high service time: if
     that is past the frame's deadline, the job must not start. Nor if more of its frames would
     arrive before that frame could start than its queue holds (the job would make it drop one:
-    queue_overflow).
+    queue_overflow), when a later start could avoid that (otherwise holding would starve the
+    candidate for nothing).
     """
-    end = now + candidate.predicted_s
+    end = now + (candidate.predicted_s if duration is None else duration)
     ahead = 0.0  # work of the tasks above `other` whose frames come before the job ends
     for other in tasks:  # priority-sorted: only the ones before candidate matter
         if other.priority <= candidate.priority:
@@ -289,12 +322,31 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float
         deadline = expected + other.budget_s - other.last_age
         if end + ahead + other.predicted_s > deadline:
             return other, other.expectation_ends()
-        if other.mean_interarrival:
-            arriving = 1 + int((end + ahead - expected) / other.mean_interarrival)
-            if len(other.queue) + arriving > other.queue.capacity:
+        interval = other.mean_interarrival
+        if interval:
+            arriving = 1 + int((end + ahead - expected) / interval)
+            # Only worth holding if a later start can avoid the overflow: started just after
+            # `other` took a frame, the job and the work above must end before the queue fills.
+            avoidable = end - now + ahead <= (other.queue.capacity + 1) * interval - \
+                other.predicted_s
+            if avoidable and len(other.queue) + arriving > other.queue.capacity:
                 return other, other.expectation_ends()
         ahead += other.predicted_s
     return None, math.inf
+
+
+def probes_hold(candidate: TaskState, tasks: List[TaskState], now: float) -> bool:
+    """
+    Whether a held candidate runs anyway: a probe of a hold its worker's own guess disputes.
+
+    The hold trusts the candidate's measured p95; a task held every time is never measured
+    again, so one slow start (seen: a classifier's first runs at 108 ms, 3 ms after) would
+    hold it for good. When the worker's warm-up time (expected_s) would not be held, the
+    measurement may be stale: after PROBE_AFTER held frames the next one runs, spaced out
+    like the drop probes while probes confirm the measurement.
+    """
+    return (candidate.expected_s > 0.0 and candidate.may_probe_hold(now) and
+            hold_for(candidate, tasks, now, candidate.expected_s)[0] is None)
 
 
 def select_priority(tasks: List[TaskState], now: float, last_free_slot: bool,
@@ -320,7 +372,8 @@ def select_priority(tasks: List[TaskState], now: float, last_free_slot: bool,
                 best, best_deadline = task, task.queue.head()[0]
         if best is None:
             return None, []
-        if not (priority_hold and last_free_slot) or hold_for(best, tasks, now)[0] is None:
+        if not (priority_hold and last_free_slot) or hold_for(best, tasks, now)[0] is None or \
+                probes_hold(best, tasks, now):
             return best, []
     ready = [t for t in tasks if t.queue.entries]
     # Rate floor first: a task below min_rate_hz over the last second runs ahead of priority.
@@ -333,7 +386,7 @@ def select_priority(tasks: List[TaskState], now: float, last_free_slot: bool,
     for task in candidates:
         if priority_hold and last_free_slot:
             blocker, wake = hold_for(task, tasks, now)
-            if blocker is not None:
+            if blocker is not None and not probes_hold(task, tasks, now):
                 holds.append((task, blocker, wake))
                 continue
         return task, holds
