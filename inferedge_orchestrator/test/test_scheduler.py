@@ -56,17 +56,22 @@ def test_strict_priority_then_earliest_deadline():
     assert chosen is high_b and holds == []
 
 
-def test_hold_when_the_job_would_overflow_a_higher_priority_queue():
-    # A frame every 10 ms (8 ms each), a queue of 2, a generous budget, the next frame due
-    # now: a 21 ms job would see 3 frames arrive, one more than the queue holds; started just
-    # after one, it would not (so holding helps).
-    high, low = states({'name': 'high', 'priority': 9, 'latency_budget_ms': 500,
-                        'queue_size': 2, 'worker_options': {'latency_ms': 8}},
-                       {'name': 'low', 'worker_options': {'latency_ms': 21}})
+def high_and_low(high_budget_ms, high_queue, low_ms):
+    """Return a high task with frames every 10 ms (8 ms each) at 0, 10 and 20 ms, and a low."""
+    high, low = states({'name': 'high', 'priority': 9, 'latency_budget_ms': high_budget_ms,
+                        'queue_size': high_queue, 'worker_options': {'latency_ms': 8}},
+                       {'name': 'low', 'worker_options': {'latency_ms': low_ms}})
     high.set_expected(0.008)
-    low.set_expected(0.021)
+    low.set_expected(low_ms / 1000.0)
     for t in (0.0, 0.01, 0.02):
         high.note_arrival(t, 0.0)
+    return high, low
+
+
+def test_hold_when_the_job_would_overflow_a_higher_priority_queue():
+    # A queue of 2, a generous budget, the next frame due now: a 21 ms job would see 3 frames
+    # arrive, one more than the queue holds; started just after one, it would not.
+    high, low = high_and_low(500, 2, 21)
     assert hold_for(low, [high, low], 0.0299)[0] is high
     low.set_expected(0.012)  # two frames by its end: the queue holds them
     assert hold_for(low, [high, low], 0.0299)[0] is None
@@ -82,13 +87,7 @@ def test_fifo_takes_arrival_order():
 
 
 def test_hold_when_expected_frame_would_miss():
-    high, low = states({'name': 'high', 'priority': 9, 'latency_budget_ms': 40,
-                        'queue_size': 8, 'worker_options': {'latency_ms': 8}},
-                       {'name': 'low', 'worker_options': {'latency_ms': 45}})
-    high.set_expected(0.008)
-    low.set_expected(0.045)
-    for t in (0.0, 0.01, 0.02):
-        high.note_arrival(t, 0.0)
+    high, low = high_and_low(40, 8, 45)
     blocker, wake = hold_for(low, [high, low], 0.025)
     assert blocker is high and wake > 0.025
     # With a generous budget, the expected frame still makes it: no hold.

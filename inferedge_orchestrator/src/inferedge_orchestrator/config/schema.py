@@ -241,3 +241,34 @@ def parse_fields(where: str, data: Any, fields: Dict[str, Field],
 def parse_section(where: str, data: Any, cls: type, **fixed: Any) -> Any:
     """Return an instance of a config dataclass from a mapping of its schema's fields."""
     return cls(**fixed, **parse_fields(where, data, schema(cls)))
+
+
+def class_of_kind(kinds: Dict[str, str], kind: str, what: str) -> type:
+    """Return the class registered for kind ('module:Class', imported now) of a registry."""
+    import importlib
+    try:
+        module_name, class_name = kinds[kind].split(':')
+    except KeyError:
+        raise ConfigError(f'{what}: {kind!r} is not allowed; allowed: '
+                          f'{", ".join(kinds)}') from None
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def check_options(where: str, options: Any, fields: Dict[str, Field], owner: str
+                  ) -> Dict[str, Any]:
+    """
+    Check the options of a worker or decoder kind; return them with defaults filled in.
+
+    owner names the kind in errors ("worker 'dummy'"): unknown keys, missing required ones and
+    bad values are ConfigErrors naming the field.
+    """
+    if not isinstance(options, dict):
+        raise ConfigError(f'{where}: expected a mapping, got {options!r}')
+    for key in options:
+        if key not in fields:
+            raise ConfigError(f'{where}: unknown key {key!r} for {owner}; known keys: '
+                              f'{", ".join(fields) or "none"}')
+    missing = [key for key, field in fields.items() if field.required and key not in options]
+    if missing:
+        raise ConfigError(f'{where}: missing required key {missing[0]!r} for {owner}')
+    return parse_fields(where, options, fields)

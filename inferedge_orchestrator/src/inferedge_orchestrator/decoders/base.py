@@ -15,10 +15,9 @@
 """What every decoder shares: its results, its error, its options and the kinds by name."""
 
 from dataclasses import dataclass, field
-import importlib
 from typing import Any, Dict, List, Optional, Sequence
 
-from inferedge_orchestrator.config.schema import ConfigError, Field, parse_fields
+from inferedge_orchestrator.config.schema import check_options, class_of_kind, Field
 import numpy as np
 
 
@@ -78,13 +77,7 @@ class Decoder:
     @classmethod
     def validate_options(cls, options: Dict[str, Any], where: str) -> Dict[str, Any]:
         """Return the options with defaults filled in; raise ConfigError naming the field."""
-        if not isinstance(options, dict):
-            raise ConfigError(f'{where}: expected a mapping, got {options!r}')
-        for key in options:
-            if key not in cls.OPTIONS:
-                raise ConfigError(f'{where}: unknown key {key!r} for decoder {cls.kind!r}; '
-                                  f'known keys: {", ".join(cls.OPTIONS) or "none"}')
-        return parse_fields(where, options, cls.OPTIONS)
+        return check_options(where, options, cls.OPTIONS, f'decoder {cls.kind!r}')
 
     def bind(self, info: ModelInfo) -> None:
         """Check the options against the loaded model (ValueError: a configure error)."""
@@ -112,12 +105,7 @@ DECODER_KINDS = {
 
 
 def decoder_class(kind: str) -> type:
-    try:
-        module_name, class_name = DECODER_KINDS[kind].split(':')
-    except KeyError:
-        raise ConfigError(f'decoder: {kind!r} is not allowed; allowed: '
-                          f'{", ".join(DECODER_KINDS)}') from None
-    return getattr(importlib.import_module(module_name), class_name)
+    return class_of_kind(DECODER_KINDS, kind, 'decoder')
 
 
 def validate_decoder_options(kind: str, options: Dict[str, Any], where: str) -> Dict[str, Any]:

@@ -23,7 +23,7 @@ validated by the worker class without importing its runtime (onnxruntime, tensor
 from dataclasses import dataclass
 from typing import Any, Dict
 
-from inferedge_orchestrator.config.schema import ConfigError, Field, parse_fields
+from inferedge_orchestrator.config.schema import check_options, Field
 import numpy as np
 
 
@@ -58,18 +58,7 @@ class Worker:
     @classmethod
     def validate_options(cls, options: Dict[str, Any], where: str) -> Dict[str, Any]:
         """Return the options with defaults filled in; raise ConfigError naming the field."""
-        if not isinstance(options, dict):
-            raise ConfigError(f'{where}: expected a mapping, got {options!r}')
-        for key in options:
-            if key not in cls.OPTIONS:
-                raise ConfigError(f'{where}: unknown key {key!r} for worker {cls.kind!r}; '
-                                  f'known keys: {", ".join(cls.OPTIONS)}')
-        missing = [key for key, field in cls.OPTIONS.items()
-                   if field.required and key not in options]
-        if missing:
-            raise ConfigError(f'{where}: missing required key {missing[0]!r} for worker '
-                              f'{cls.kind!r}')
-        return parse_fields(where, options, cls.OPTIONS)
+        return check_options(where, options, cls.OPTIONS, f'worker {cls.kind!r}')
 
     def load(self) -> None:
         """Do the slow work (load models, create sessions) before the task takes frames."""

@@ -14,10 +14,9 @@
 
 """The worker kinds by name: their classes are imported on demand, their runtimes in load()."""
 
-import importlib
 from typing import Any, Callable, Dict
 
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.config.schema import class_of_kind
 from inferedge_orchestrator.workers.base import Worker
 
 # kind -> 'module:Class'; modules import their runtimes lazily, in load().
@@ -30,12 +29,7 @@ WORKER_KINDS = {
 
 def worker_class(kind: str) -> type:
     """Return the Worker class of kind (imports its module, not its runtime)."""
-    try:
-        module_name, class_name = WORKER_KINDS[kind].split(':')
-    except KeyError:
-        raise ConfigError(f'worker: {kind!r} is not allowed; allowed: '
-                          f'{", ".join(WORKER_KINDS)}') from None
-    return getattr(importlib.import_module(module_name), class_name)
+    return class_of_kind(WORKER_KINDS, kind, 'worker')
 
 
 def validate_worker_options(kind: str, options: Dict[str, Any], where: str) -> Dict[str, Any]:
