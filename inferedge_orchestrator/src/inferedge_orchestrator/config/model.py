@@ -40,6 +40,11 @@ BIG = 1e9
 class PoolConfig:
     name: str
     slots: int = spec(1, 'worker slots of the pool: jobs that run at once', low=1, high=256)
+    isolation: str = spec('thread', 'where its workers run: thread (in the engine process) '
+                          'or process (a child process per slot, crash-isolated)',
+                          choices=('thread', 'process'))
+    address_space_mb: int = spec(0, 'process isolation: the address-space limit of each '
+                                 'child (RLIMIT_AS; 0: none)', low=0, high=2 ** 30, unit='MB')
 
 
 @dataclass

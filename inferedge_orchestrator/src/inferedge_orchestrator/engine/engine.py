@@ -61,6 +61,7 @@ from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
 from inferedge_orchestrator.telemetry.snapshot import (DecisionCounts, PoolSnapshot,
                                                        SheddingSnapshot, Snapshot, TaskSnapshot)
 from inferedge_orchestrator.workers.base import Worker
+from inferedge_orchestrator.workers.process import ProcessWorker
 from inferedge_orchestrator.workers.registry import create_worker
 
 
@@ -144,7 +145,13 @@ class Engine(Admission, Dispatch, SlotSupervision):
         for task in self._tasks:
             slots = len(self._pools[task.config.pool].slots)
             try:
-                worker = self._worker_factory(task.config, slots)
+                pool_config = self.config.pools[task.config.pool]
+                if pool_config.isolation == 'process' and not self.virtual:
+                    worker = ProcessWorker(task.name, task.config.worker,
+                                           task.config.worker_options, slots,
+                                           pool_config.address_space_mb)
+                else:
+                    worker = self._worker_factory(task.config, slots)
                 worker.load()
                 worker.warmup(int(task.config.worker_options.get('warmup', 0) or 0))
             except Exception as error:  # noqa: B902 - any worker failure is reported the same

@@ -39,6 +39,7 @@ from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.workers.base import InferenceOutput
 from inferedge_orchestrator.workers.base import Worker
 from inferedge_orchestrator.workers.preprocess import Geometry
+from inferedge_orchestrator.workers.process import WorkerCrashed
 
 
 class SlotSupervision:
@@ -132,6 +133,7 @@ class SlotSupervision:
         if error is not None:
             reason = reasons.DECODE_ERROR if isinstance(error, DecodeError) else \
                 reasons.POSTPROCESS_ERROR if isinstance(error, PostprocessError) else \
+                reasons.WORKER_CRASHED if isinstance(error, WorkerCrashed) else \
                 reasons.WORKER_ERROR
             if reason == reasons.DECODE_ERROR and not frame.decode_error_counted:
                 self._inputs[frame.input].decode_errors += 1
@@ -229,6 +231,9 @@ class SlotSupervision:
                            detail=f'running {1000 * (now - job.start):.0f} ms > timeout_ms '
                                   f'{task.config.timeout_ms:g}')
         frame = job.frame
+        abort = getattr(job.worker, 'abort', None)
+        if abort is not None and job.slot.thread is not None:
+            abort(job.slot.thread.ident)  # process isolation: the child dies, the slot frees
         if self._trace is not None:
             self._trace.ran(task.name, frame, job.start, now, reasons.TIMED_OUT, reasons.TIMEOUT)
         self._pending_results.append(Result(

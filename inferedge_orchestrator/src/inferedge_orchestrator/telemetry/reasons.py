@@ -42,7 +42,8 @@ MALFORMED_REASONS = (UNKNOWN_INPUT, UNKNOWN_ENCODING, ZERO_SIZE, STEP_TOO_SMALL,
 TIMEOUT = 'timeout'
 WORKER_ERROR = 'worker_error'
 POSTPROCESS_ERROR = 'postprocess_error'  # a decoder could not read the model's outputs
-FAILURE_REASONS = (TIMEOUT, WORKER_ERROR, DECODE_ERROR, POSTPROCESS_ERROR)
+WORKER_CRASHED = 'worker_crashed'  # process isolation: the slot's child process died
+FAILURE_REASONS = (TIMEOUT, WORKER_ERROR, DECODE_ERROR, POSTPROCESS_ERROR, WORKER_CRASHED)
 
 # Result status.
 OK = 'OK'

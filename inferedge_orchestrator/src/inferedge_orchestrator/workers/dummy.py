@@ -15,6 +15,8 @@
 """A worker that sleeps for a fixed or sampled latency: for demos, tests and simulation."""
 
 import itertools
+import os
+import signal
 import time
 
 from inferedge_orchestrator import draws
@@ -51,6 +53,9 @@ class DummyWorker(Worker):
         setting('busy_wait', False, 'spin instead of sleeping: holds the GIL, as pure-Python '
                 'preprocessing would'),
         setting('fail_every', 0, 'raise on every Nth call (0: never)', low=0, high=2 ** 31),
+        setting('crash_every', 0, 'kill its own process with SIGSEGV on every Nth call (0: '
+                'never; for process isolation tests: in a thread pool it kills the engine)',
+                low=0, high=2 ** 31),
     )
 
     def __init__(self, task_name, options, slots=1):
@@ -100,5 +105,8 @@ class DummyWorker(Worker):
         every = self.options['fail_every']
         if every and call % every == 0:
             raise DummyWorkerError(f'injected failure on call {call}')
+        crash = self.options['crash_every']
+        if crash and call % crash == 0:
+            os.kill(os.getpid(), signal.SIGSEGV)
         return InferenceOutput({'shape': np.asarray(shape, dtype=np.int32)}, preprocess_s,
                                time.perf_counter() - begin)
