@@ -72,6 +72,7 @@ def test_a_crashing_child_fails_only_its_job_and_is_respawned():
         results = run(engine, 7)
         snapshot = engine.snapshot()
         worker = engine.tasks['task'].worker
+        decisions = engine.decisions_since(0)
     finally:
         engine.close()
     statuses = [(r.status, r.reason) for r in results]
@@ -81,6 +82,10 @@ def test_a_crashing_child_fails_only_its_job_and_is_respawned():
     assert 'child process died' in results[2].detail
     assert worker.crashes == 2 and worker.respawns == 2
     assert snapshot.tasks['task'].failed_by_reason == {reasons.WORKER_CRASHED: 2}
+    assert (snapshot.pools['cpu'].crashes, snapshot.pools['cpu'].respawns) == (2, 2)
+    events = [d.event for d in decisions]
+    assert events.count(reasons.WORKER_CRASH_EVENT) == 2
+    assert events.count(reasons.WORKER_RESPAWN_EVENT) == 2
     assert check_invariants(snapshot) == []
 
 

@@ -61,6 +61,7 @@ class Diagnostics:
         now = {
             'worker_error': failed.get(reasons.WORKER_ERROR, 0),
             'timeout': failed.get(reasons.TIMEOUT, 0),
+            'crashed': failed.get(reasons.WORKER_CRASHED, 0),
             'decode_error': failed.get(reasons.DECODE_ERROR, 0),
             'retired': pool.retired,
             'late': data.executed - data.completed_within_budget +
@@ -74,11 +75,11 @@ class Diagnostics:
         delta = {key: now[key] - before.get(key, 0) for key in now}
         problems = []
         level = DiagnosticStatus.OK
-        if delta['worker_error'] or delta['timeout'] or delta['retired']:
+        if delta['worker_error'] or delta['timeout'] or delta['retired'] or delta['crashed']:
             level = DiagnosticStatus.ERROR
             problems.append(f'worker failed {delta["worker_error"]}, timed out '
-                            f'{delta["timeout"]}, slots retired {delta["retired"]} in the '
-                            'last period')
+                            f'{delta["timeout"]}, crashed {delta["crashed"]}, slots retired '
+                            f'{delta["retired"]} in the last period')
         if data.shed_limit_hz or delta['shed']:
             problems.append(f'shed to {data.shed_limit_hz:g} Hz')
         if delta['late']:

@@ -149,7 +149,8 @@ class Engine(Admission, Dispatch, SlotSupervision):
                 if pool_config.isolation == 'process' and not self.virtual:
                     worker = ProcessWorker(task.name, task.config.worker,
                                            task.config.worker_options, slots,
-                                           pool_config.address_space_mb)
+                                           pool_config.address_space_mb,
+                                           on_respawn=self._respawned)
                 else:
                     worker = self._worker_factory(task.config, slots)
                 worker.load()
@@ -419,7 +420,7 @@ class Engine(Admission, Dispatch, SlotSupervision):
             capacity = max(1, len(pool.slots)) * uptime
             pools[pool.name] = PoolSnapshot(
                 slots=len(pool.slots), busy=sum(1 for s in pool.slots if s.job is not None),
-                retired=pool.retired,
+                retired=pool.retired, crashes=pool.crashes, respawns=pool.respawns,
                 run_utilisation=min(1.0, pool.busy_seconds(now) / capacity) if capacity else 0.0,
                 period_utilisation=pool.utilisation)
         shedder = self._shedder

@@ -71,6 +71,7 @@ class Pool:
         self.tasks: List[TaskState] = []
         self.next_slot_id = 0
         self.retired = 0
+        self.crashes = self.respawns = 0  # process isolation
         self.stuck: List[Slot] = []  # retired slots whose job has not returned yet
         self.busy_time = 0.0  # completed job time, slot-seconds
         self.period_busy = 0.0

@@ -76,6 +76,16 @@ class SlotSupervision:
                 self._close_replaced(job.worker, job.task)
                 return
 
+    def _respawned(self, task_name: str, detail: str) -> None:
+        """Count and announce a respawned child (called by a ProcessWorker's slot thread)."""
+        with self._lock:
+            task = self._tasks_by_name.get(task_name)
+            if task is None:
+                return
+            task.pool.respawns += 1
+            self.decisions.add(self._clock(), reasons.WORKER_RESPAWN_EVENT, reasons.RESPAWNED,
+                               task=task_name, queue_depths=self._queue_depths(), detail=detail)
+
     def _close_replaced(self, worker: Optional[Worker], task: TaskState) -> None:
         """Close a worker that a fresh one replaced, once no job runs on it any more."""
         with self._lock:
@@ -139,6 +149,10 @@ class SlotSupervision:
                 self._inputs[frame.input].decode_errors += 1
                 frame.decode_error_counted = True  # whichever task saw it first
             telemetry.fail(reason)
+            if reason == reasons.WORKER_CRASHED:
+                pool.crashes += 1
+                self.decisions.add(now, reasons.WORKER_CRASH_EVENT, reason, task=task.name,
+                                   queue_depths=self._queue_depths(), detail=str(error))
             result.status, result.reason = reasons.FAILED, reason
             result.detail = f'{type(error).__name__}: {error}'
             self._warn_failure(task.name, frame, result.detail, now)

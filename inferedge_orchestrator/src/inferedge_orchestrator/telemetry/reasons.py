@@ -62,8 +62,10 @@ RISK_REASONS = LOSS_REASONS + (LATENCY_P95, BACKLOG)
 RECOVERED = 'recovered'
 PARAM_CHANGE = 'param_change'
 SLOT_RETIRED = 'slot_retired'
+RESPAWNED = 'respawned'
 DECISION_REASONS = DROP_REASONS + FAILURE_REASONS + (DEADLINE_MISS, LATENCY_P95, BACKLOG,
-                                                     RECOVERED, PARAM_CHANGE, SLOT_RETIRED)
+                                                     RECOVERED, PARAM_CHANGE, SLOT_RETIRED,
+                                                     RESPAWNED)
 
 # Decision events.
 SHED_START = 'SHED_START'
@@ -73,5 +75,7 @@ DROP = 'DROP'
 PARAM_CHANGE_EVENT = 'PARAM_CHANGE'
 WORKER_ERROR_EVENT = 'WORKER_ERROR'
 WORKER_TIMEOUT_EVENT = 'WORKER_TIMEOUT'
+WORKER_CRASH_EVENT = 'WORKER_CRASH'  # process isolation: a slot's child process died
+WORKER_RESPAWN_EVENT = 'WORKER_RESPAWN'  # ... and was started again (loaded, warmed up)
 EVENTS = (SHED_START, SHED_STOP, LIMIT, DROP, PARAM_CHANGE_EVENT, WORKER_ERROR_EVENT,
-          WORKER_TIMEOUT_EVENT)
+          WORKER_TIMEOUT_EVENT, WORKER_CRASH_EVENT, WORKER_RESPAWN_EVENT)

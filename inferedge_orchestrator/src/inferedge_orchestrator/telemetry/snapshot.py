@@ -90,6 +90,8 @@ class PoolSnapshot:
     slots: int = 0  # capacity now
     busy: int = 0
     retired: int = 0
+    crashes: int = 0  # process isolation: child processes that died
+    respawns: int = 0  # ... and were started again
     run_utilisation: float = 0.0  # busy fraction since start
     period_utilisation: float = 0.0  # busy fraction over the last telemetry period
 

@@ -29,7 +29,7 @@ import multiprocessing
 import os
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from inferedge_orchestrator.workers.base import InferenceOutput, Worker
 import numpy as np
@@ -105,8 +105,10 @@ class ProcessWorker(Worker):
     replaceable = False  # a crashed child is respawned in place
 
     def __init__(self, task_name: str, inner_kind: str, options: Dict[str, Any],
-                 slots: int = 1, address_space_mb: int = 0):
+                 slots: int = 1, address_space_mb: int = 0,
+                 on_respawn: Optional[Callable[[str, str], None]] = None):
         super().__init__(task_name, options, slots)
+        self._on_respawn = on_respawn  # (task name, detail): the engine's decision
         self.inner_kind = inner_kind
         self.address_space_mb = address_space_mb
         self._context = multiprocessing.get_context('spawn')
@@ -224,6 +226,9 @@ class ProcessWorker(Worker):
         child.not_before = time.monotonic() + child.backoff_s
         self._spawn(child)
         self.respawns += 1
+        if self._on_respawn is not None:
+            self._on_respawn(self.task_name, f'child process started again (respawn '
+                                             f'{self.respawns}, after {child.backoff_s:g} s)')
 
     def _segment(self, child: _Child, size: int):
         from multiprocessing import shared_memory
