@@ -89,17 +89,21 @@ def test_a_crashing_child_fails_only_its_job_and_is_respawned():
     assert check_invariants(snapshot) == []
 
 
-def test_a_child_killed_from_outside_is_respawned_for_the_next_job():
+def test_a_child_killed_from_outside_while_idle_costs_no_frame():
     engine = Engine(config())
     engine.start()
     try:
         assert [r.status for r in run(engine, 1)] == [reasons.OK]
-        os.kill(pid_of_children(engine.tasks['task'].worker)[0], signal.SIGKILL)
+        worker = engine.tasks['task'].worker
+        os.kill(pid_of_children(worker)[0], signal.SIGKILL)
+        worker._all[0].process.join(5.0)  # dead before the next frame comes
         results = run(engine, 2)
+        snapshot = engine.snapshot()
     finally:
         engine.close()
-    assert [(r.status, r.reason) for r in results] == [
-        (reasons.FAILED, reasons.WORKER_CRASHED), (reasons.OK, '')]
+    # It died holding no job: the next frame respawns it first and runs.
+    assert [(r.status, r.reason) for r in results] == [(reasons.OK, '')] * 2
+    assert (snapshot.pools['cpu'].crashes, snapshot.pools['cpu'].respawns) == (0, 1)
 
 
 def test_a_timed_out_child_is_killed_and_the_slot_runs_the_next_job():
@@ -113,3 +117,18 @@ def test_a_timed_out_child_is_killed_and_the_slot_runs_the_next_job():
         engine.close(timeout=10.0)
     assert snapshot.tasks['task'].failed_by_reason == {reasons.TIMEOUT: 1}
     assert snapshot.pools['cpu'].retired == 0
+
+
+def test_a_child_over_its_address_space_limit_crashes_alone():
+    data = config(allocate_mb=2048)
+    data['orchestrator']['pools']['cpu']['address_space_mb'] = 1536
+    engine = Engine(data)
+    engine.start()
+    try:
+        results = run(engine, 1)
+        snapshot = engine.snapshot()
+    finally:
+        engine.close()
+    assert [(r.status, r.reason) for r in results] == [(reasons.FAILED, reasons.WORKER_CRASHED)]
+    assert 'exit code 3' in results[0].detail
+    assert snapshot.pools['cpu'].crashes == 1

@@ -53,6 +53,9 @@ class DummyWorker(Worker):
         setting('busy_wait', False, 'spin instead of sleeping: holds the GIL, as pure-Python '
                 'preprocessing would'),
         setting('fail_every', 0, 'raise on every Nth call (0: never)', low=0, high=2 ** 31),
+        setting('allocate_mb', 0, 'allocate and touch this much memory on each call (0: none; '
+                'for the address-space limit of process isolation)', low=0, high=2 ** 20,
+                unit='MB'),
         setting('crash_every', 0, 'kill its own process with SIGSEGV on every Nth call (0: '
                 'never; for process isolation tests: in a thread pool it kills the engine)',
                 low=0, high=2 ** 31),
@@ -105,6 +108,8 @@ class DummyWorker(Worker):
         every = self.options['fail_every']
         if every and call % every == 0:
             raise DummyWorkerError(f'injected failure on call {call}')
+        if self.options['allocate_mb']:
+            np.ones(self.options['allocate_mb'] * 1024 * 1024, dtype=np.uint8)
         crash = self.options['crash_every']
         if crash and call % crash == 0:
             os.kill(os.getpid(), signal.SIGSEGV)

@@ -79,6 +79,8 @@ def _child_main(connection, kind: str, task_name: str, options: Dict[str, Any],
             output = worker.infer(frame)
             connection.send(('ok', output.outputs, output.preprocess_s, output.inference_s,
                              output.geometry))
+        except MemoryError:
+            os._exit(3)  # out of its address space: its state is not to be trusted, respawn
         except BaseException as error:  # noqa: B902 - the job fails, the child goes on
             connection.send(('error', f'{type(error).__name__}: {error}'))
         del image, frame
