@@ -97,7 +97,7 @@ def test_tensor_round_trip(dtype):
 def _values(**overrides):
     """Parameter values as the node would read them (defaults plus overrides)."""
     values = {p.name: p.default for p in params.GLOBAL_PARAMS}
-    values.update({'cpu.slots': 1})
+    values.update({f'cpu.{p.name}': p.default for p in params.POOL_PARAMS})
     for task in ('detector', 'ocr'):
         for p in params.TASK_PARAMS:
             values[f'{task}.{p.name}'] = p.default
