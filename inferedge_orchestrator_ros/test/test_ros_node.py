@@ -358,6 +358,59 @@ def test_classes_arrive_as_vision_msgs_with_the_source_header(make_node, ros_con
         listener.destroy_node()
 
 
+def detector_model(path):
+    """Write a model whose output is one box of class 1 at (32, 32) 16x16 of its 64x64 input."""
+    from onnx import helper, numpy_helper, save, TensorProto
+    rows = np.zeros((32, 4 + 2), dtype=np.float32)
+    rows[0] = [32.0, 32.0, 16.0, 16.0, 0.0, 0.9]
+    value = numpy_helper.from_array(rows.T[None].copy(), 'boxes')
+    graph = helper.make_graph(
+        [helper.make_node('Constant', [], ['output0'], value=value)], 'detector',
+        [helper.make_tensor_value_info('images', TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info('output0', TensorProto.FLOAT, [1, 6, 32])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
+    model.ir_version = 8
+    save(model, str(path))
+    return str(path)
+
+
+def test_detections_arrive_as_vision_msgs_in_source_pixels(make_node, ros_context, tmp_path):
+    pytest.importorskip('onnx', reason='onnx builds the generated model')
+    pytest.importorskip('onnxruntime', reason='onnxruntime runs the generated model')
+    from vision_msgs.msg import Detection2DArray
+    node = make_node(**{'tasks': ['detector'], 'detector.worker': 'onnxruntime',
+                        'detector.worker_options.model_path': detector_model(
+                            tmp_path / 'detector.onnx'),
+                        'detector.worker_options.resize': 'letterbox',
+                        'detector.decoder': 'yolo',
+                        'detector.decoder_options.labels': ['person', 'car']})
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    node.trigger_activate()
+    listener = rclpy.create_node('detections_listener', context=ros_context)
+    detections = []
+    topic = f'/{node.get_name()}/detector/detections'
+    listener.create_subscription(Detection2DArray, topic, detections.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    try:
+        assert spin_until(executor, lambda: listener.count_publishers(topic) > 0, 5.0)
+        msg = image_msg(width=160, height=120, stamp_now=node)
+        feed(node, msg, executor=executor)
+        assert spin_until(executor, lambda: detections, 10.0)
+        array = detections[0]
+        assert array.header == msg.header and len(array.detections) == 1
+        box = array.detections[0]
+        # 160x120 letterboxed into 64x64: scale 0.4, 8 rows of padding above.
+        assert (box.bbox.center.position.x, box.bbox.center.position.y) == \
+            pytest.approx((80.0, 60.0))
+        assert (box.bbox.size_x, box.bbox.size_y) == pytest.approx((40.0, 40.0))
+        assert box.results[0].hypothesis.class_id == 'car'
+    finally:
+        executor.shutdown()
+        listener.destroy_node()
+
+
 def test_compressed_input_and_decode_errors(make_node):
     cv2 = pytest.importorskip('cv2', reason='OpenCV is needed to decode compressed images')
     node = make_node(**{'camera.message_type': 'compressed_image',
