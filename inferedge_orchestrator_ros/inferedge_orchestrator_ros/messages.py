@@ -158,7 +158,5 @@ def telemetry_message(snapshot: Snapshot, stamp, node_state: str,
     if shedding.last_risk:
         msg.last_risk_task, msg.last_risk_reason = shedding.last_risk
     msg.decisions_total = snapshot.decisions.total
-    msg.cpu_percent = NAN if snapshot.resources.cpu_percent is None else \
-        float(snapshot.resources.cpu_percent)
-    msg.rss_mb = NAN if snapshot.resources.rss_mb is None else float(snapshot.resources.rss_mb)
+    copy_fields(msg, snapshot.resources)  # cpu_percent, rss_mb (NaN when not sampled)
     return msg

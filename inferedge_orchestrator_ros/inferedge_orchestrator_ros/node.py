@@ -168,7 +168,7 @@ class OrchestratorNode(LifecycleNode):
         self._trace: Optional[TraceRecorder] = None
         self._inputs: Dict[str, _Input] = {}
         self._result_pubs: Dict[str, Any] = {}
-        self._decoded_pubs: Dict[str, Any] = {}  # task -> detections or classification
+        self._decoded_pubs: Dict[str, Any] = {}  # task -> (publisher, message builder)
         self._annotated_pubs: Dict[str, Any] = {}
         self._annotator: Optional[Annotator] = None
         self._telemetry_pub = None
@@ -431,13 +431,15 @@ class OrchestratorNode(LifecycleNode):
                 InferenceResult, f'~/{task}/result', results_qos)
             produces = decoder_class(config.task(task).decoder).produces
             if produces == 'detections':
-                self._decoded_pubs[task] = self.create_lifecycle_publisher(
-                    Detection2DArray, f'~/{task}/detections', results_qos)
+                self._decoded_pubs[task] = (self.create_lifecycle_publisher(
+                    Detection2DArray, f'~/{task}/detections', results_qos),
+                    messages.detections_message)
                 self._annotated_pubs[task] = self.create_lifecycle_publisher(
                     Image, f'~/{task}/annotated', results_qos)
             elif produces == 'classes':
-                self._decoded_pubs[task] = self.create_lifecycle_publisher(
-                    Classification, f'~/{task}/classification', results_qos)
+                self._decoded_pubs[task] = (self.create_lifecycle_publisher(
+                    Classification, f'~/{task}/classification', results_qos),
+                    messages.classification_message)
         if self._annotated_pubs:
             self._annotator = Annotator(self, self._get('annotate_rate_hz'))
         self._telemetry_pub = self.create_lifecycle_publisher(
@@ -558,8 +560,8 @@ class OrchestratorNode(LifecycleNode):
         annotator, self._annotator = self._annotator, None
         if annotator is not None:
             annotator.close()
-        publishers = [p for pubs in (self._result_pubs, self._decoded_pubs, self._annotated_pubs)
-                      for p in pubs.values()]
+        publishers = list(self._result_pubs.values()) + list(self._annotated_pubs.values())
+        publishers += [publisher for publisher, _ in self._decoded_pubs.values()]
         for publisher in publishers + [self._telemetry_pub, self._decision_pub]:
             if publisher is not None:
                 self.destroy_lifecycle_publisher(publisher)
@@ -718,14 +720,12 @@ class OrchestratorNode(LifecycleNode):
         decoded = result.decoded
         if decoded is None:
             return
-        decoded_pub = self._decoded_pubs.get(result.task)
-        if decoded_pub is not None:
-            self._publish(decoded_pub, messages.detections_message(decoded, meta.header)
-                          if result.task in self._annotated_pubs else
-                          messages.classification_message(decoded, meta.header))
-        annotator = self._annotator
-        if annotator is not None and result.task in self._annotated_pubs:
-            annotator.offer(result.task, self._annotated_pubs[result.task], result, meta.header)
+        if result.task in self._decoded_pubs:
+            decoded_pub, build = self._decoded_pubs[result.task]
+            self._publish(decoded_pub, build(decoded, meta.header))
+        annotated_pub, annotator = self._annotated_pubs.get(result.task), self._annotator
+        if annotated_pub is not None and annotator is not None:
+            annotator.offer(result.task, annotated_pub, result, meta.header)
 
     def _on_decision(self, decision) -> None:
         """Publish one decision; called on the engine's timer thread (or a transition)."""

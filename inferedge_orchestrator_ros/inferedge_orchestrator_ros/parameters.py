@@ -32,6 +32,7 @@ from inferedge_orchestrator.config.model import (OrchestratorConfig, PoolConfig,
 from inferedge_orchestrator.config.schema import (BOOL, CHOICE, ConfigError, CUSTOM, Field,
                                                   FLOAT, INT, NAME, NAME_PATTERN, REQUIRED,
                                                   schema, setting, STR_LIST)
+from inferedge_orchestrator.config.schema import with_marked_tables
 from inferedge_orchestrator.decoders.base import decoder_class
 from inferedge_orchestrator.workers.registry import worker_class
 
@@ -280,16 +281,8 @@ def docs_table(params: Tuple[Param, ...]) -> str:
 
 def docs_with_tables(text: str) -> str:
     """Return text (docs/node.md) with every marked table made again from the schema."""
-    for name, params in DOCS_TABLES.items():
-        start, end = f'<!-- parameters: {name} -->\n', '<!-- end parameters -->'
-        head, found, rest = text.partition(start)
-        if not found:
-            raise ValueError(f'no {start.strip()} marker')
-        _, found, tail = rest.partition(end)
-        if not found:
-            raise ValueError(f'{start.strip()} has no {end}')
-        text = head + start + docs_table(params) + end + tail
-    return text
+    return with_marked_tables(text, {name: docs_table(params)
+                                     for name, params in DOCS_TABLES.items()}, 'parameters')
 
 
 if __name__ == '__main__':  # python3 parameters.py docs/node.md: write the tables again

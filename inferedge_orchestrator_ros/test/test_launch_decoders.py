@@ -32,6 +32,7 @@ import launch_testing
 import launch_testing.asserts
 import pytest
 
+from .generated_models import detector_model
 from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
 from .ros_test_env import orchestrator_node, package_available
 
@@ -50,24 +51,6 @@ def orientation_model() -> str:
     return path if os.path.isfile(path) else ''
 
 
-def detector_model(folder: str) -> str:
-    """Write a model whose output is one car at (32, 32) 16x16 of its 64x64 input."""
-    import numpy as np
-    from onnx import helper, numpy_helper, save, TensorProto
-    rows = np.zeros((32, 4 + 2), dtype=np.float32)
-    rows[0] = [32.0, 32.0, 16.0, 16.0, 0.0, 0.9]
-    value = numpy_helper.from_array(rows.T[None].copy(), 'boxes')
-    graph = helper.make_graph(
-        [helper.make_node('Constant', [], ['output0'], value=value)], 'detector',
-        [helper.make_tensor_value_info('images', TensorProto.FLOAT, [1, 3, 64, 64])],
-        [helper.make_tensor_value_info('output0', TensorProto.FLOAT, [1, 6, 32])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
-    model.ir_version = 8
-    path = os.path.join(folder, 'detector.onnx')
-    save(model, path)
-    return path
-
-
 @pytest.mark.launch_test
 @pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
 def generate_test_description():
@@ -84,7 +67,8 @@ def generate_test_description():
         'detector.input': 'camera',
         'detector.latency_budget_ms': 2000.0,
         'detector.worker': 'onnxruntime',
-        'detector.worker_options.model_path': detector_model(folder),
+        'detector.worker_options.model_path': detector_model(
+            os.path.join(folder, 'detector.onnx')),
         'detector.worker_options.resize': 'letterbox',
         'detector.worker_options.warmup': 1,
         'detector.decoder': 'yolo',

@@ -37,6 +37,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
+from .generated_models import constant_model, detector_model
 from .ros_test_env import NOT_BUILT, package_available, ros_environment
 
 BUILT = package_available()
@@ -312,66 +313,43 @@ def test_results_keep_the_header_and_carry_tensors(make_node, ros_context):
         listener.destroy_node()
 
 
-def classifier_model(path):
-    """Write a model that scores 3 classes [0.1, 0.7, 0.2] whatever the image."""
-    from onnx import helper, numpy_helper, save, TensorProto
-    value = numpy_helper.from_array(np.array([[0.1, 0.7, 0.2]], np.float32), 'scores')
-    graph = helper.make_graph(
-        [helper.make_node('Constant', [], ['scores'], value=value)], 'classifier',
-        [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info('scores', TensorProto.FLOAT, [1, 3])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
-    model.ir_version = 8
-    save(model, str(path))
-    return str(path)
+def first_decoded(node, ros_context, msg_type, suffix, msg):
+    """Feed msg to an active node; return the first message on ~/<suffix> that follows."""
+    listener = rclpy.create_node('decoded_listener', context=ros_context)
+    received = []
+    topic = f'/{node.get_name()}/{suffix}'
+    listener.create_subscription(msg_type, topic, received.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    try:
+        assert spin_until(executor, lambda: listener.count_publishers(topic) > 0, 5.0)
+        feed(node, msg, executor=executor)
+        assert spin_until(executor, lambda: received, 10.0)
+        return received[0]
+    finally:
+        executor.shutdown()
+        listener.destroy_node()
 
 
 def test_classes_arrive_as_vision_msgs_with_the_source_header(make_node, ros_context, tmp_path):
     pytest.importorskip('onnx', reason='onnx builds the generated model')
     pytest.importorskip('onnxruntime', reason='onnxruntime runs the generated model')
     from vision_msgs.msg import Classification
+    model = constant_model(tmp_path / 'classifier.onnx', [1, 3, 16, 16],
+                           {'scores': np.array([[0.1, 0.7, 0.2]])})
     node = make_node(**{'tasks': ['detector'], 'detector.worker': 'onnxruntime',
-                        'detector.worker_options.model_path': classifier_model(
-                            tmp_path / 'classifier.onnx'),
+                        'detector.worker_options.model_path': model,
                         'detector.decoder': 'classification',
                         'detector.decoder_options.labels': ['cat', 'dog', 'bird'],
                         'detector.decoder_options.top_k': 2})
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     node.trigger_activate()
-    listener = rclpy.create_node('classification_listener', context=ros_context)
-    classes = []
-    topic = f'/{node.get_name()}/detector/classification'
-    listener.create_subscription(Classification, topic, classes.append, 10)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    executor.add_node(listener)
-    try:
-        assert spin_until(executor, lambda: listener.count_publishers(topic) > 0, 5.0)
-        msg = image_msg(stamp_now=node)
-        feed(node, msg, executor=executor)
-        assert spin_until(executor, lambda: classes, 10.0)
-        assert classes[0].header == msg.header
-        assert [(r.class_id, round(r.score, 3)) for r in classes[0].results] == [
-            ('dog', 0.7), ('bird', 0.2)]
-    finally:
-        executor.shutdown()
-        listener.destroy_node()
-
-
-def detector_model(path):
-    """Write a model whose output is one box of class 1 at (32, 32) 16x16 of its 64x64 input."""
-    from onnx import helper, numpy_helper, save, TensorProto
-    rows = np.zeros((32, 4 + 2), dtype=np.float32)
-    rows[0] = [32.0, 32.0, 16.0, 16.0, 0.0, 0.9]
-    value = numpy_helper.from_array(rows.T[None].copy(), 'boxes')
-    graph = helper.make_graph(
-        [helper.make_node('Constant', [], ['output0'], value=value)], 'detector',
-        [helper.make_tensor_value_info('images', TensorProto.FLOAT, [1, 3, 64, 64])],
-        [helper.make_tensor_value_info('output0', TensorProto.FLOAT, [1, 6, 32])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
-    model.ir_version = 8
-    save(model, str(path))
-    return str(path)
+    msg = image_msg(stamp_now=node)
+    classes = first_decoded(node, ros_context, Classification, 'detector/classification', msg)
+    assert classes.header == msg.header
+    assert [(r.class_id, round(r.score, 3)) for r in classes.results] == [
+        ('dog', 0.7), ('bird', 0.2)]
 
 
 def test_detections_arrive_as_vision_msgs_in_source_pixels(make_node, ros_context, tmp_path):
@@ -386,29 +364,15 @@ def test_detections_arrive_as_vision_msgs_in_source_pixels(make_node, ros_contex
                         'detector.decoder_options.labels': ['person', 'car']})
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     node.trigger_activate()
-    listener = rclpy.create_node('detections_listener', context=ros_context)
-    detections = []
-    topic = f'/{node.get_name()}/detector/detections'
-    listener.create_subscription(Detection2DArray, topic, detections.append, 10)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    executor.add_node(listener)
-    try:
-        assert spin_until(executor, lambda: listener.count_publishers(topic) > 0, 5.0)
-        msg = image_msg(width=160, height=120, stamp_now=node)
-        feed(node, msg, executor=executor)
-        assert spin_until(executor, lambda: detections, 10.0)
-        array = detections[0]
-        assert array.header == msg.header and len(array.detections) == 1
-        box = array.detections[0]
-        # 160x120 letterboxed into 64x64: scale 0.4, 8 rows of padding above.
-        assert (box.bbox.center.position.x, box.bbox.center.position.y) == \
-            pytest.approx((80.0, 60.0))
-        assert (box.bbox.size_x, box.bbox.size_y) == pytest.approx((40.0, 40.0))
-        assert box.results[0].hypothesis.class_id == 'car'
-    finally:
-        executor.shutdown()
-        listener.destroy_node()
+    msg = image_msg(width=160, height=120, stamp_now=node)
+    array = first_decoded(node, ros_context, Detection2DArray, 'detector/detections', msg)
+    assert array.header == msg.header and len(array.detections) == 1
+    box = array.detections[0]
+    # 160x120 letterboxed into 64x64: scale 0.4, 8 rows of padding above.
+    assert (box.bbox.center.position.x, box.bbox.center.position.y) == \
+        pytest.approx((80.0, 60.0))
+    assert (box.bbox.size_x, box.bbox.size_y) == pytest.approx((40.0, 40.0))
+    assert box.results[0].hypothesis.class_id == 'car'
 
 
 def test_compressed_input_and_decode_errors(make_node):

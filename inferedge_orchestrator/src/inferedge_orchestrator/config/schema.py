@@ -272,3 +272,26 @@ def check_options(where: str, options: Any, fields: Dict[str, Field], owner: str
     if missing:
         raise ConfigError(f'{where}: missing required key {missing[0]!r} for {owner}')
     return parse_fields(where, options, fields)
+
+
+def with_marked_tables(text: str, tables: Dict[str, str], kind: str,
+                       required: bool = True) -> str:
+    """
+    Return text (a docs page) with each table written again between its markers.
+
+    A table NAME sits between `<!-- KIND: NAME -->` and `<!-- end KIND -->`; tables maps
+    names to their markdown. A name without markers is an error when required.
+    """
+    end = f'<!-- end {kind} -->'
+    for name, table_text in tables.items():
+        start = f'<!-- {kind}: {name} -->\n'
+        head, found, rest = text.partition(start)
+        if not found:
+            if required:
+                raise ValueError(f'no {start.strip()} marker')
+            continue
+        _, found, tail = rest.partition(end)
+        if not found:
+            raise ValueError(f'{start.strip()} has no {end}')
+        text = head + start + table_text + end + tail
+    return text

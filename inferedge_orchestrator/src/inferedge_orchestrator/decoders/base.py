@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from inferedge_orchestrator.config.schema import check_options, class_of_kind, Field
+from inferedge_orchestrator.config.schema import with_marked_tables
 import numpy as np
 
 
@@ -155,13 +156,5 @@ def options_table(kind: str) -> str:
 
 def docs_with_tables(text: str) -> str:
     """Return docs/decoders.md's text with each <!-- options: KIND --> table made again."""
-    for kind in DECODER_KINDS:
-        start, end = f'<!-- options: {kind} -->\n', '<!-- end options -->'
-        head, found, rest = text.partition(start)
-        if not found:
-            continue
-        _, found, tail = rest.partition(end)
-        if not found:
-            raise ValueError(f'{start.strip()} has no {end}')
-        text = head + start + options_table(kind) + end + tail
-    return text
+    return with_marked_tables(text, {kind: options_table(kind) for kind in DECODER_KINDS},
+                              'options', required=False)

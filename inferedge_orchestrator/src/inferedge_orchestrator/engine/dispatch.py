@@ -72,7 +72,7 @@ class Dispatch:
         that a stale prediction is measured again.
         """
         wake = math.inf
-        free_at = pool.free_at(now)
+        free_at = None  # computed for the first task that drops late frames
         capacity = len(pool.slots) or 1
         ahead = 0.0  # queued work of the tasks of higher priority, per slot (s)
         level_priority, level_work = None, 0.0
@@ -91,6 +91,8 @@ class Dispatch:
                 if waits:
                     level_work += len(entries) * fast / capacity
                 continue
+            if free_at is None:
+                free_at = pool.free_at(now)
             start = free_at + ahead  # the predicted start of its next frame
             if queue_.earliest_deadline >= start + fast:  # the common case: none likely late
                 if waits:

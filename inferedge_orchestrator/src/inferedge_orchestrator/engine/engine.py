@@ -82,8 +82,7 @@ class Engine(Admission, Dispatch, SlotSupervision):
         self.virtual = virtual
         self._clock = clock or (VirtualClock() if virtual else time.monotonic)
         self._on_result = on_result
-        self._worker_factory = worker_factory or (
-            lambda task, slots: create_worker(task.worker, task.name, task.worker_options, slots))
+        self._worker_factory = worker_factory or self._create_worker
         self._fifo = self.config.mode == 'fifo'
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -138,6 +137,14 @@ class Engine(Admission, Dispatch, SlotSupervision):
     def tasks(self) -> Dict[str, TaskState]:
         return dict(self._tasks_by_name)
 
+    def _create_worker(self, task: TaskConfig, slots: int) -> Worker:
+        """Return the task's worker: in child processes when its pool isolates them."""
+        pool = self.config.pools[task.pool]
+        if pool.isolation == 'process' and not self.virtual:
+            return ProcessWorker(task.name, task.worker, task.worker_options, slots,
+                                 pool.address_space_mb, on_respawn=self._respawned)
+        return create_worker(task.worker, task.name, task.worker_options, slots)
+
     def load(self) -> None:
         """Create, load and warm up every task's worker (slow; before start())."""
         if self._loaded:
@@ -145,14 +152,7 @@ class Engine(Admission, Dispatch, SlotSupervision):
         for task in self._tasks:
             slots = len(self._pools[task.config.pool].slots)
             try:
-                pool_config = self.config.pools[task.config.pool]
-                if pool_config.isolation == 'process' and not self.virtual:
-                    worker = ProcessWorker(task.name, task.config.worker,
-                                           task.config.worker_options, slots,
-                                           pool_config.address_space_mb,
-                                           on_respawn=self._respawned)
-                else:
-                    worker = self._worker_factory(task.config, slots)
+                worker = self._worker_factory(task.config, slots)
                 worker.load()
                 worker.warmup(int(task.config.worker_options.get('warmup', 0) or 0))
             except Exception as error:  # noqa: B902 - any worker failure is reported the same

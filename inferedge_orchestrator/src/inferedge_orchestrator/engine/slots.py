@@ -245,9 +245,8 @@ class SlotSupervision:
                            detail=f'running {1000 * (now - job.start):.0f} ms > timeout_ms '
                                   f'{task.config.timeout_ms:g}')
         frame = job.frame
-        abort = getattr(job.worker, 'abort', None)
-        if abort is not None and job.slot.thread is not None:
-            abort(job.slot.thread.ident)  # process isolation: the child dies, the slot frees
+        if job.worker is not None and job.slot.thread is not None:
+            job.worker.abort(job.slot.thread.ident)  # a process worker frees the slot at once
         if self._trace is not None:
             self._trace.ran(task.name, frame, job.start, now, reasons.TIMED_OUT, reasons.TIMEOUT)
         self._pending_results.append(Result(

@@ -23,6 +23,7 @@ an expected higher-priority frame miss its deadline. FIFO mode: one arrival orde
 
 import bisect
 from collections import deque
+import functools
 import math
 from statistics import NormalDist
 from typing import Dict, List, Optional, Tuple
@@ -68,6 +69,7 @@ def quantile(ordered: List[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(math.ceil(q * len(ordered))) - 1))]
 
 
+@functools.lru_cache(maxsize=None)  # called per job with the same few (z, dof)
 def student_t_quantile(z: float, dof: int) -> float:
     """Return Student's t quantile with dof degrees of freedom at the normal's z (A&S 26.7.5)."""
     g1 = (z ** 3 + z) / 4.0

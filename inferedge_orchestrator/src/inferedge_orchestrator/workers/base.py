@@ -69,6 +69,14 @@ class Worker:
     def infer(self, frame) -> InferenceOutput:
         raise NotImplementedError
 
+    def abort(self, thread_id: int) -> None:
+        """
+        Stop the call that slot thread thread_id is in (its job timed out), if it can.
+
+        A thread cannot be stopped: the default does nothing and the slot stays busy until the
+        call returns; a process worker kills the child that runs it.
+        """
+
     def close(self) -> None:
         """Release models and device memory."""
 

@@ -263,18 +263,3 @@ class ProcessWorker(Worker):
 def pid_of_children(worker: ProcessWorker) -> List[Optional[int]]:
     """Return the child processes' ids (tests kill them from outside)."""
     return [c.process.pid if c.process is not None else None for c in worker._all]
-
-
-def _self_check() -> None:  # pragma: no cover - python3 -m ...process prints a round trip
-    from inferedge_orchestrator.frames.frame import Frame
-    worker = ProcessWorker('check', 'dummy', {'latency_ms': 1.0, 'jitter_ms': 0.0,
-                                              'distribution': 'fixed', 'seed': 0,
-                                              'busy_wait': False, 'fail_every': 0})
-    worker.load()
-    frame = Frame('camera', 1, 0.0, 0.0, image=np.zeros((4, 5, 3), np.uint8))
-    print(os.getpid(), worker.infer(frame))
-    worker.close()
-
-
-if __name__ == '__main__':
-    _self_check()
