@@ -14,6 +14,9 @@
 
 """Shared fixtures of the core test suite."""
 
+import copy
+import glob
+import multiprocessing
 import os
 
 import pytest
@@ -29,6 +32,36 @@ def example_path():
         assert os.path.exists(full), f'{full} is missing from the repository'
         return full
     return path
+
+
+def shared_memory_segments():
+    return set(glob.glob('/dev/shm/psm_*'))  # multiprocessing.shared_memory's names
+
+
+@pytest.fixture(scope='session', autouse=True)
+def nothing_left_behind():
+    """Fail the session if a test left a child process or a shared-memory segment behind."""
+    before = shared_memory_segments()
+    yield
+    children = multiprocessing.active_children()
+    assert children == [], f'child processes left after the suite: {children}'
+    left = shared_memory_segments() - before
+    assert not left, f'shared-memory segments left after the suite: {sorted(left)}'
+
+
+@pytest.fixture(params=['thread', 'process'])
+def isolation(request):
+    """Run the test once per pool back-end (engine/backends.py): threads, child processes."""
+    return request.param
+
+
+def isolated(config, isolation):
+    """Return a copy of config in which every pool runs on the given back-end."""
+    config = copy.deepcopy(config)
+    orchestrator = config.setdefault('orchestrator', {})
+    for pool in orchestrator.setdefault('pools', {'cpu': {'slots': 1}}).values():
+        pool['isolation'] = isolation
+    return config
 
 
 def two_tasks(detector_budget=80.0, **orchestrator):

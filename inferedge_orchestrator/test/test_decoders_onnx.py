@@ -20,6 +20,7 @@ from inferedge_orchestrator.telemetry.invariants import check_invariants
 import numpy as np
 import pytest
 
+from .conftest import isolated
 from .onnx_models import constant_outputs_model, require_onnx
 
 
@@ -46,9 +47,9 @@ def config(model_path, decoder, decoder_options=None, **worker_options):
     }
 
 
-def run(config_data, image):
+def run(config_data, image, isolation):
     results = []
-    engine = Engine(config_data, on_result=results.append)
+    engine = Engine(isolated(config_data, isolation), on_result=results.append)
     engine.start()
     try:
         engine.submit('camera', image, age_s=0.0)
@@ -59,14 +60,14 @@ def run(config_data, image):
     return results[0], snapshot
 
 
-def test_yolo_detections_come_back_in_source_pixels(tmp_path):
+def test_yolo_detections_come_back_in_source_pixels(tmp_path, isolation):
     # A 320x320 letterboxed input of a 480x640 image: scale 0.5, 40 rows of padding on top.
     model = constant_outputs_model(
         tmp_path, [1, 3, 320, 320],
         {'output0': yolov8_output([[160, 160, 80, 40, 0.9, 0.0], [40, 80, 40, 40, 0.0, 0.8]])},
         metadata={'names': "{0: 'cat', 1: 'dog'}"})
-    result, snapshot = run(config(model, 'yolo', {'labels': 'metadata:names'},
-                                  resize='letterbox'), np.zeros((480, 640, 3), np.uint8))
+    detector = config(model, 'yolo', {'labels': 'metadata:names'}, resize='letterbox')
+    result, snapshot = run(detector, np.zeros((480, 640, 3), np.uint8), isolation)
     assert result.status == reasons.OK
     boxes = [(d.label, round(d.x1), round(d.y1), round(d.x2), round(d.y2))
              for d in result.decoded.detections]
@@ -76,20 +77,21 @@ def test_yolo_detections_come_back_in_source_pixels(tmp_path):
     assert check_invariants(snapshot) == []
 
 
-def test_a_nan_output_fails_the_frame_with_postprocess_error(tmp_path):
+def test_a_nan_output_fails_the_frame_with_postprocess_error(tmp_path, isolation):
     model = constant_outputs_model(tmp_path, [1, 3, 32, 32],
                                    {'y': np.array([[np.nan, 1.0, 0.0]], np.float32)})
-    result, snapshot = run(config(model, 'classification'), np.zeros((32, 32, 3), np.uint8))
+    result, snapshot = run(config(model, 'classification'), np.zeros((32, 32, 3), np.uint8),
+                           isolation)
     assert (result.status, result.reason) == (reasons.FAILED, reasons.POSTPROCESS_ERROR)
     assert 'NaN' in result.detail
     assert snapshot.tasks['detector'].failed_by_reason == {reasons.POSTPROCESS_ERROR: 1}
     assert check_invariants(snapshot) == []
 
 
-def test_an_ambiguous_yolo_output_is_a_configure_error(tmp_path):
+def test_an_ambiguous_yolo_output_is_a_configure_error(tmp_path, isolation):
     model = constant_outputs_model(tmp_path, [1, 3, 32, 32],
                                    {'y': np.zeros((1, 8400, 7), np.float32)})
-    engine = Engine(config(model, 'yolo'))
+    engine = Engine(isolated(config(model, 'yolo'), isolation))
     with pytest.raises(WorkerLoadError, match="task 'detector': decoder 'yolo': .*set "
                                               'decoder_options.layout'):
         engine.load()

@@ -12,7 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The engine in real time: threads, results, malformed input, shutdown, retuning."""
+"""
+The engine in real time: threads, results, malformed input, shutdown, retuning.
+
+Every test that takes engine_factory runs on both pool back-ends, threads and child processes.
+"""
 
 import threading
 import time
@@ -26,6 +30,8 @@ from inferedge_orchestrator.workers.base import Worker
 import numpy as np
 import pytest
 
+from .conftest import isolated
+
 IMAGE = np.zeros((48, 64, 3), dtype=np.uint8)
 
 
@@ -35,11 +41,11 @@ def config(*tasks, **orchestrator):
 
 
 @pytest.fixture
-def engine_factory():
+def engine_factory(isolation):
     engines = []
 
     def make(cfg, **kwargs):
-        engine = Engine(cfg, **kwargs)
+        engine = Engine(isolated(cfg, isolation), **kwargs)
         engines.append(engine)
         return engine
     yield make

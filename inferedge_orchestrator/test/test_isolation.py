@@ -16,13 +16,19 @@
 
 import glob
 import os
+import re
 import signal
+import time
 
-from inferedge_orchestrator.engine.engine import Engine
+from inferedge_orchestrator.config.loader import load_config
+from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
 from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.telemetry.invariants import check_invariants
-from inferedge_orchestrator.workers.process import pid_of_children
+from inferedge_orchestrator.workers.process import ChildSettings, pid_of_children
+from inferedge_orchestrator.workers.process import settle_child, THREAD_VARIABLES
 import numpy as np
+import pytest
 
 IMAGE = np.zeros((24, 32, 3), np.uint8)
 
@@ -132,3 +138,95 @@ def test_a_child_over_its_address_space_limit_crashes_alone():
     assert [(r.status, r.reason) for r in results] == [(reasons.FAILED, reasons.WORKER_CRASHED)]
     assert 'exit code 3' in results[0].detail
     assert snapshot.pools['cpu'].crashes == 1
+
+
+def test_a_child_killed_from_outside_mid_job_fails_that_job_and_is_respawned():
+    engine = Engine(config(latency_ms=400.0))
+    engine.start()
+    try:
+        results = []
+        engine._on_result = results.append
+        engine.submit('camera', IMAGE, age_s=0.0)
+        worker = engine.tasks['task'].worker
+        deadline = time.monotonic() + 10.0
+        while not engine.snapshot().pools['cpu'].busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # inside the 400 ms call
+        os.kill(pid_of_children(worker)[0], signal.SIGKILL)
+        assert engine.drain(10.0)
+        results += run(engine, 1)
+        snapshot = engine.snapshot()
+    finally:
+        engine.close()
+    assert [(r.status, r.reason) for r in results] == [
+        (reasons.FAILED, reasons.WORKER_CRASHED), (reasons.OK, '')]
+    assert 'exit code -9' in results[0].detail
+    assert (snapshot.pools['cpu'].crashes, snapshot.pools['cpu'].respawns) == (1, 1)
+    assert check_invariants(snapshot) == []
+
+
+def test_respawns_back_off_while_the_child_keeps_crashing_and_the_task_is_down_meanwhile():
+    engine = Engine(config(crash_every=1))
+    down_at_crash = []
+    engine.start()
+    try:
+        def on_result(result):
+            down_at_crash.append(engine.snapshot().tasks['task'].slots_down)
+        engine._on_result = on_result
+        for _ in range(4):
+            engine.submit('camera', IMAGE, age_s=0.0)
+            assert engine.drain(30.0)
+        worker = engine.tasks['task'].worker
+        deadline = time.monotonic() + 10.0
+        while worker.slots_down() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        snapshot = engine.snapshot()
+        decisions = engine.decisions_since(0)
+    finally:
+        engine.close()
+    assert down_at_crash == [1, 1, 1, 1]  # each crash: down until its respawn succeeds
+    assert snapshot.tasks['task'].failed_by_reason == {reasons.WORKER_CRASHED: 4}
+    assert snapshot.tasks['task'].slots_down == 0
+    respawns = [d.detail for d in decisions if d.event == reasons.WORKER_RESPAWN_EVENT]
+    backoffs = [float(re.search(r'backoff ([0-9.]+) s', d).group(1)) for d in respawns]
+    # The first respawn at once, then 0.1 s doubling while no job ends well.
+    assert backoffs == [0.0, 0.1, 0.2, 0.4]
+
+
+def test_each_child_runs_on_the_cpus_and_thread_counts_of_its_pool():
+    cpu = min(os.sched_getaffinity(0))
+    data = config(slots=2)
+    data['orchestrator']['pools']['cpu'].update(cpus=str(cpu), child_threads=2)
+    engine = Engine(data)
+    engine.start()
+    try:
+        pids = pid_of_children(engine.tasks['task'].worker)
+        assert [os.sched_getaffinity(pid) for pid in pids] == [{cpu}, {cpu}]
+        assert [r.status for r in run(engine, 2)] == [reasons.OK] * 2
+    finally:
+        engine.close()
+
+
+def test_the_thread_count_reaches_the_numeric_libraries_and_onnxruntime(monkeypatch):
+    for variable in THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    options = settle_child(ChildSettings(threads=3), 'onnxruntime', {'intra_op_threads': 0})
+    assert options == {'intra_op_threads': 3}
+    assert all(os.environ[variable] == '3' for variable in THREAD_VARIABLES)
+    assert settle_child(ChildSettings(threads=3), 'onnxruntime', {'intra_op_threads': 1}) == {
+        'intra_op_threads': 1}  # the task's own setting wins
+    assert settle_child(ChildSettings(threads=3), 'dummy', {}) == {}
+
+
+@pytest.mark.parametrize('cpus, message', [
+    ('3-1', 'ends before it starts'), ('a', 'is not a CPU id'), (4, 'is not a string')])
+def test_a_bad_cpu_list_is_a_config_error(cpus, message):
+    data = config()
+    data['orchestrator']['pools']['cpu']['cpus'] = cpus
+    with pytest.raises(ConfigError, match=f'orchestrator.pools.cpu.cpus: .*{message}'):
+        load_config(data)
+
+
+def test_a_worker_factory_is_refused_for_a_process_pool():
+    with pytest.raises(WorkerLoadError, match='thread pools only'):
+        Engine(config(), worker_factory=lambda task, slots: None).load()

@@ -24,6 +24,8 @@ from inferedge_orchestrator.workers.base import InferenceOutput, Worker
 import numpy as np
 import pytest
 
+from .conftest import isolated
+
 IMAGE = np.zeros((8, 8, 3), dtype=np.uint8)
 
 
@@ -73,7 +75,7 @@ def read_image(frame):
     return InferenceOutput({'shape': np.asarray(frame.image.shape)})
 
 
-def run_frames(engine_config, frames, factory=None, encoded=None):
+def run_frames(engine_config, frames, factory=None, encoded=None, isolation='thread'):
     results = []
     lock = threading.Lock()
 
@@ -81,7 +83,8 @@ def run_frames(engine_config, frames, factory=None, encoded=None):
         with lock:
             results.append(result)
 
-    engine = Engine(engine_config, on_result=on_result, worker_factory=factory)
+    engine = Engine(isolated(engine_config, isolation), on_result=on_result,
+                    worker_factory=factory)
     engine.start()
     try:
         for index in range(frames):
@@ -116,8 +119,9 @@ def test_worker_failure_fails_the_frame_and_the_engine_keeps_running(failure, de
     assert check_invariants(snapshot) == []
 
 
-def test_dummy_fail_every_fails_every_nth_frame():
-    results, snapshot = run_frames(config({'latency_ms': 0.0, 'fail_every': 2}), 4)
+def test_dummy_fail_every_fails_every_nth_frame(isolation):
+    results, snapshot = run_frames(config({'latency_ms': 0.0, 'fail_every': 2}), 4,
+                                   isolation=isolation)
     assert [r.status for r in results] == [reasons.OK, reasons.FAILED] * 2
     assert all('DummyWorkerError: injected failure on call' in r.detail
                for r in results if r.status == reasons.FAILED)

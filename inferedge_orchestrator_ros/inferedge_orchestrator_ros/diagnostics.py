@@ -80,6 +80,9 @@ class Diagnostics:
             problems.append(f'worker failed {delta["worker_error"]}, timed out '
                             f'{delta["timeout"]}, crashed {delta["crashed"]}, slots retired '
                             f'{delta["retired"]} in the last period')
+        if data.slots_down:  # until the respawn succeeds
+            level = DiagnosticStatus.ERROR
+            problems.append(f'{data.slots_down} worker slot(s) down, being started again')
         if data.shed_limit_hz or delta['shed']:
             problems.append(f'shed to {data.shed_limit_hz:g} Hz')
         if delta['late']:

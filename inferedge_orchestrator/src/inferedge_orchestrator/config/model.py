@@ -21,9 +21,9 @@ docs/config.md holds the same fields as tables, written from these declarations.
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
-from inferedge_orchestrator.config.schema import MAPPING, NAME, spec
+from inferedge_orchestrator.config.schema import ConfigError, CUSTOM, MAPPING, NAME, spec
 from inferedge_orchestrator.decoders.base import DECODER_KINDS
 from inferedge_orchestrator.draws import DISTRIBUTIONS
 from inferedge_orchestrator.frames.formats import CHANNELS
@@ -36,6 +36,32 @@ MODES = ('priority', 'fifo')
 BIG = 1e9
 
 
+def parse_cpus(text: str) -> Tuple[int, ...]:
+    """Return the CPU ids of a list such as '0-3,6' (ValueError names what is wrong)."""
+    cpus = set()
+    for part in filter(None, (p.strip() for p in text.split(','))):
+        first, _, last = part.partition('-')
+        if not first.isdigit() or last and not last.isdigit():
+            raise ValueError(f'{part!r} is not a CPU id or a range such as 0-3')
+        low, high = int(first), int(last or first)
+        if high < low:
+            raise ValueError(f'the range {part!r} ends before it starts')
+        cpus.update(range(low, high + 1))
+    return tuple(sorted(cpus))
+
+
+def check_cpus(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f'{where}: {value!r} is not a string; allowed: CPU ids and ranges, '
+                          'e.g. 0-3,6')
+    try:
+        parse_cpus(value)
+    except ValueError as error:
+        raise ConfigError(f'{where}: {value!r}: {error}; allowed: CPU ids and ranges, '
+                          'e.g. 0-3,6') from None
+    return value
+
+
 @dataclass
 class PoolConfig:
     name: str
@@ -45,6 +71,13 @@ class PoolConfig:
                           choices=('thread', 'process'))
     address_space_mb: int = spec(0, 'process isolation: the address-space limit of each '
                                  'child (RLIMIT_AS; 0: none)', low=0, high=2 ** 30, unit='MB')
+    cpus: str = spec('', 'process isolation: the CPUs each child runs on, e.g. 0-3,6 '
+                     '(sched_setaffinity; empty: all the node may use)', kind=CUSTOM,
+                     checker=check_cpus, allowed_text='CPU ids and ranges, e.g. 0-3,6')
+    child_threads: int = spec(0, 'process isolation: the thread count of the '
+                              'numeric libraries (OMP, OpenBLAS, MKL) and of onnxruntime when '
+                              'its intra_op_threads is 0, in each child (0: theirs)',
+                              low=0, high=1024)
 
 
 @dataclass
@@ -169,7 +202,8 @@ class OrchestratorConfig:
                 'name': self.name, 'mode': self.mode, 'priority_hold': self.priority_hold,
                 'max_stamp_age_ms': self.max_stamp_age_ms,
                 'max_image_pixels': self.max_image_pixels,
-                'pools': {p.name: {'slots': p.slots} for p in self.pools.values()},
+                'pools': {p.name: {k: v for k, v in asdict(p).items() if k != 'name'}
+                          for p in self.pools.values()},
                 'shedding': asdict(self.shedding),
                 'telemetry': asdict(self.telemetry),
             },

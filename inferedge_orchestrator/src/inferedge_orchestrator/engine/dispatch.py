@@ -19,6 +19,7 @@ A mixin of Engine (engine.py); the rules themselves are in scheduling/ (policy.p
 """
 
 import math
+import time
 from typing import Optional
 
 from inferedge_orchestrator.engine.pool import Job
@@ -173,5 +174,6 @@ class Dispatch:
                 if self.virtual:
                     self.virtual_start(job)
                 else:
-                    slot.inbox.put(job)
+                    job.handed = time.monotonic()
+                    pool.backend.hand(slot, job)
         return wake

@@ -34,6 +34,7 @@ from inferedge_orchestrator.config.model import TaskConfig
 from inferedge_orchestrator.config.schema import ConfigError, schema
 from inferedge_orchestrator.decoders.base import create_decoder
 from inferedge_orchestrator.engine.admission import Admission
+from inferedge_orchestrator.engine.backends import create_backend
 from inferedge_orchestrator.engine.dispatch import Dispatch
 from inferedge_orchestrator.engine.pool import JOB_ABANDONED, JOB_RUNNING
 from inferedge_orchestrator.engine.pool import Pool
@@ -61,8 +62,6 @@ from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
 from inferedge_orchestrator.telemetry.snapshot import (DecisionCounts, PoolSnapshot,
                                                        SheddingSnapshot, Snapshot, TaskSnapshot)
 from inferedge_orchestrator.workers.base import Worker
-from inferedge_orchestrator.workers.process import ProcessWorker
-from inferedge_orchestrator.workers.registry import create_worker
 
 
 class WorkerLoadError(RuntimeError):
@@ -82,7 +81,7 @@ class Engine(Admission, Dispatch, SlotSupervision):
         self.virtual = virtual
         self._clock = clock or (VirtualClock() if virtual else time.monotonic)
         self._on_result = on_result
-        self._worker_factory = worker_factory or self._create_worker
+        self._custom_worker_factory = worker_factory  # thread pools only
         self._fifo = self.config.mode == 'fifo'
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -92,7 +91,9 @@ class Engine(Admission, Dispatch, SlotSupervision):
         self.decisions = DecisionLog(telemetry.decision_history, on_decision)
         self._shedder = LoadShedder(self.config.shedding, self.decisions)
         self._resources = ResourceMonitor(telemetry.resources and not virtual)
-        self._pools = {name: Pool(name, pool.slots) for name, pool in self.config.pools.items()}
+        self._pools = {name: Pool(name, pool.slots,
+                                  create_backend(pool, virtual, self._respawned))
+                       for name, pool in self.config.pools.items()}
         self._tasks: List[TaskState] = []
         self._tasks_by_name: Dict[str, TaskState] = {}
         self._inputs: Dict[str, InputTelemetry] = {}
@@ -138,12 +139,9 @@ class Engine(Admission, Dispatch, SlotSupervision):
         return dict(self._tasks_by_name)
 
     def _create_worker(self, task: TaskConfig, slots: int) -> Worker:
-        """Return the task's worker: in child processes when its pool isolates them."""
-        pool = self.config.pools[task.pool]
-        if pool.isolation == 'process' and not self.virtual:
-            return ProcessWorker(task.name, task.worker, task.worker_options, slots,
-                                 pool.address_space_mb, on_respawn=self._respawned)
-        return create_worker(task.worker, task.name, task.worker_options, slots)
+        """Return the task's worker, as its pool's back-end runs it (a child process, say)."""
+        return self._pools[task.pool].backend.make_worker(task, slots,
+                                                          self._custom_worker_factory)
 
     def load(self) -> None:
         """Create, load and warm up every task's worker (slow; before start())."""
@@ -152,7 +150,7 @@ class Engine(Admission, Dispatch, SlotSupervision):
         for task in self._tasks:
             slots = len(self._pools[task.config.pool].slots)
             try:
-                worker = self._worker_factory(task.config, slots)
+                worker = self._create_worker(task.config, slots)
                 worker.load()
                 worker.warmup(int(task.config.worker_options.get('warmup', 0) or 0))
             except Exception as error:  # noqa: B902 - any worker failure is reported the same
@@ -196,7 +194,7 @@ class Engine(Admission, Dispatch, SlotSupervision):
             if not self.virtual:
                 for pool in self._pools.values():
                     for slot in pool.slots:
-                        self._start_slot_thread(slot)
+                        pool.backend.start_slot(slot, self._slot_loop)
                 self._timer = threading.Thread(target=self._timer_loop,
                                                name='inferedge-timer', daemon=False)
                 self._timer.start()
@@ -256,11 +254,11 @@ class Engine(Admission, Dispatch, SlotSupervision):
                         self._drop_frame(job.task, job.frame, reason, now)
             self._flush_period(now)
             self._state = STOPPED
-            threads = [s.thread for p in self._pools.values() for s in p.slots if s.thread]
+            threads = []
             for pool in self._pools.values():
                 for slot in pool.slots:
-                    slot.inbox.put(None)
-                    slot.thread = None
+                    if slot.thread is not None:
+                        threads.append(pool.backend.stop_slot(slot))
             self._cond.notify_all()
         self._join(threads + ([self._timer] if self._timer else []), end)
         self._timer = None
@@ -408,6 +406,7 @@ class Engine(Admission, Dispatch, SlotSupervision):
                 dropped=telemetry.dropped_total,
                 dropped_by_reason=dict(sorted(telemetry.dropped.items())),
                 queued=len(task.queue), in_flight=task.in_flight,
+                slots_down=task.worker.slots_down() if task.worker is not None else 0,
                 held_for_priority=telemetry.held_for_priority,
                 max_queue_depth=telemetry.max_queue_depth, rate_limit_hz=task.rate_limit_hz(),
                 shed_limit_hz=task.shed_limit_hz, executed_rate_hz=task.started_rate.rate(now),

@@ -45,7 +45,7 @@ class Slot:
 
 class Job:
     __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker', 'blocking',
-                 'probe', 'hold_probe')
+                 'probe', 'hold_probe', 'handed')
 
     def __init__(self, task: TaskState, frame: Frame, deadline: float, slot: Slot,
                  start: float, blocking: float):
@@ -59,13 +59,15 @@ class Job:
         self.blocking = blocking  # how long lower-priority jobs held the pool while it waited
         self.probe = False  # it ran although its prediction said late
         self.hold_probe = False  # it ran although the priority hold would have kept it back
+        self.handed = 0.0  # time.monotonic() when its slot was given it (real time)
 
 
 class Pool:
     """One pool: its slots, the free ones, and the tasks it serves (priority-sorted)."""
 
-    def __init__(self, name: str, slots: int):
+    def __init__(self, name: str, slots: int, backend):
         self.name = name
+        self.backend = backend  # engine/backends.py: what runs the slots' jobs
         self.slots: List[Slot] = []
         self.free: List[Slot] = []
         self.tasks: List[TaskState] = []

@@ -69,6 +69,11 @@ class Result:
     decoded: Any = None  # the decoder's Decoded (decoders/base.py); None without a decoder
     image: Any = None  # with a decoder: the source image (HxWxC) and its encoding, to draw on
     encoding: str = ''
+    # The hand-off (real time only): from the job's start to its model call beginning (its
+    # slot and, with process isolation, the child), and from the call ending to on_result.
+    handoff_in_s: float = 0.0
+    handoff_out_s: float = 0.0
+    model_span: Tuple[float, float] = (0.0, 0.0)  # time.monotonic() at the call's begin, end
 
 
 @dataclass

@@ -19,7 +19,6 @@ A mixin of Engine (engine.py); the slots and jobs themselves are in pool.py.
 """
 
 import math
-import queue
 import threading
 import time
 from typing import Optional
@@ -39,37 +38,34 @@ from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.workers.base import InferenceOutput
 from inferedge_orchestrator.workers.base import Worker
 from inferedge_orchestrator.workers.preprocess import Geometry
-from inferedge_orchestrator.workers.process import WorkerCrashed
+from inferedge_orchestrator.workers.process import ChildError, WorkerCrashed
 
 
 class SlotSupervision:
     """Slot threads, job completion, timeouts, retired slots and replaced workers."""
 
-    def _start_slot_thread(self, slot: Slot) -> None:
-        slot.inbox = queue.SimpleQueue()
-        slot.thread = threading.Thread(target=self._slot_loop, args=(slot,),
-                                       name=f'inferedge-{slot.pool.name}-{slot.id}',
-                                       daemon=False)
-        slot.thread.start()
-
     def _slot_loop(self, slot: Slot) -> None:
-        inbox = slot.inbox
+        """Run the jobs the pool's back-end hands the slot until it says stop (None)."""
+        next_job = slot.pool.backend.next_job
         while True:
-            job = inbox.get()
+            job = next_job(slot)
             if job is None:
                 return
             output, error = None, None
             try:
+                entered = time.monotonic()
                 output = job.worker.infer(job.frame)
                 if not isinstance(output, InferenceOutput):
                     raise TypeError(f'infer() returned {type(output).__name__}, not '
                                     'InferenceOutput')
                 decoder = job.task.decoder
-                if decoder is not None:
+                if decoder is not None and output.decoded is None:  # not decoded in a child
                     start = time.perf_counter()
                     output.decoded = decoder.decode(output.outputs, output.geometry or
                                                     source_geometry(job.frame))
                     output.postprocess_s = time.perf_counter() - start
+                if output.span is None:  # a child process sets its own
+                    output.span = (entered, time.monotonic())
             except BaseException as exc:  # noqa: B902 - a worker never kills the engine
                 error = exc
             if self.complete(job, output, error) and slot.retired:
@@ -77,7 +73,7 @@ class SlotSupervision:
                 return
 
     def _respawned(self, task_name: str, detail: str) -> None:
-        """Count and announce a respawned child (called by a ProcessWorker's slot thread)."""
+        """Count and announce a respawned executor (called by the back-end, on a slot thread)."""
         with self._lock:
             task = self._tasks_by_name.get(task_name)
             if task is None:
@@ -154,7 +150,7 @@ class SlotSupervision:
                 self.decisions.add(now, reasons.WORKER_CRASH_EVENT, reason, task=task.name,
                                    queue_depths=self._queue_depths(), detail=str(error))
             result.status, result.reason = reasons.FAILED, reason
-            result.detail = f'{type(error).__name__}: {error}'
+            result.detail = f'{failure_type(error)}: {error}'
             self._warn_failure(task.name, frame, result.detail, now)
             if self._trace is not None:
                 self._trace.ran(task.name, frame, job.start, now, reasons.FAILED, reason)
@@ -170,6 +166,9 @@ class SlotSupervision:
             result.image, result.encoding = frame.image, frame.encoding
         result.service_s = service
         result.end_to_end_s = end_to_end
+        if output.span is not None and job.handed:
+            result.handoff_in_s = output.span[0] - job.handed
+            result.model_span = output.span
         result.deadline_met = now <= job.deadline
         telemetry.executed += 1
         risk = task.risk
@@ -207,6 +206,8 @@ class SlotSupervision:
     def _deliver(self, result: Result) -> None:
         if self._on_result is None:
             return
+        if result.model_span[1]:
+            result.handoff_out_s = time.monotonic() - result.model_span[1]
         try:
             self._on_result(result)
         except Exception:  # noqa: B902 - a broken callback must not stop the slot
@@ -245,8 +246,7 @@ class SlotSupervision:
                            detail=f'running {1000 * (now - job.start):.0f} ms > timeout_ms '
                                   f'{task.config.timeout_ms:g}')
         frame = job.frame
-        if job.worker is not None and job.slot.thread is not None:
-            job.worker.abort(job.slot.thread.ident)  # a process worker frees the slot at once
+        job.slot.pool.backend.abort(job)  # a process back-end frees the slot at once
         if self._trace is not None:
             self._trace.ran(task.name, frame, job.start, now, reasons.TIMED_OUT, reasons.TIMEOUT)
         self._pending_results.append(Result(
@@ -267,14 +267,15 @@ class SlotSupervision:
                            detail=f'slot {pool.name}/{slot.id} stuck for '
                                   f'{1000 * (now - job.start):.0f} ms; pool capacity '
                                   f'{len(pool.slots)}')
-        if not self.virtual and job.worker is not None and job.worker.replaceable:
+        if not self.virtual and job.worker is not None and pool.backend.replaces_stuck and \
+                job.worker.replaceable:
             threading.Thread(target=self._replace_worker, args=(task, pool),
                              name=f'inferedge-replace-{task.name}', daemon=True).start()
 
     def _replace_worker(self, task: TaskState, pool: Pool) -> None:
         """Load a fresh worker for task and give the pool its slot back."""
         try:
-            worker = self._worker_factory(task.config, len(pool.slots) + 1)
+            worker = self._create_worker(task.config, len(pool.slots) + 1)
             worker.load()
             worker.warmup(int(task.config.worker_options.get('warmup', 0) or 0))
         except Exception as error:  # noqa: B902
@@ -293,7 +294,7 @@ class SlotSupervision:
                 return
             replaced, task.worker = task.worker, worker
             slot = pool.add_slot()
-            self._start_slot_thread(slot)
+            pool.backend.start_slot(slot, self._slot_loop)
             self.decisions.add(self._clock(), reasons.WORKER_ERROR_EVENT, reasons.SLOT_RETIRED,
                                task=task.name, detail=f'fresh worker on slot '
                                                       f'{pool.name}/{slot.id}')
@@ -320,6 +321,11 @@ class SlotSupervision:
             self.decisions.deliver()
             for result in pending:
                 self._deliver(result)
+
+
+def failure_type(error: BaseException) -> str:
+    """Return the type name of a job's failure; a child's failure: the type raised there."""
+    return error.type_name if isinstance(error, ChildError) else type(error).__name__
 
 
 def source_geometry(frame) -> Geometry:

@@ -73,6 +73,7 @@ class TaskSnapshot:
     dropped_by_reason: Dict[str, int] = field(default_factory=dict)
     queued: int = 0
     in_flight: int = 0
+    slots_down: int = 0  # its worker's slots that cannot run a job now (a child respawning)
     held_for_priority: int = 0
     max_queue_depth: int = 0
     rate_limit_hz: float = 0.0  # the admission limit in force (0: none)

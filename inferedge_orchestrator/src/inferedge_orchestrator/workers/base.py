@@ -21,7 +21,7 @@ validated by the worker class without importing its runtime (onnxruntime, tensor
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 from inferedge_orchestrator.config.schema import check_options, Field
 import numpy as np
@@ -37,6 +37,9 @@ class InferenceOutput:
     geometry: Any = None  # how the image reached the model input (preprocess.Geometry)
     decoded: Any = None  # the decoder's Decoded, set after infer() when the task has one
     postprocess_s: float = 0.0
+    # time.monotonic() when the model call (infer and decode) began and ended; set by the
+    # engine's slot, or by the child process that ran it: the hand-off costs are measured to it
+    span: Optional[Tuple[float, float]] = None
 
 
 class Worker:
@@ -69,16 +72,21 @@ class Worker:
     def infer(self, frame) -> InferenceOutput:
         raise NotImplementedError
 
-    def abort(self, thread_id: int) -> None:
+    def abort(self, thread_id: int) -> bool:
         """
-        Stop the call that slot thread thread_id is in (its job timed out), if it can.
+        Stop the call that slot thread thread_id is in (its job timed out); True if it did.
 
         A thread cannot be stopped: the default does nothing and the slot stays busy until the
         call returns; a process worker kills the child that runs it.
         """
+        return False
 
     def close(self) -> None:
         """Release models and device memory."""
+
+    def slots_down(self) -> int:
+        """Return how many of its slots cannot run a job now (a child being started again)."""
+        return 0
 
     def model_info(self):
         """Return the loaded model's output shapes and metadata (decoders check them)."""

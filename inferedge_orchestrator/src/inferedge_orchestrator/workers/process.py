@@ -18,48 +18,101 @@ Process isolation: a worker whose model lives in child processes, one per slot.
 ProcessWorker stands in for the task's worker inside the engine: each slot thread hands its
 frame to a child of its own (spawn start method) through a shared-memory segment (the image is
 copied once into it, never pickled) and waits for the outputs and timings on a pipe. The child
-creates, loads and warms up the task's real worker and runs its preprocessing and inference.
+creates, loads and warms up the task's real worker and runs its preprocessing, inference and
+decoder (postprocessing); a failure there comes back as ChildError with the original type name.
 A child that dies (a segfault in native code, os._exit, SIGKILL, an RLIMIT_AS breach) fails
 only the job it ran, with WorkerCrashed (reason worker_crashed); the next job respawns it
 (load and warm-up) after an exponential backoff. abort() kills a child whose job timed out, so
 that the slot is free again at once. close() leaves no child and no segment behind.
 """
 
+from dataclasses import dataclass
+import logging
 import multiprocessing
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from inferedge_orchestrator.config.model import parse_cpus
+from inferedge_orchestrator.decoders.base import PostprocessError
 from inferedge_orchestrator.workers.base import InferenceOutput, Worker
 import numpy as np
 
+LOGGER = logging.getLogger('inferedge_orchestrator')
+
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
+
+
+# The thread-count variables of the numeric libraries a worker may load (read at their import).
+THREAD_VARIABLES = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
 
 
 class WorkerCrashed(RuntimeError):
     """The child process of a slot died while it held a job (reason worker_crashed)."""
 
 
+class ChildError(RuntimeError):
+    """A job failed inside the child: the exception's type name and message, as raised there."""
+
+    def __init__(self, type_name: str, message: str):
+        super().__init__(message)
+        self.type_name = type_name
+
+
+@dataclass(frozen=True)
+class ChildSettings:
+    """What each child sets for itself before it loads the model (the pool's options)."""
+
+    address_space_mb: int = 0  # RLIMIT_AS; 0: none
+    cpus: str = ''  # CPU ids for os.sched_setaffinity, e.g. '0-3,6'; '': inherited
+    threads: int = 0  # thread counts of the numeric libraries and of onnxruntime; 0: theirs
+
+
+def settle_child(settings: ChildSettings, kind: str, options: Dict[str, Any]) -> Dict[str, Any]:
+    """Apply the child's limits, affinity and thread counts; return the worker's options."""
+    if settings.address_space_mb:
+        import resource
+        limit = settings.address_space_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if settings.cpus:
+        os.sched_setaffinity(0, parse_cpus(settings.cpus))
+    if settings.threads:
+        for variable in THREAD_VARIABLES:
+            os.environ[variable] = str(settings.threads)
+        from inferedge_orchestrator.workers.registry import worker_class
+        if not options.get('intra_op_threads') and \
+                'intra_op_threads' in worker_class(kind).OPTIONS:
+            options = dict(options, intra_op_threads=settings.threads)
+    return options
+
+
 def _child_main(connection, kind: str, task_name: str, options: Dict[str, Any],
-                address_space_mb: int) -> None:
+                decoder: Tuple[str, Dict[str, Any]], settings: ChildSettings) -> None:
     """Run in the child: make the real worker, then serve frames until the pipe closes."""
     from multiprocessing import shared_memory
+    from inferedge_orchestrator.decoders.base import create_decoder
     from inferedge_orchestrator.frames.frame import Frame
+    from inferedge_orchestrator.workers.preprocess import Geometry
     from inferedge_orchestrator.workers.registry import create_worker
-    if address_space_mb:
-        import resource
-        limit = address_space_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    options = settle_child(settings, kind, options)
     worker = create_worker(kind, task_name, options, 1)
     try:
         worker.load()
         worker.warmup(int(options.get('warmup', 0) or 0))
+        model_info = worker.model_info()
+        postprocess = create_decoder(decoder[0], task_name, decoder[1])
+        if postprocess is not None:
+            try:
+                postprocess.bind(model_info)
+            except ValueError:
+                postprocess = None  # the engine binds it again with model_info and says why
     except BaseException as error:  # noqa: B902 - reported to the parent, which raises it
         connection.send(('load_error', f'{type(error).__name__}: {error}'))
         return
-    connection.send(('ready', worker.expected_latency_s(), worker.fast_latency_s()))
+    connection.send(('ready', worker.expected_latency_s(), worker.fast_latency_s(),
+                     model_info))
     segment = None
     while True:
         try:
@@ -76,13 +129,19 @@ def _child_main(connection, kind: str, task_name: str, options: Dict[str, Any],
         image = np.ndarray(shape, dtype=dtype, buffer=segment.buf)
         frame = Frame(*frame_fields, image=image, encoding=encoding)
         try:
+            entered = time.monotonic()
             output = worker.infer(frame)
-            connection.send(('ok', output.outputs, output.preprocess_s, output.inference_s,
-                             output.geometry))
+            if postprocess is not None:
+                start = time.perf_counter()
+                output.decoded = postprocess.decode(output.outputs, output.geometry or Geometry(
+                    shape[0], shape[1], shape[0], shape[1]))
+                output.postprocess_s = time.perf_counter() - start
+            output.span = (entered, time.monotonic())  # one clock for all processes (Linux)
+            connection.send(('ok', output))
         except MemoryError:
             os._exit(3)  # out of its address space: its state is not to be trusted, respawn
         except BaseException as error:  # noqa: B902 - the job fails, the child goes on
-            connection.send(('error', f'{type(error).__name__}: {error}'))
+            connection.send(('error', type(error).__name__, str(error)))
         del image, frame
     if segment is not None:
         segment.close()
@@ -96,8 +155,7 @@ class _Child:
         self.process = None
         self.connection = None
         self.segment = None
-        self.backoff_s = 0.0
-        self.not_before = 0.0
+        self.backoff_s = 0.0  # the wait before its next respawn
 
 
 class ProcessWorker(Worker):
@@ -107,16 +165,22 @@ class ProcessWorker(Worker):
     replaceable = False  # a crashed child is respawned in place
 
     def __init__(self, task_name: str, inner_kind: str, options: Dict[str, Any],
-                 slots: int = 1, address_space_mb: int = 0,
-                 on_respawn: Optional[Callable[[str, str], None]] = None):
+                 slots: int = 1, settings: ChildSettings = ChildSettings(),
+                 on_respawn: Optional[Callable[[str, str], None]] = None,
+                 decoder: Tuple[str, Dict[str, Any]] = ('none', {})):
         super().__init__(task_name, options, slots)
         self._on_respawn = on_respawn  # (task name, detail): the engine's decision
         self.inner_kind = inner_kind
-        self.address_space_mb = address_space_mb
+        self.decoder = decoder  # (kind, options): the child decodes what its model outputs
+        self._model_info = None
+        self.settings = settings
         self._context = multiprocessing.get_context('spawn')
         self._free: List[_Child] = []
         self._all: List[_Child] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a child is free, or closing
+        self._closing = threading.Event()
+        self._respawning = 0  # children being started again after a crash
         self._running: Dict[int, _Child] = {}  # thread id -> the child it waits on
         self._expected = self._fast = 0.0
         self.crashes = 0
@@ -140,39 +204,68 @@ class ProcessWorker(Worker):
     def fast_latency_s(self) -> float:
         return self._fast
 
+    def model_info(self):
+        return self._model_info
+
     def close(self) -> None:
         with self._lock:
+            self._closing.set()
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: not self._respawning, timeout=30.0)
             children = list(self._all)
             self._all.clear()
             self._free.clear()
         for child in children:
             self._stop(child)
 
+    def slots_down(self) -> int:
+        """Return the children that cannot take a job now: dead, or being started again."""
+        with self._lock:
+            return self._respawning + sum(1 for c in self._free
+                                          if c.process is None or not c.process.is_alive())
+
     # -- jobs -------------------------------------------------------------------------------
 
     def infer(self, frame) -> InferenceOutput:
+        ident = threading.get_ident()
         with self._lock:
+            # A crashed child is being started again: its slot's next job waits for it.
+            self._changed.wait_for(lambda: self._free or not self._respawning or
+                                   self._closing.is_set())
             if not self._free:
                 raise RuntimeError(f'task {self.task_name}: more concurrent calls than its '
-                                   f'{self.slots} child process(es)')
+                                   f'{self.slots} child process(es), or closed')
             child = self._free.pop()
-            self._running[threading.get_ident()] = child
+            self._running[ident] = child
+        crashed = False
         try:
             if child.process is None or not child.process.is_alive():
-                self._respawn(child)
+                self._respawn(child)  # it died idle (killed from outside), or a respawn failed
             return self._run(child, frame)
+        except WorkerCrashed:
+            crashed = True
+            raise
         finally:
             with self._lock:
-                self._running.pop(threading.get_ident(), None)
-                if child in self._all:
+                self._running.pop(ident, None)
+                if child not in self._all:
+                    pass  # closed meanwhile
+                elif crashed and not self._closing.is_set():
+                    self._respawning += 1  # at once, not when the next job comes
+                    threading.Thread(target=self._respawn_soon, args=(child,), daemon=True,
+                                     name=f'inferedge-respawn-{self.task_name}').start()
+                else:
                     self._free.append(child)
+                    self._changed.notify_all()
 
-    def abort(self, thread_id: int) -> None:
+    def abort(self, thread_id: int) -> bool:
         """Kill the child that the slot thread thread_id waits on (its job timed out)."""
         with self._lock:
             child = self._running.get(thread_id)
-        if child is not None and child.process is not None:
-            child.process.kill()
+        if child is None or child.process is None:
+            return False
+        child.process.kill()
+        return True
 
     def _run(self, child: _Child, frame) -> InferenceOutput:
         image = np.ascontiguousarray(frame.image)
@@ -192,10 +285,12 @@ class ProcessWorker(Worker):
             raise WorkerCrashed(f'task {self.task_name}: its child process died (exit code '
                                 f'{code}) while it ran frame {frame.seq}')
         if reply[0] == 'error':
-            raise RuntimeError(reply[1])
-        _, outputs, preprocess_s, inference_s, geometry = reply
+            _, type_name, message = reply
+            if type_name == PostprocessError.__name__:
+                raise PostprocessError(message)
+            raise ChildError(type_name, message)
         child.backoff_s = 0.0  # a job that ends well ends the backoff
-        return InferenceOutput(outputs, preprocess_s, inference_s, geometry)
+        return reply[1]
 
     # -- children ---------------------------------------------------------------------------
 
@@ -203,8 +298,8 @@ class ProcessWorker(Worker):
         parent, remote = self._context.Pipe()
         process = self._context.Process(
             target=_child_main, name=f'worker-{self.task_name}',
-            args=(remote, self.inner_kind, self.task_name, self.options,
-                  self.address_space_mb), daemon=True)
+            args=(remote, self.inner_kind, self.task_name, self.options, self.decoder,
+                  self.settings), daemon=True)
         process.start()
         remote.close()
         try:
@@ -216,21 +311,44 @@ class ProcessWorker(Worker):
             raise RuntimeError(f'task {self.task_name}: worker {self.inner_kind!r} failed to '
                                f'load in its child process: {reply[1]}')
         child.process, child.connection = process, parent
-        self._expected, self._fast = reply[1], reply[2]
+        self._expected, self._fast, self._model_info = reply[1:]
+
+    def _respawn_soon(self, child: _Child) -> None:
+        """Start a crashed child again, off the slot thread; give it back to the slots."""
+        try:
+            self._respawn(child)
+        except Exception as error:  # noqa: B902 - the next job tries again, and fails with it
+            LOGGER.error('task %s: starting the crashed child process again failed: %s',
+                         self.task_name, error)
+        finally:
+            with self._lock:
+                self._respawning -= 1
+                orphan = child not in self._all  # close() gave up waiting for it
+                if not orphan and not self._closing.is_set():
+                    self._free.append(child)
+                self._changed.notify_all()  # close() stops the children it holds
+            if orphan:
+                self._stop(child)
 
     def _respawn(self, child: _Child) -> None:
-        """Start a dead child again, after its backoff (doubling while respawns fail)."""
-        wait = child.not_before - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
+        """
+        Start a dead child again, after its backoff.
+
+        The backoff is 0 after a crash that follows a job that ended well, then 0.1 s doubling
+        up to 5 s while the child keeps crashing before it ends one.
+        """
+        waited = child.backoff_s
+        if waited and self._closing.wait(waited):
+            raise RuntimeError(f'task {self.task_name}: closed while waiting to respawn')
         self._stop(child, keep_segment=True)
         child.backoff_s = min(max(2.0 * child.backoff_s, BACKOFF_FIRST_S), BACKOFF_MAX_S)
-        child.not_before = time.monotonic() + child.backoff_s
+        started = time.monotonic()
         self._spawn(child)
         self.respawns += 1
         if self._on_respawn is not None:
             self._on_respawn(self.task_name, f'child process started again (respawn '
-                                             f'{self.respawns}, after {child.backoff_s:g} s)')
+                                             f'{self.respawns}; backoff {waited:.2f} s, load '
+                                             f'and warm-up {time.monotonic() - started:.2f} s)')
 
     def _segment(self, child: _Child, size: int):
         from multiprocessing import shared_memory
