@@ -305,6 +305,7 @@ class ProcessWorker(Worker):
         try:
             reply = parent.recv()
         except EOFError:
+            process.join(timeout=5.0)
             reply = ('load_error', f'the child exited with code {process.exitcode}')
         if reply[0] != 'ready':
             process.join(timeout=5.0)
