@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -52,6 +53,7 @@ from inferedge_orchestrator_ros.diagnostics import Diagnostics, InputState
 from inferedge_orchestrator_ros.images import image_to_array
 from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
 from inferedge_orchestrator_ros.publishing import spin_once_unless_shut_down
+from inferedge_orchestrator_ros.signals import GracefulSignals
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 import rclpy
@@ -60,6 +62,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Classification, Detection2DArray
 
@@ -513,18 +516,34 @@ class OrchestratorNode(LifecycleNode):
         self._state_label = 'unconfigured'
         return TransitionCallbackReturn.SUCCESS
 
-    def close(self) -> None:
+    def close(self, drain: bool = True) -> None:
         """
         Stop taking frames, stop and join the engine, write the report, release workers.
 
-        Safe in any state and more than once; destroy_node() calls it first.
+        drain: finish queued frames first (within deactivate_timeout_s); False (a signal):
+        drop them with reason shutdown and only let the jobs in flight finish. Safe in any
+        state and more than once; destroy_node() calls it first.
         """
         if not self.context.ok():
-            self._closing = True  # after Ctrl-C nothing can be published any more
+            self._closing = True  # the context is shut down: nothing can be published
         self._stop_inputs()
         if self._engine is not None and self._engine.state in ('running', 'paused'):
-            self._stop_engine(reasons.SHUTDOWN)
+            self._stop_engine(reasons.SHUTDOWN, drain)
         self._release()
+
+    def shutdown_grace_s(self) -> float:
+        """
+        Return how long a graceful shutdown may take: a later signal then exits at once.
+
+        The engine waits up to deactivate_timeout_s for the jobs in flight and as long again
+        to join its threads and close the workers; 1 s more for the report and the publishers.
+        """
+        return 2.0 * self._get('deactivate_timeout_s') + 1.0
+
+    def write_report_now(self) -> None:
+        """Write the report if the engine answers within 0.5 s (a forced exit)."""
+        if self._engine is not None:
+            self._write_report(self._engine, lock_timeout=0.5)
 
     def _stop_inputs(self) -> None:
         if self._telemetry_timer is not None:
@@ -535,14 +554,14 @@ class OrchestratorNode(LifecycleNode):
                 self.destroy_subscription(item.subscription)
                 item.subscription = None
 
-    def _stop_engine(self, reason: str) -> None:
-        """Finish queued frames within deactivate_timeout_s; drop the rest with reason."""
+    def _stop_engine(self, reason: str, drain: bool = True) -> None:
+        """Finish queued frames within deactivate_timeout_s (drain); drop the rest with reason."""
         engine = self._engine
         if engine is None:
             return
         timeout = self._get('deactivate_timeout_s')
         end = time.monotonic() + timeout
-        finished = engine.drain(timeout)
+        finished = engine.drain(timeout) if drain else True
         engine.stop(max(0.5, end - time.monotonic()), reason)
         if not finished:
             self.get_logger().warning(
@@ -579,11 +598,15 @@ class OrchestratorNode(LifecycleNode):
             trace.close()
             self.get_logger().info(f'wrote {trace.records} job records to {trace.path}')
 
-    def _write_report(self, engine: Engine) -> None:
+    def _write_report(self, engine: Engine, lock_timeout: float = -1) -> None:
         path = self._get('report_path')
         if not path:
             return
-        report = engine.report()
+        try:
+            report = engine.report(lock_timeout)
+        except TimeoutError as error:
+            self.get_logger().error(f'no report written to {path}: {error}')
+            return
         report['node'] = {
             'name': self.get_fully_qualified_name(),
             'tasks': {task: self._latency.run(task) for task in engine.tasks},
@@ -813,18 +836,33 @@ def _value(spec: params.Param, param: Parameter) -> Any:
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    # Our handlers, not rclpy's: a second Ctrl-C must not interrupt the shutdown (signals.py).
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
+
+    def log(text: str) -> None:
+        if node is not None:
+            node.get_logger().warning(text)
+        else:
+            print(text, file=sys.stderr)
+    signals = GracefulSignals(lambda: node.shutdown_grace_s() if node is not None else 5.0,
+                              log, lambda: node.write_report_now() if node is not None else None)
+    signals.install()
     try:
         node = OrchestratorNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        while not node.finished and spin_once_unless_shut_down(node, executor, 0.25):
+        while not node.finished and not signals.requested.is_set() and \
+                spin_once_unless_shut_down(node, executor, 0.25):
             pass
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if node is not None:
+            if signals.requested.is_set():
+                node.get_logger().info('signal: shutting down (queued frames dropped with '
+                                       'reason shutdown, jobs in flight finish)')
+                node.close(drain=False)
             node.destroy_node()  # stops and joins the engine, writes the report
         rclpy.try_shutdown()
     return 0

@@ -434,18 +434,23 @@ class Engine(Admission, Dispatch, SlotSupervision):
             decisions=DecisionCounts(self.decisions.total, dict(self.decisions.by_event)),
             resources=self._resources.sample())
 
-    def report(self) -> Dict[str, Any]:
+    def report(self, lock_timeout: float = -1) -> Dict[str, Any]:
         """
         Return the whole-run report, as in docs/telemetry.md.
 
         It holds the final snapshot, whole-run latency percentiles per task and the decisions
-        still in the ring.
+        still in the ring. lock_timeout >= 0: raise TimeoutError when the engine stays busy
+        that long (a forced exit writes what it can, without waiting for a stuck shutdown).
         """
-        with self._lock:
+        if not self._lock.acquire(timeout=lock_timeout):
+            raise TimeoutError(f'the engine stayed busy for {lock_timeout:g} s')
+        try:
             now = self._clock()
             snapshot = self._snapshot(now)
             for task in self._tasks:
                 snapshot.tasks[task.name].run_latency = task.telemetry.run_latency()
+        finally:
+            self._lock.release()
         return {'schema': REPORT_SCHEMA, 'config': self.config.to_dict(),
                 'warnings': list(self.config.warnings), 'final': snapshot.to_dict(),
                 'invariant_violations': check_invariants(snapshot),
