@@ -132,4 +132,5 @@ def test_option_errors_name_the_field():
     worker = create_worker('dummy', 't', DummyWorker.validate_options({}, 'w'))
     assert worker.options == {'latency_ms': 10.0, 'jitter_ms': 0.0, 'distribution': 'fixed',
                               'seed': 0, 'busy_wait': False, 'fail_every': 0, 'allocate_mb': 0,
-                              'crash_every': 0}
+                              'crash_every': 0, 'hang_every': 0, 'hang_s': 3600.0,
+                              'leak_kib': 0}

@@ -53,7 +53,7 @@ from inferedge_orchestrator_ros.diagnostics import Diagnostics, InputState
 from inferedge_orchestrator_ros.images import image_to_array
 from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
 from inferedge_orchestrator_ros.publishing import spin_once_unless_shut_down
-from inferedge_orchestrator_ros.signals import GracefulSignals
+from inferedge_orchestrator_ros.signals import exit_if_threads_stuck, GracefulSignals
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 import rclpy
@@ -865,6 +865,7 @@ def main(args=None) -> int:
                 node.close(drain=False)
             node.destroy_node()  # stops and joins the engine, writes the report
         rclpy.try_shutdown()
+    exit_if_threads_stuck(0, lambda text: print(text, file=sys.stderr))
     return 0
 
 

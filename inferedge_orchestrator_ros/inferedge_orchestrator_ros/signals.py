@@ -32,6 +32,30 @@ from typing import Callable, Optional
 FORCE_AFTER_SIGNALS = 3
 
 
+def flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def exit_if_threads_stuck(code: int, log: Callable[[str], None]) -> None:
+    """
+    Exit now with code when a non-daemon thread is still alive after the shutdown.
+
+    Such a thread is a slot stuck in a worker call that never returns (a hang in native code):
+    the interpreter would wait for it at exit for good, so the node would never end by itself.
+    """
+    stuck = [t.name for t in threading.enumerate()
+             if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if stuck:
+        log(f'threads still stuck in worker calls after the shutdown: {", ".join(stuck)}; '
+            f'exiting without waiting for them')
+        flush_streams()
+        os._exit(code)
+
+
 class GracefulSignals:
     """The process's SIGINT and SIGTERM handlers (install() once, from the main thread)."""
 
@@ -70,9 +94,5 @@ class GracefulSignals:
             if self._flush is not None:
                 self._flush()
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
+            flush_streams()
             self._exit_now(128 + signum)

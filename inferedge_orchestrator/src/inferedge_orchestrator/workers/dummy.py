@@ -18,6 +18,7 @@ import itertools
 import os
 import signal
 import time
+from typing import List
 
 from inferedge_orchestrator import draws
 from inferedge_orchestrator.config.schema import setting, table
@@ -39,7 +40,8 @@ class DummyWorker(Worker):
 
     busy_wait spins instead of sleeping: it holds the GIL for the whole latency, as pure-Python
     preprocessing would, so other Python threads (the executor included) stall meanwhile.
-    fail_every N raises on every Nth call, to exercise the error paths.
+    fail_every N raises on every Nth call, to exercise the error paths; crash_every, hang_every
+    and leak_kib stand in for a segfault, a call stuck in native code and a memory leak.
     """
 
     kind = 'dummy'
@@ -59,12 +61,18 @@ class DummyWorker(Worker):
         setting('crash_every', 0, 'kill its own process with SIGSEGV on every Nth call (0: '
                 'never; for process isolation tests: in a thread pool it kills the engine)',
                 low=0, high=2 ** 31),
+        setting('hang_every', 0, 'block on every Nth call for hang_s, as a call stuck in native '
+                'code would (0: never)', low=0, high=2 ** 31),
+        setting('hang_s', 3600.0, 'how long a hanging call blocks', low=0.0, unit='s'),
+        setting('leak_kib', 0, 'keep this much memory for good on each call: the leak canary '
+                'of the soak test (0: none)', low=0, high=2 ** 20, unit='KiB'),
     )
 
     def __init__(self, task_name, options, slots=1):
         super().__init__(task_name, options, slots)
         self._key = draws.name_key(task_name)
         self._calls = itertools.count(1)
+        self._leaked: List[bytearray] = []
         self.loaded = False
         self.warmups = 0
 
@@ -113,5 +121,10 @@ class DummyWorker(Worker):
         crash = self.options['crash_every']
         if crash and call % crash == 0:
             os.kill(os.getpid(), signal.SIGSEGV)
+        hang = self.options['hang_every']
+        if hang and call % hang == 0:
+            time.sleep(self.options['hang_s'])
+        if self.options['leak_kib']:
+            self._leaked.append(bytearray(self.options['leak_kib'] * 1024))
         return InferenceOutput({'shape': np.asarray(shape, dtype=np.int32)}, preprocess_s,
                                time.perf_counter() - begin)
