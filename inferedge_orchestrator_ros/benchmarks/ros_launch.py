@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 
 from inferedge_orchestrator_ros.environment import loopback_environment
 import numpy as np
@@ -82,6 +83,58 @@ class Launch(Background):
     def __init__(self, env: dict, launch_file: str, *arguments: str,
                  package: str = 'inferedge_orchestrator_ros'):
         super().__init__(['ros2', 'launch', package, launch_file, *arguments], env)
+
+
+def executable(name: str) -> str:
+    """Return the path of one of the package's executables (the process is then the node)."""
+    from ament_index_python.packages import get_package_prefix
+    return os.path.join(get_package_prefix('inferedge_orchestrator_ros'), 'lib',
+                        'inferedge_orchestrator_ros', name)
+
+
+def share(*parts: str) -> str:
+    """Return a path in the package's share folder (config/demo.yaml, say)."""
+    from ament_index_python.packages import get_package_share_directory
+    return os.path.join(get_package_share_directory('inferedge_orchestrator_ros'), *parts)
+
+
+class ScriptNode:
+    """A node of the script itself, in a context of its own: subscriptions, service calls."""
+
+    def __init__(self, domain_id: int, name: str):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=min(0.1, max(0.0, end - time.monotonic())))
+
+    def spin_until(self, predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > end:
+                return False
+            self.executor.spin_once(timeout_sec=0.05)
+        return True
+
+    def call(self, client, request, timeout: float = 20.0):
+        """Call a service through client; return the response, or None when none came."""
+        if not self.spin_until(client.service_is_ready, timeout):
+            return None
+        future = client.call_async(request)
+        if not self.spin_until(future.done, timeout):
+            return None
+        return future.result()
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self.context.try_shutdown()
 
 
 def summary(values) -> dict:

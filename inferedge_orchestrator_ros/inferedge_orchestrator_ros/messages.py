@@ -160,3 +160,21 @@ def telemetry_message(snapshot: Snapshot, stamp, node_state: str,
     msg.decisions_total = snapshot.decisions.total
     copy_fields(msg, snapshot.resources)  # cpu_percent, rss_mb (NaN when not sampled)
     return msg
+
+
+def telemetry_invariant_violations(telemetry: OrchestratorTelemetry) -> List[str]:
+    """Return the violations of the core invariants in a telemetry message (from outside)."""
+    problems = []
+    for item in telemetry.inputs:
+        if item.received != item.malformed + item.accepted:
+            problems.append(f'input {item.name}: received {item.received} != malformed '
+                            f'{item.malformed} + accepted {item.accepted}')
+        if item.malformed != sum(r.count for r in item.malformed_by_reason):
+            problems.append(f'input {item.name}: malformed_by_reason does not add up')
+    for task in telemetry.tasks:
+        total = task.executed + task.failed + task.dropped + task.queued + task.in_flight
+        if task.routed != total:
+            problems.append(f'task {task.name}: routed {task.routed} != {total}')
+        if task.dropped != sum(r.count for r in task.dropped_by_reason):
+            problems.append(f'task {task.name}: dropped_by_reason does not add up')
+    return problems

@@ -128,17 +128,5 @@ class Listener:
     @staticmethod
     def invariant_violations(telemetry) -> list:
         """Return the violations of the core invariants in a telemetry message."""
-        problems = []
-        for item in telemetry.inputs:
-            if item.received != item.malformed + item.accepted:
-                problems.append(f'input {item.name}: received {item.received} != malformed '
-                                f'{item.malformed} + accepted {item.accepted}')
-            if item.malformed != sum(r.count for r in item.malformed_by_reason):
-                problems.append(f'input {item.name}: malformed_by_reason does not add up')
-        for task in telemetry.tasks:
-            total = task.executed + task.failed + task.dropped + task.queued + task.in_flight
-            if task.routed != total:
-                problems.append(f'task {task.name}: routed {task.routed} != {total}')
-            if task.dropped != sum(r.count for r in task.dropped_by_reason):
-                problems.append(f'task {task.name}: dropped_by_reason does not add up')
-        return problems
+        from inferedge_orchestrator_ros.messages import telemetry_invariant_violations
+        return telemetry_invariant_violations(telemetry)
