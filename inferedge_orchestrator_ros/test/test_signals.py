@@ -35,7 +35,7 @@ import rclpy  # noqa: F401 - marks a ROS test module (skipped by name without RO
 
 from .ros_test_env import NOT_BUILT, package_available, ros_environment
 
-DOMAIN_ID = 49
+DOMAIN_ID = 50
 TOPIC = '/signals_test/image'
 
 
