@@ -182,3 +182,20 @@ def test_the_parameter_tables_of_the_docs_are_made_from_the_schema():
     with open(path, encoding='utf-8') as stream:
         text = stream.read()
     assert params.docs_with_tables(text) == text
+
+
+def test_every_malformed_reason_of_the_node_is_documented():
+    # A new reason goes into reasons.py, docs/node.md and InputStats.msg in one change.
+    here = os.path.dirname(__file__)
+    with open(os.path.join(here, '..', '..', 'docs', 'node.md'), encoding='utf-8') as stream:
+        docs = stream.read()
+    with open(os.path.join(here, '..', '..', 'inferedge_orchestrator_msgs', 'msg',
+                           'InputStats.msg'), encoding='utf-8') as stream:
+        comment = next(line for line in stream if line.startswith('ReasonCount[] malformed'))
+    # unknown_input never reaches an input; decode errors are counted apart (decode_errors).
+    node_reasons = set(reasons.MALFORMED_REASONS) - {reasons.UNKNOWN_INPUT,
+                                                     reasons.DECODE_ERROR}
+    listed = {word.strip(' ,\n') for word in comment.split('#', 1)[1].split(',')}
+    assert listed == node_reasons
+    for reason in node_reasons:
+        assert f'| `{reason}` |' in docs, reason
