@@ -218,3 +218,21 @@ def test_the_option_tables_of_the_docs_are_made_from_the_schema():
     with open(path, encoding='utf-8') as stream:
         text = stream.read()
     assert docs_with_tables(text) == text
+
+
+@pytest.mark.parametrize('image, encoding, expected', [
+    (np.array([[[10, 20, 30]]], np.uint8), 'bgr8', [30, 20, 10]),
+    (np.array([[[10, 20, 30, 40]]], np.uint8), 'rgba8', [10, 20, 30]),
+    (np.array([[513]], np.uint16), 'mono16', [2, 2, 2]),
+    (np.array([[1000]], np.uint16), '16UC1', [3, 3, 3]),
+])
+def test_images_to_draw_on_are_rgb8(image, encoding, expected):
+    from inferedge_orchestrator.decoders.draw import to_rgb
+    rgb = to_rgb(image, encoding)
+    assert rgb.dtype == np.uint8 and rgb[0, 0].tolist() == expected
+
+
+def test_a_float_depth_image_is_stretched_to_its_finite_range():
+    from inferedge_orchestrator.decoders.draw import to_rgb
+    depth = np.array([[0.5, 1.5, np.nan, 2.5]], np.float32)
+    assert to_rgb(depth, '32FC1')[0, :, 0].tolist() == [0, 127, 0, 255]

@@ -75,6 +75,8 @@ def test_results_carry_timings_and_meta(engine_factory):
 @pytest.mark.parametrize('data, expected', [
     (np.zeros((0, 4, 3), np.uint8), reasons.ZERO_SIZE),
     (np.zeros((4, 4, 3), np.float32), reasons.BAD_ARRAY),
+    (np.zeros((4, 4, 3), np.uint16), reasons.BAD_ARRAY),  # rgb8 holds uint8
+    (np.zeros((4, 4), np.float64), reasons.BAD_ARRAY),
     (np.zeros((4, 4, 2), np.uint8), reasons.UNKNOWN_ENCODING),
     (np.zeros((100, 100, 3), np.uint8), reasons.TOO_MANY_PIXELS),
     ('not an image', reasons.BAD_ARRAY),
@@ -90,6 +92,27 @@ def test_malformed_frames_are_counted_with_reasons(engine_factory, data, expecte
     assert camera.received == 1 and camera.malformed_by_reason == {expected: 1}
     assert snapshot.tasks['a'].routed == 0
     assert check_invariants(snapshot) == []
+
+
+@pytest.mark.parametrize('data, encoding, accepted', [
+    (np.zeros((4, 4), np.uint16), '16UC1', '16UC1'),
+    (np.zeros((4, 4), np.float32), '32FC1', '32FC1'),
+    (np.zeros((4, 4, 1), np.float32), None, '32FC1'),
+    (np.zeros((4, 4), np.uint16), None, 'mono16'),
+    (np.zeros((4, 4), np.uint8), '32FC1', None),
+    (np.zeros((4, 4), np.float32), 'mono16', None),
+])
+def test_depth_images_keep_their_element_type(engine_factory, data, encoding, accepted):
+    results = []
+    engine = engine_factory(config({'name': 'a'}), on_result=results.append)
+    engine.start()
+    submission = engine.submit('camera', data, 0.0, encoding)
+    assert submission.accepted == (accepted is not None)
+    if accepted is None:
+        assert submission.reason == reasons.BAD_ARRAY
+        return
+    assert engine.drain(2.0)
+    assert results[0].status == reasons.OK
 
 
 def test_unknown_input_and_caller_rejections(engine_factory):

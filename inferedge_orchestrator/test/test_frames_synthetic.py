@@ -31,6 +31,13 @@ def test_pattern_moves_and_has_the_right_size():
         PatternSource(8, 4, 'yuv', 'bars')
 
 
+def test_depth_patterns_are_millimetres_and_metres():
+    millimetres = PatternSource(8, 4, '16UC1', 'checkerboard').frame(0)
+    metres = PatternSource(8, 4, '32FC1', 'checkerboard').frame(0)
+    assert millimetres.dtype == np.uint16 and metres.dtype == np.float32
+    assert np.allclose(metres * 1000.0, millimetres, atol=0.01)
+
+
 def test_the_warm_up_image_is_deterministic_in_every_channel_count():
     for channels in (1, 3, 4):
         image = synthetic_image(24, 32, channels, seed=2)

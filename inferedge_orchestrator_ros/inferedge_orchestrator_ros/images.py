@@ -15,8 +15,9 @@
 """
 Image message fields <-> numpy arrays, tensor encoding and test patterns (no rclpy here).
 
-The node hands the fields of a sensor_msgs/Image to image_to_array(), which returns a view on
-the message's buffer (np.frombuffer, step-aware) or the malformed reason. Message arrays are
+The node hands the fields of a sensor_msgs/Image in one of the ZERO_COPY encodings to
+image_to_array(), which returns a view on the message's buffer (np.frombuffer, step-aware) or
+the malformed reason; the other camera encodings go through conversion.py. Message arrays are
 filled from bytes or array.array, never element by element from numpy arrays.
 """
 
@@ -24,10 +25,15 @@ import array
 import sys
 from typing import Any, Optional, Tuple
 
-from inferedge_orchestrator.frames.formats import CHANNELS
+from inferedge_orchestrator.frames.formats import CHANNELS, dtype_of
 from inferedge_orchestrator.telemetry import reasons
 import numpy as np
 
+# The encodings taken as views, each with the engine encoding it becomes: the engine's own and
+# cv_bridge's generic 8-bit types (8UC3 and 8UC4 hold OpenCV's BGR order: cv_bridge's
+# cv2_to_imgmsg labels an OpenCV image so).
+ZERO_COPY = dict({encoding: encoding for encoding in CHANNELS},
+                 **{'8UC1': 'mono8', '8UC3': 'bgr8', '8UC4': 'bgra8'})
 # Tensor.msg DTYPE_* values by numpy kind and item size.
 TENSOR_DTYPES = {'b1': 1, 'u1': 2, 'i1': 3, 'u2': 4, 'i2': 5, 'u4': 6, 'i4': 7, 'u8': 8,
                  'i8': 9, 'f2': 10, 'f4': 11, 'f8': 12}
@@ -40,9 +46,10 @@ def image_to_array(encoding: str, height: int, width: int, step: int, is_bigendi
     """
     Return (HxWxC view on data, '') or (None, malformed reason).
 
-    data is the message's buffer (array.array, bytes or memoryview); the array shares it
-    (rows of step bytes, padding skipped), except for mono16 in the non-native byte order,
-    which is byte-swapped into a copy.
+    encoding is an engine encoding (ZERO_COPY's values); data is the message's buffer
+    (array.array, bytes or memoryview). The array shares it (rows of step bytes, padding
+    skipped), except for 16- and 32-bit samples in the non-native byte order, which are
+    byte-swapped into a copy.
     """
     channels = CHANNELS.get(encoding)
     if channels is None:
@@ -51,7 +58,8 @@ def image_to_array(encoding: str, height: int, width: int, step: int, is_bigendi
         return None, reasons.ZERO_SIZE
     if height * width > max_pixels:
         return None, reasons.TOO_MANY_PIXELS
-    itemsize = 2 if encoding == 'mono16' else 1
+    native = np.dtype(dtype_of(encoding))
+    itemsize = native.itemsize
     row = width * channels * itemsize
     if step < row:
         return None, reasons.STEP_TOO_SMALL
@@ -59,19 +67,29 @@ def image_to_array(encoding: str, height: int, width: int, step: int, is_bigendi
         return None, reasons.BAD_ARRAY
     if len(data) * memoryview(data).itemsize < step * height:
         return None, reasons.DATA_TOO_SHORT
-    if itemsize == 1:
-        flat = np.frombuffer(data, dtype=np.uint8, count=step * height)
-    else:
-        dtype = np.dtype('>u2' if is_bigendian else '<u2')
-        flat = np.frombuffer(data, dtype=dtype, count=step * height // 2)
-        if (dtype.byteorder == '>') == _LITTLE:
-            flat = flat.astype(np.uint16)  # the non-native byte order: one swapped copy
-        else:
-            flat = flat.view(np.uint16)
-    rows = flat.reshape(height, step // itemsize)
+    rows = samples(data, native, step, height, is_bigendian)
     if step != row:
         rows = rows[:, :width * channels]
     return rows.reshape(height, width, channels), ''
+
+
+def samples(data: Any, native: np.dtype, step: int, height: int, is_bigendian: int
+            ) -> np.ndarray:
+    """
+    Return the height rows of step bytes of data as an array of native's type (a view).
+
+    Samples wider than a byte in the non-native byte order are byte-swapped into a copy.
+    """
+    if native.itemsize == 1:
+        flat = np.frombuffer(data, dtype=native, count=step * height)
+    else:
+        stored = native.newbyteorder('>' if is_bigendian else '<')
+        flat = np.frombuffer(data, dtype=stored, count=step * height // native.itemsize)
+        if bool(is_bigendian) == _LITTLE:
+            flat = flat.astype(native)  # the non-native byte order: one swapped copy
+        else:
+            flat = flat.view(native)
+    return flat.reshape(height, step // native.itemsize)
 
 
 def tensor_fields(values: np.ndarray) -> Tuple[array.array, int, array.array]:

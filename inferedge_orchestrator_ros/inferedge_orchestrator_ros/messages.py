@@ -36,7 +36,7 @@ from vision_msgs.msg import (BoundingBox2D, Classification, Detection2D, Detecti
 
 STATUS_CODES = {reasons.OK: InferenceResult.OK, reasons.FAILED: InferenceResult.FAILED,
                 reasons.TIMED_OUT: InferenceResult.TIMED_OUT}
-NODE_SERIES = ('transport', 'node_overhead')
+NODE_SERIES = ('transport', 'convert', 'node_overhead')
 NAN = float('nan')
 _INTEGER_TYPES = {'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64',
                   'octet', 'byte'}
@@ -67,9 +67,13 @@ def latency_summary(series: str, data: LatencySummaryData) -> LatencySummary:
     return copy_fields(LatencySummary(series=series), data)
 
 
-def result_message(result, header, transport_s: Optional[float], tensors: bool
-                   ) -> InferenceResult:
-    """Return a job's result (node_overhead_ms is the caller's: it is measured at publish)."""
+def result_message(result, header, transport_s: Optional[float], tensors: bool,
+                   convert_s: Optional[float] = None) -> InferenceResult:
+    """
+    Return a job's result (node_overhead_ms is the caller's: it is measured at publish).
+
+    convert_s is the image callback's conversion of the frame (None: the zero-copy path).
+    """
     msg = InferenceResult(header=header, task=result.task, input=result.input,
                           frame_seq=result.seq, status=STATUS_CODES[result.status],
                           reason=result.reason, detail=result.detail[:2000],
@@ -77,6 +81,7 @@ def result_message(result, header, transport_s: Optional[float], tensors: bool
     msg.transport_ms = NAN if transport_s is None else transport_s * 1000.0
     msg.queue_wait_ms = result.queue_wait_s * 1000.0
     msg.decode_ms = max(0.0, result.decode_s) * 1000.0
+    msg.convert_ms = 0.0 if convert_s is None else convert_s * 1000.0
     msg.preprocess_ms = result.preprocess_s * 1000.0
     msg.inference_ms = result.inference_s * 1000.0
     msg.postprocess_ms = result.postprocess_s * 1000.0

@@ -19,8 +19,9 @@ configure builds the engine from the parameters (or config_file) and loads and w
 workers; activate starts the engine, the subscriptions and the publishers; deactivate stops
 taking frames, finishes what is queued within deactivate_timeout_s and drops the rest (reason
 deactivated); cleanup releases the workers; shutdown works from any state. The image callback
-only converts the message to an array view and calls submit(); inference runs on the engine's
-slot threads, which publish the results themselves. See docs/node.md.
+only turns the message into an array (a view, or one conversion for the camera encodings of
+conversion.py, shared by every task of the frame) and calls submit(); inference runs on the
+engine's slot threads, which publish the results themselves. See docs/node.md.
 """
 
 from dataclasses import asdict
@@ -49,8 +50,9 @@ from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, Orches
 from inferedge_orchestrator_ros import messages
 from inferedge_orchestrator_ros import parameters as params
 from inferedge_orchestrator_ros.annotation import Annotator
+from inferedge_orchestrator_ros.conversion import AUTO, Converter, resolve_target
 from inferedge_orchestrator_ros.diagnostics import Diagnostics, InputState
-from inferedge_orchestrator_ros.images import image_to_array
+from inferedge_orchestrator_ros.images import image_to_array, ZERO_COPY
 from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
 from inferedge_orchestrator_ros.publishing import spin_once_unless_shut_down
 from inferedge_orchestrator_ros.signals import exit_if_threads_stuck, GracefulSignals
@@ -77,13 +79,15 @@ NODE_NAME = 'inferedge_orchestrator'
 class FrameMeta:
     """What the node keeps with a frame: its header and the callback's timestamps."""
 
-    __slots__ = ('header', 'entry', 'submitted', 'transport_s')
+    __slots__ = ('header', 'entry', 'submitted', 'transport_s', 'convert_s')
 
-    def __init__(self, header, entry: float, transport_s: Optional[float]):
+    def __init__(self, header, entry: float, transport_s: Optional[float],
+                 convert_s: Optional[float] = None):
         self.header = header
         self.entry = entry          # time.monotonic() at the callback's entry
         self.submitted = None       # time.monotonic() when submit() returned
         self.transport_s = transport_s
+        self.convert_s = convert_s  # the conversion's time (None: the zero-copy path)
 
 
 def stamp_age(clock, header) -> Optional[float]:
@@ -94,7 +98,7 @@ def stamp_age(clock, header) -> Optional[float]:
 
 
 class NodeLatency:
-    """Transport and node overhead per task: live windows and whole-run histograms."""
+    """Transport, conversion and node overhead per task: live windows, whole-run histograms."""
 
     def __init__(self, tasks: List[str], window_s: float, samples: int):
         self._lock = threading.Lock()
@@ -103,13 +107,16 @@ class NodeLatency:
         self._histograms = {(t, s): LogHistogram() for t in tasks for s in messages.NODE_SERIES}
 
     def record(self, task: str, now: float, transport_s: Optional[float],
-               overhead_s: float) -> None:
+               convert_s: Optional[float], overhead_s: float) -> None:
         with self._lock:
             self._windows[(task, 'node_overhead')].add(now, overhead_s)
             self._histograms[(task, 'node_overhead')].add(overhead_s)
             if transport_s is not None:
                 self._windows[(task, 'transport')].add(now, transport_s)
                 self._histograms[(task, 'transport')].add(max(transport_s, 0.0))
+            if convert_s is not None:
+                self._windows[(task, 'convert')].add(now, convert_s)
+                self._histograms[(task, 'convert')].add(convert_s)
 
     def live(self, task: str, now: float) -> Dict[str, LatencySummaryData]:
         with self._lock:
@@ -149,10 +156,11 @@ class _RosLogHandler(logging.Handler):
 class _Input:
     """ROS-side state of one input: settings, subscription and QoS event counters."""
 
-    def __init__(self, name: str, settings: Dict[str, Any]):
+    def __init__(self, name: str, settings: Dict[str, Any], target: str):
         self.name = name
         self.settings = settings
         self.topic = settings['topic']
+        self.target = target  # what camera encodings are converted to (conversion.py)
         self.subscription = None
         self.deadline_missed = 0
         self.incompatible_qos = 0
@@ -174,6 +182,7 @@ class OrchestratorNode(LifecycleNode):
         self._decoded_pubs: Dict[str, Any] = {}  # task -> (publisher, message builder)
         self._annotated_pubs: Dict[str, Any] = {}
         self._annotator: Optional[Annotator] = None
+        self._converter: Optional[Converter] = None
         self._telemetry_pub = None
         self._decision_pub = None
         self._telemetry_timer = None
@@ -411,7 +420,17 @@ class OrchestratorNode(LifecycleNode):
             settings = {spec.name: self._get(f'{name}.{spec.name}')
                         for spec in params.INPUT_PARAMS}
             settings['topic'] = settings['topic'] or params.default_topic(name)
-            self._inputs[name] = _Input(name, settings)
+            if settings['message_type'] != 'image' and settings['convert_to'] != AUTO:
+                raise ConfigError(
+                    f'{name}.convert_to: {settings["convert_to"]!r} is not allowed with '
+                    f'message_type {settings["message_type"]}; allowed: auto (decoded JPEG/PNG '
+                    'images are bgr8; convert_to applies to raw images)')
+            self._inputs[name] = _Input(name, settings,
+                                        resolve_target(settings['convert_to'], config, name))
+        if self._converter is None and any(i.settings['message_type'] == 'image'
+                                           for i in self._inputs.values()):
+            # Once per node: the imports are tried (and a missing one warned about) once.
+            self._converter = Converter(lambda text: self.get_logger().warning(text))
         self._publish_tensors = self._get('publish_tensors')
         trace_path = self._get('trace_path')
         trace = None
@@ -662,19 +681,31 @@ class OrchestratorNode(LifecycleNode):
         name = item.name
         max_pixels = engine.config.max_image_pixels
         monotonic = time.monotonic
+        convert = self._converter.convert
+        target = item.target
 
         def on_image(msg: Image) -> None:
             entry = monotonic()
             item.last_message = entry
             age = stamp_age(clock, msg.header)
-            image, reason = image_to_array(msg.encoding, msg.height, msg.width, msg.step,
-                                           msg.is_bigendian, msg.data, max_pixels)
+            encoding = ZERO_COPY.get(msg.encoding)
+            convert_s = None
+            if encoding is not None:
+                image, reason = image_to_array(encoding, msg.height, msg.width, msg.step,
+                                               msg.is_bigendian, msg.data, max_pixels)
+            else:
+                start = monotonic()
+                image, encoding, reason = convert(msg.encoding, msg.height, msg.width,
+                                                  msg.step, msg.is_bigendian, msg.data,
+                                                  max_pixels, target)
+                convert_s = monotonic() - start
             if reason:
                 engine.reject(name, reason)
                 self._log_malformed(name, reason, msg)
                 return
-            meta = FrameMeta(msg.header, entry, age)
-            submission = engine.submit(name, image, age, msg.encoding, meta)
+            meta = FrameMeta(msg.header, entry, age, convert_s)
+            submission = engine.submit(name, image, _age_at(age, entry, monotonic()),
+                                       encoding, meta)
             meta.submitted = monotonic()
             if not submission.accepted:
                 self._log_malformed(name, submission.reason, msg)
@@ -692,7 +723,8 @@ class OrchestratorNode(LifecycleNode):
             item.last_message = entry
             age = stamp_age(clock, msg.header)
             meta = FrameMeta(msg.header, entry, age)
-            submission = engine.submit(name, memoryview(msg.data), age, None, meta)
+            submission = engine.submit(name, memoryview(msg.data),
+                                       _age_at(age, entry, monotonic()), None, meta)
             meta.submitted = monotonic()
             if not submission.accepted:
                 self._log_malformed(name, submission.reason, msg)
@@ -731,15 +763,16 @@ class OrchestratorNode(LifecycleNode):
             return
         meta = result.meta
         msg = messages.result_message(result, meta.header, meta.transport_s,
-                                      self._publish_tensors)
+                                      self._publish_tensors, meta.convert_s)
         submitted = meta.submitted
         if submitted is None:  # the result overtook the callback: the engine's own record
             submitted = result.finished - result.service_s - result.queue_wait_s
         now = time.monotonic()
-        overhead = (submitted - meta.entry) + (now - result.finished)
+        # The conversion is a series of its own, not node overhead.
+        overhead = (submitted - meta.entry - (meta.convert_s or 0.0)) + (now - result.finished)
         msg.node_overhead_ms = overhead * 1000.0
         self._publish(publisher, msg)
-        self._latency.record(result.task, now, meta.transport_s, overhead)
+        self._latency.record(result.task, now, meta.transport_s, meta.convert_s, overhead)
         decoded = result.decoded
         if decoded is None:
             return
@@ -825,6 +858,16 @@ class OrchestratorNode(LifecycleNode):
             InputState(item.resolved_topic, item.deadline_missed, item.incompatible_qos,
                        time.monotonic() - last, self._get(f'{name}.stale_after_s'),
                        self._get(f'{name}.expected_rate_hz')))
+
+
+def _age_at(age: Optional[float], entry: float, now: float) -> Optional[float]:
+    """
+    Return a frame's age at submit(): its stamp age at the callback's entry plus the time since.
+
+    So the engine's end-to-end (stamp -> inference end) holds the callback's time before
+    submit(), the conversion included.
+    """
+    return None if age is None else age + (now - entry)
 
 
 def _value(spec: params.Param, param: Parameter) -> Any:

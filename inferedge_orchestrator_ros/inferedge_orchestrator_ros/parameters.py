@@ -35,6 +35,7 @@ from inferedge_orchestrator.config.schema import (BOOL, CHOICE, ConfigError, CUS
 from inferedge_orchestrator.config.schema import with_marked_tables
 from inferedge_orchestrator.decoders.base import decoder_class
 from inferedge_orchestrator.workers.registry import worker_class
+from inferedge_orchestrator_ros.conversion import AUTO, CONVERT_TO
 
 # The ROS parameter types the Fields are declared with.
 BOOLEAN, INTEGER, DOUBLE, STRING, STRING_ARRAY, ANY = (
@@ -134,6 +135,10 @@ INPUT_PARAMS = (
     _node('topic', '', 'the image topic (empty: <input>/image_raw, relative)'),
     _node('message_type', 'image', 'sensor_msgs Image (image) or CompressedImage '
           '(compressed_image: JPEG or PNG)', choices=MESSAGE_TYPES),
+    _node('convert_to', AUTO, 'what images in the camera encodings (YUV, Bayer) become, once '
+          'per frame (auto: what the first task of the input wants, its channel_order; '
+          'passthrough: no conversion, a Bayer mosaic as mono8 or mono16); message_type '
+          'image only', choices=CONVERT_TO),
     _node('reliability', 'best_effort', 'subscription QoS reliability', choices=RELIABILITIES),
     _node('durability', 'volatile', 'subscription QoS durability', choices=DURABILITIES),
     _node('depth', 1, 'subscription queue depth (keep last)', low=1, high=10000),

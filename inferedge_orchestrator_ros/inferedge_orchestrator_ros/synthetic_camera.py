@@ -15,15 +15,18 @@
 """
 synthetic_camera: publishes a moving test pattern at a fixed rate, stamped by the node clock.
 
-Raw images (sensor_msgs/Image) by default; with format jpeg or png it publishes
-sensor_msgs/CompressedImage instead. Messages are built from bytes (array.array), never
-element by element. count > 0 stops publishing after that many frames.
+Raw images (sensor_msgs/Image) by default, in any encoding the orchestrator takes (the camera
+encodings such as yuv422_yuy2, uyvy, bayer_rggb8 or 16UC1 made from the same pattern:
+camera_patterns.py); with format jpeg or png it publishes sensor_msgs/CompressedImage instead.
+Messages are built from bytes (array.array), never element by element. count > 0 stops
+publishing after that many frames.
 """
 
 import array
 
 from inferedge_orchestrator.frames.formats import CHANNELS
 from inferedge_orchestrator.frames.synthetic import PatternSource
+from inferedge_orchestrator_ros.camera_patterns import CameraPattern, ENCODINGS
 from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
 from inferedge_orchestrator_ros.publishing import spin_once_unless_shut_down
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -49,7 +52,7 @@ class SyntheticCamera(Node):
         self.width = self._declare('width', 640, 'image width', low=1, high=16384)
         self.height = self._declare('height', 480, 'image height', low=1, high=16384)
         self.encoding = self._declare('encoding', 'rgb8', 'raw image encoding',
-                                      choices=tuple(CHANNELS))
+                                      choices=ENCODINGS)
         self.pattern = self._declare('pattern', 'bars', 'moving test pattern (text: a page of '
                                      'text, for the orientation demo)',
                                      choices=PatternSource.PATTERNS)
@@ -67,7 +70,10 @@ class SyntheticCamera(Node):
             'deadline_ms', 0.0, 'offered QoS deadline (0: none); a subscription that requests '
             'a deadline needs a publisher that offers one at least as strict', low=0.0,
             high=1e9, dynamic=True))
-        self.source = PatternSource(self.width, self.height, self.encoding, self.pattern,
+        if self.format != 'raw' and self.encoding not in CHANNELS:
+            raise ValueError(f'encoding: {self.encoding!r} cannot be sent as {self.format}; '
+                             f'allowed: {", ".join(CHANNELS)}')
+        self.source = CameraPattern(self.width, self.height, self.encoding, self.pattern,
                                     rotation=self.rotation)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.depth,
                          reliability=(ReliabilityPolicy.RELIABLE if self.reliability ==

@@ -66,11 +66,16 @@ def launch_test_description(domain_id: int, *actions, **handles):
         environment + list(actions) + [launch_testing.actions.ReadyToTest()]), handles
 
 
-def orchestrator_node(parameters: dict):
-    """Return the orchestrator node action with these parameters (the node name users see)."""
+def orchestrator_node(parameters: dict, **options):
+    """
+    Return the orchestrator node action with these parameters (the node name users see).
+
+    options go to launch_ros's Node (e.g. namespace, additional_env).
+    """
     from launch_ros.actions import Node
     return Node(package='inferedge_orchestrator_ros', executable='orchestrator',
-                name='inferedge_orchestrator', output='screen', parameters=[parameters])
+                name='inferedge_orchestrator', output='screen', parameters=[parameters],
+                **options)
 
 
 def camera_node(name: str = 'camera', **parameters):

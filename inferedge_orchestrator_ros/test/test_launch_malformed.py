@@ -65,7 +65,7 @@ def _image(width=64, height=48, encoding='rgb8', step=None, size=None):
 
 
 MALFORMED = [
-    ({'encoding': 'yuv422'}, reasons.UNKNOWN_ENCODING),
+    ({'encoding': 'rgb16'}, reasons.UNKNOWN_ENCODING),
     ({'width': 0, 'size': 0}, reasons.ZERO_SIZE),
     ({'step': 100}, reasons.STEP_TOO_SMALL),
     ({'size': 1000}, reasons.DATA_TOO_SHORT),

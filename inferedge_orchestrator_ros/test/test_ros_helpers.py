@@ -70,8 +70,33 @@ def test_mono16_in_either_byte_order(bigendian):
     assert np.array_equal(image[:, :, 0], values)
 
 
+@pytest.mark.parametrize('encoding,dtype', [('16UC1', '<u2'), ('16UC1', '>u2'),
+                                            ('32FC1', '<f4'), ('32FC1', '>f4')])
+def test_depth_images_pass_through_in_either_byte_order(encoding, dtype):
+    values = (np.arange(12).reshape(3, 4) * 250).astype(dtype)
+    padded = np.zeros((3, 5), dtype)  # one sample of padding per row
+    padded[:, :4] = values
+    image, reason = image_to_array(encoding, 3, 4, padded.strides[0], dtype[0] == '>',
+                                   padded.tobytes(), BIG)
+    assert reason == '' and image.shape == (3, 4, 1)
+    assert image.dtype == np.dtype(dtype).newbyteorder('=')
+    assert np.array_equal(image[:, :, 0], values)
+    odd_step = 4 * 4 + 1  # not a whole number of samples
+    assert image_to_array(encoding, 3, 4, odd_step, 0, bytes(100), BIG)[1] == reasons.BAD_ARRAY
+
+
+def test_generic_eight_bit_types_are_views_in_opencvs_order():
+    from inferedge_orchestrator_ros.images import ZERO_COPY
+    assert (ZERO_COPY['8UC1'], ZERO_COPY['8UC3'], ZERO_COPY['8UC4']) == ('mono8', 'bgr8',
+                                                                         'bgra8')
+    data = array.array('B', bytes(range(24)))
+    image, reason = image_to_array(ZERO_COPY['8UC4'], 2, 3, 12, 0, data, BIG)
+    assert reason == '' and image.shape == (2, 3, 4)
+    assert np.shares_memory(image, np.frombuffer(data, dtype=np.uint8))
+
+
 @pytest.mark.parametrize('fields,reason', [
-    (('yuv422', 4, 5, 10, 0, bytes(40)), reasons.UNKNOWN_ENCODING),
+    (('yuv422', 4, 5, 10, 0, bytes(40)), reasons.UNKNOWN_ENCODING),  # conversion.py's
     (('rgb8', 0, 5, 15, 0, b''), reasons.ZERO_SIZE),
     (('rgb8', 4, 0, 0, 0, b''), reasons.ZERO_SIZE),
     (('rgb8', 4, 5, 14, 0, bytes(56)), reasons.STEP_TOO_SMALL),
@@ -182,3 +207,20 @@ def test_the_parameter_tables_of_the_docs_are_made_from_the_schema():
     with open(path, encoding='utf-8') as stream:
         text = stream.read()
     assert params.docs_with_tables(text) == text
+
+
+def test_every_malformed_reason_of_the_node_is_documented():
+    # A new reason goes into reasons.py, docs/node.md and InputStats.msg in one change.
+    here = os.path.dirname(__file__)
+    with open(os.path.join(here, '..', '..', 'docs', 'node.md'), encoding='utf-8') as stream:
+        docs = stream.read()
+    with open(os.path.join(here, '..', '..', 'inferedge_orchestrator_msgs', 'msg',
+                           'InputStats.msg'), encoding='utf-8') as stream:
+        comment = next(line for line in stream if line.startswith('ReasonCount[] malformed'))
+    # unknown_input never reaches an input; decode errors are counted apart (decode_errors).
+    node_reasons = set(reasons.MALFORMED_REASONS) - {reasons.UNKNOWN_INPUT,
+                                                     reasons.DECODE_ERROR}
+    listed = {word.strip(' ,\n') for word in comment.split('#', 1)[1].split(',')}
+    assert listed == node_reasons
+    for reason in node_reasons:
+        assert f'| `{reason}` |' in docs, reason

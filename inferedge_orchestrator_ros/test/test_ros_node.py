@@ -97,6 +97,17 @@ def make_node(ros_context):
         node.destroy_node()
 
 
+def camera_msg(encoding, width=64, height=48, stamp_now=None):
+    """Return the synthetic camera's pattern in a camera encoding (yuyv, bayer_rggb8, ...)."""
+    from inferedge_orchestrator_ros.camera_patterns import CameraPattern
+    pattern = CameraPattern(width, height, encoding, 'noise')
+    msg = Image(width=width, height=height, encoding=encoding, step=pattern.step)
+    msg.data = array.array('B', pattern.frame_bytes(0))
+    if stamp_now is not None:
+        msg.header.stamp = stamp_now.get_clock().now().to_msg()
+    return msg
+
+
 def image_msg(width=64, height=48, encoding='rgb8', step=None, data=None, stamp_now=None):
     msg = Image()
     msg.width, msg.height, msg.encoding = width, height, encoding
@@ -259,7 +270,7 @@ def test_malformed_images_are_counted_with_reasons(make_node):
     node.trigger_activate()
     good = image_msg(stamp_now=node)
     bad = [
-        (image_msg(encoding='yuv422'), reasons.UNKNOWN_ENCODING),
+        (image_msg(encoding='rgb16'), reasons.UNKNOWN_ENCODING),
         (image_msg(width=0, data=0), reasons.ZERO_SIZE),
         (image_msg(step=10), reasons.STEP_TOO_SMALL),
         (image_msg(data=100), reasons.DATA_TOO_SHORT),
@@ -409,7 +420,7 @@ def test_telemetry_message_and_diagnostics(make_node):
     assert [(r.reason, r.count) for r in tasks['ocr'].failed_by_reason] == [('worker_error', 3)]
     assert tasks['detector'].executed == 3
     series = [s.series for s in tasks['detector'].latency]
-    assert series == list(LATENCY_SERIES) + ['transport', 'node_overhead']
+    assert series == list(LATENCY_SERIES) + ['transport', 'convert', 'node_overhead']
     assert msg.inputs[0].received == msg.inputs[0].accepted == 3
     assert msg.node_state == 'active'
     time.sleep(0.15)  # past the diagnostics' snapshot cache
@@ -469,3 +480,141 @@ def test_an_unwritable_trace_path_fails_configure(make_node, tmp_path):
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     node.set_parameters([Parameter('trace_path', value='')])
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+
+
+def collect_results(node, ros_context, tasks, messages, count):
+    """Feed messages (stamped now) to an active node; return tasks' results once count came."""
+    listener = rclpy.create_node('conversion_listener', context=ros_context)
+    results = []
+    for task in tasks:
+        listener.create_subscription(InferenceResult, f'/{node.get_name()}/{task}/result',
+                                     results.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    try:
+        assert spin_until(executor, lambda: all(listener.count_publishers(
+            f'/{node.get_name()}/{task}/result') for task in tasks), 5.0)
+        time.sleep(0.5)  # let discovery match the subscriptions
+        executor.spin_once(timeout_sec=0.1)
+        for msg in messages:
+            msg.header.stamp = node.get_clock().now().to_msg()  # within the budget
+            feed(node, msg, executor=executor)
+        assert spin_until(executor, lambda: len(results) >= count, 10.0), results
+        return results
+    finally:
+        executor.shutdown()
+        listener.destroy_node()
+
+
+def test_camera_encodings_are_converted_once_for_every_task(make_node, ros_context):
+    pytest.importorskip('cv2', reason='OpenCV makes the camera frames')
+    node = make_node(publish_tensors=True)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    node.trigger_activate()
+    if node._converter.missing['cv_bridge']:
+        pytest.skip(f'cv_bridge cannot be used: {node._converter.missing["cv_bridge"]}')
+    messages = [camera_msg(encoding) for encoding in ('yuv422_yuy2', 'bayer_rggb8')]
+    results = collect_results(node, ros_context, ('detector', 'ocr'), messages, 4)
+    assert node.engine.drain(5.0)
+    by_frame = {}
+    for result in results:
+        assert result.status == InferenceResult.OK
+        # The dummy workers' default channel order: rgb8, 48x64x3.
+        assert np.frombuffer(result.tensors[0].data, dtype='<i4').tolist() == [48, 64, 3]
+        assert result.convert_ms > 0.0 and result.node_overhead_ms >= 0.0
+        assert result.end_to_end_ms >= result.transport_ms + result.convert_ms
+        by_frame.setdefault(result.frame_seq, set()).add((result.task, result.convert_ms))
+    # One conversion per frame: both tasks report the same conversion of each frame.
+    assert sorted(len(entries) for entries in by_frame.values()) == [2, 2]
+    assert all(len({ms for _, ms in entries}) == 1 for entries in by_frame.values())
+    snapshot = node.engine.snapshot()
+    assert snapshot.inputs['camera'].accepted == 2 and check_invariants(snapshot) == []
+    telemetry = node.telemetry_message(snapshot)
+    for task in telemetry.tasks:
+        convert = next(s for s in task.latency if s.series == 'convert')
+        assert convert.count == 2 and convert.p50_ms > 0.0
+
+
+def test_convert_to_mono8_and_passthrough(make_node, ros_context):
+    pytest.importorskip('cv2', reason='OpenCV makes the camera frames')
+    node = make_node(**{'publish_tensors': True, 'tasks': ['detector'],
+                        'camera.convert_to': 'mono8'})
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    node.trigger_activate()
+    if node._converter.missing['cv_bridge']:
+        pytest.skip(f'cv_bridge cannot be used: {node._converter.missing["cv_bridge"]}')
+    results = collect_results(node, ros_context, ('detector',),
+                              [camera_msg('uyvy')], 1)
+    assert np.frombuffer(results[0].tensors[0].data, dtype='<i4').tolist() == [48, 64, 1]
+    node.trigger_deactivate()
+    node.trigger_cleanup()
+    node.set_parameters([Parameter('camera.convert_to', value='passthrough')])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    node.trigger_activate()
+    feed(node, camera_msg('bayer_gbrg16'))  # its raw mosaic, as mono16
+    feed(node, camera_msg('yuyv'))  # YUV cannot pass through as it is
+    assert node.engine.drain(5.0)
+    camera = node.engine.snapshot().inputs['camera']
+    assert camera.accepted == 1
+    assert camera.malformed_by_reason == {reasons.UNSUPPORTED_ENCODING: 1}
+
+
+@pytest.mark.parametrize('overrides', [
+    {'camera.message_type': 'compressed_image', 'camera.convert_to': 'bgr8'},
+    {'camera.convert_to': 'hsv8'},
+])
+def test_convert_to_is_validated_at_configure(make_node, overrides):
+    node = make_node(**overrides)
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert node.state_label == 'unconfigured'
+
+
+def test_without_cv_bridge_yuv_is_unsupported_and_the_rest_works(make_node, monkeypatch):
+    pytest.importorskip('cv2', reason='OpenCV makes the camera frames')
+    import sys
+    for name in [n for n in sys.modules if n == 'cv_bridge' or n.startswith('cv_bridge.')]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, 'cv_bridge', None)  # import cv_bridge: ImportError
+    node = make_node()
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    node.trigger_activate()
+    assert 'cv_bridge' in node._converter.missing['cv_bridge']
+    for msg in (camera_msg('yuv422_yuy2'), image_msg(stamp_now=node),
+                camera_msg('bayer_rggb8'), camera_msg('bayer_rggb8'), camera_msg('nv21'),
+                camera_msg('16UC1')):
+        feed(node, msg)
+    assert node.engine.drain(5.0)
+    snapshot = node.engine.snapshot()
+    camera = snapshot.inputs['camera']
+    assert camera.received == 6 and camera.accepted == 3  # rgb8, nv21 (OpenCV), 16UC1
+    assert camera.malformed_by_reason == {reasons.UNSUPPORTED_ENCODING: 3}
+    assert snapshot.tasks['detector'].executed == 3
+    assert check_invariants(snapshot) == [] and node.state_label == 'active'
+
+
+def test_the_annotated_image_is_drawn_on_the_converted_frame(make_node, ros_context,
+                                                             tmp_path):
+    cv2 = pytest.importorskip('cv2', reason='OpenCV draws and makes the camera frames')
+    pytest.importorskip('onnx', reason='onnx builds the generated model')
+    pytest.importorskip('onnxruntime', reason='onnxruntime runs the generated model')
+    node = make_node(**{'tasks': ['detector'], 'detector.worker': 'onnxruntime',
+                        'detector.worker_options.model_path': detector_model(
+                            tmp_path / 'detector.onnx'),
+                        'detector.worker_options.resize': 'letterbox',
+                        'detector.worker_options.channel_order': 'bgr',
+                        'detector.decoder': 'yolo', 'annotate_rate_hz': 50.0})
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    node.trigger_activate()
+    if node._converter.missing['cv_bridge']:
+        pytest.skip(f'cv_bridge cannot be used: {node._converter.missing["cv_bridge"]}')
+    msg = camera_msg('yuv422_yuy2', stamp_now=node)
+    annotated = first_decoded(node, ros_context, Image, 'detector/annotated', msg)
+    assert (annotated.encoding, annotated.height, annotated.width) == ('rgb8', 48, 64)
+    canvas = np.frombuffer(annotated.data, np.uint8).reshape(48, 64, 3)
+    yuyv = np.frombuffer(msg.data, np.uint8).reshape(48, 64, 2)
+    expected = cv2.cvtColor(yuyv, cv2.COLOR_YUV2RGB_YUY2)
+    # The box (16x16 around the centre of the 64x48 frame) and its label are drawn above
+    # row 34; below it the canvas is the converted frame (bgr8, the task's order) in rgb8.
+    assert np.array_equal(canvas[34:], expected[34:])
+    assert not np.array_equal(canvas, expected)

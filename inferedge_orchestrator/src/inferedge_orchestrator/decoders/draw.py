@@ -25,7 +25,12 @@ def to_rgb(image: np.ndarray, encoding: str) -> np.ndarray:
     """Return an 8-bit HxWx3 RGB copy of an image in one of the frame encodings."""
     if image.ndim == 2:
         image = image[:, :, None]
-    if image.dtype != np.uint8:  # mono16
+    if image.dtype.kind == 'f':  # 32FC1 depth: its finite range stretched to 0..255
+        finite = np.isfinite(image)
+        low, high = (image[finite].min(), image[finite].max()) if finite.any() else (0.0, 1.0)
+        image = np.where(finite, (image - low) * (255.0 / max(high - low, 1e-12)), 0.0)
+        image = np.clip(image, 0.0, 255.0).astype(np.uint8)
+    elif image.dtype != np.uint8:  # mono16, 16UC1
         image = (image >> 8).astype(np.uint8)
     if image.shape[2] == 1:
         return np.repeat(image, 3, axis=2)

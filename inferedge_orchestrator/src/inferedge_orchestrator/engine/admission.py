@@ -25,11 +25,14 @@ from inferedge_orchestrator.engine.records import RUNNING
 from inferedge_orchestrator.engine.records import STOPPED
 from inferedge_orchestrator.engine.records import Submission
 from inferedge_orchestrator.frames.compressed import encoded_image_size
-from inferedge_orchestrator.frames.formats import CHANNELS
+from inferedge_orchestrator.frames.formats import CHANNELS, dtype_of
 from inferedge_orchestrator.frames.frame import Frame
 from inferedge_orchestrator.scheduling.policy import TaskState
 from inferedge_orchestrator.telemetry import reasons
 import numpy as np
+
+# The encoding of a single-channel array submitted without one, by its dtype.
+_SINGLE_CHANNEL = {'uint8': 'mono8', 'uint16': 'mono16', 'float32': '32FC1'}
 
 
 class Admission:
@@ -47,7 +50,8 @@ class Admission:
         """
         Route one frame to the tasks of input_name; never runs inference.
 
-        data is an HxWxC (or HxW) uint8 array (uint16 for mono16) or encoded JPEG/PNG bytes.
+        data is an HxWxC (or HxW) uint8 array (uint16 for mono16 and 16UC1, float32 for 32FC1)
+        or encoded JPEG/PNG bytes.
         age_s is the frame's age at arrival measured by the caller's clock (now - stamp); None,
         a negative age or one above max_stamp_age_ms count as stamp_fallback and use 0.
         """
@@ -123,7 +127,7 @@ class Admission:
         if isinstance(data, np.ndarray):
             if data.ndim == 2:
                 data = data[:, :, None]
-            if data.ndim != 3 or data.dtype not in (np.uint8, np.uint16):
+            if data.ndim != 3 or data.dtype not in (np.uint8, np.uint16, np.float32):
                 return None, None, None, reasons.BAD_ARRAY
             height, width, channels = data.shape
             if data.size == 0:
@@ -131,10 +135,12 @@ class Admission:
             if height * width > self.config.max_image_pixels:
                 return None, None, None, reasons.TOO_MANY_PIXELS
             if encoding is None:
-                encoding = {1: 'mono16' if data.dtype == np.uint16 else 'mono8',
+                encoding = {1: _SINGLE_CHANNEL.get(data.dtype.name, 'mono8'),
                             3: 'rgb8', 4: 'rgba8'}.get(channels)
             if CHANNELS.get(encoding) != channels:
                 return None, None, None, reasons.UNKNOWN_ENCODING
+            if data.dtype.name != dtype_of(encoding):
+                return None, None, None, reasons.BAD_ARRAY
             return data, None, encoding, ''
         if isinstance(data, (bytes, bytearray, memoryview)):
             data = bytes(data)

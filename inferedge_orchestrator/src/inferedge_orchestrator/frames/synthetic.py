@@ -70,8 +70,10 @@ class PatternSource:
         if pattern == 'text':
             planes = [base, base, base, np.full_like(base, 255)]
         image = np.stack(planes[:self.channels], axis=2)
-        if encoding == 'mono16':
+        if encoding in ('mono16', '16UC1'):
             self._base = (image * 257).astype(np.uint16)
+        elif encoding == '32FC1':  # a depth image in metres: the 16-bit pattern in millimetres
+            self._base = (image * 257 / 1000.0).astype(np.float32)
         else:
             self._base = image.astype(np.uint8)
         self.itemsize = self._base.itemsize

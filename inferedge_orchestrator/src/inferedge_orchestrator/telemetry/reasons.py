@@ -34,9 +34,12 @@ STEP_TOO_SMALL = 'step_too_small'
 DATA_TOO_SHORT = 'data_too_short'
 TOO_MANY_PIXELS = 'too_many_pixels'
 BAD_ARRAY = 'bad_array'
+# A known encoding that needs a converter which is not available (cv_bridge, OpenCV), or
+# that cannot pass through as it is (the ROS node's convert_to: passthrough).
+UNSUPPORTED_ENCODING = 'unsupported_encoding'
 DECODE_ERROR = 'decode_error'
 MALFORMED_REASONS = (UNKNOWN_INPUT, UNKNOWN_ENCODING, ZERO_SIZE, STEP_TOO_SMALL, DATA_TOO_SHORT,
-                     TOO_MANY_PIXELS, BAD_ARRAY, DECODE_ERROR)
+                     TOO_MANY_PIXELS, BAD_ARRAY, UNSUPPORTED_ENCODING, DECODE_ERROR)
 
 # Why a job that a worker took did not produce a result.
 TIMEOUT = 'timeout'

@@ -34,7 +34,7 @@ from inferedge_orchestrator import draws
 from inferedge_orchestrator.config.loader import load_config
 from inferedge_orchestrator.config.model import InputConfig, OrchestratorConfig
 from inferedge_orchestrator.engine.engine import Engine, Result
-from inferedge_orchestrator.frames.formats import CHANNELS
+from inferedge_orchestrator.frames.formats import CHANNELS, dtype_of
 from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
 from inferedge_orchestrator.telemetry.snapshot import LatencySummary, Snapshot
 from inferedge_orchestrator.telemetry.stats import LogHistogram
@@ -55,8 +55,8 @@ class SyntheticSource:
         stripes = ((xs + ys) // 16 % 2) * 96
         base = np.stack([(stripes + xs * 127 // (2 * config.width) + c * 40) % 256
                          for c in range(channels)], axis=-1)
-        self.dtype = np.uint16 if config.encoding == 'mono16' else np.uint8
-        scale = 257 if self.dtype == np.uint16 else 1
+        self.dtype = np.dtype(dtype_of(config.encoding))
+        scale = {'uint8': 1, 'uint16': 257}.get(self.dtype.name, 257 / 1000.0)  # 32FC1: metres
         self._pattern = (base * scale).astype(self.dtype)
         self._peak = 255 * scale
         self.index = 0
