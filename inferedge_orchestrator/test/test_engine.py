@@ -136,6 +136,16 @@ def test_stamp_fallback(engine_factory, age):
     assert results[0].end_to_end_s < 1.0  # age 0 was used
 
 
+def test_a_stamp_slightly_ahead_uses_age_0_without_a_fallback(engine_factory):
+    # Under use_sim_time the node's clock moves in /clock steps: a stamp 10 ms ahead is normal.
+    engine = engine_factory(config({'name': 'a'}, max_stamp_lead_ms=50.0))
+    engine.start()
+    assert engine.submit('camera', IMAGE, -0.010).accepted
+    assert engine.submit('camera', IMAGE, -0.060).accepted
+    assert engine.drain(2.0)
+    assert engine.snapshot().inputs['camera'].stamp_fallback == 1  # only the one 60 ms ahead
+
+
 def test_encoded_frame_is_decoded_once_and_shared(engine_factory):
     cv2 = pytest.importorskip('cv2', reason='OpenCV (opencv-python-headless) is not installed')
     ok, png = cv2.imencode('.png', np.full((20, 30, 3), 7, np.uint8))

@@ -59,6 +59,7 @@ from inferedge_orchestrator_ros.signals import exit_if_threads_stuck, GracefulSi
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -214,6 +215,7 @@ class OrchestratorNode(LifecycleNode):
         self._core_logger.setLevel(logging.INFO)
         self._core_logger.propagate = False
         self._autostart_timer = None
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self._get('autostart'):
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
@@ -503,8 +505,10 @@ class OrchestratorNode(LifecycleNode):
             super().on_deactivate(state)
             return TransitionCallbackReturn.FAILURE
         self._activated_at = time.monotonic()
+        # The steady clock: telemetry reports the node's operation, also under use_sim_time
+        # (a replay that has not started, or runs at another rate, must not stop or speed it).
         self._telemetry_timer = self.create_timer(self._get('telemetry_period_s'),
-                                                  self.publish_telemetry)
+                                                  self.publish_telemetry, clock=self._steady)
         self._state_label = 'active'
         self.get_logger().info('active: ' + ', '.join(
             f'{i.name} <- {i.resolved_topic} ({i.settings["reliability"]}, depth '

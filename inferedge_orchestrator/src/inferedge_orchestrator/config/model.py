@@ -176,9 +176,12 @@ class OrchestratorConfig:
                      choices=MODES)
     priority_hold: bool = spec(True, 'keep the last free slot for a higher-priority frame '
                                'that is about to arrive')
-    max_stamp_age_ms: float = spec(5000.0, 'older stamps (or future ones) count as '
-                                   'stamp_fallback and use age 0', low=1.0, high=BIG,
-                                   unit='ms')
+    max_stamp_age_ms: float = spec(5000.0, 'older stamps count as stamp_fallback and use '
+                                   'age 0', low=1.0, high=BIG, unit='ms')
+    max_stamp_lead_ms: float = spec(50.0, 'stamps further in the future count as '
+                                    'stamp_fallback; nearer ones use age 0: the clock steps of '
+                                    'use_sim_time (ros2 bag play publishes /clock at 40 Hz) and '
+                                    'offsets between hosts', low=0.0, high=BIG, unit='ms')
     max_image_pixels: int = spec(8192 * 8192, 'larger images are malformed (too_many_pixels)',
                                  low=1, high=2 ** 40)
     pools: Dict[str, PoolConfig] = field(default_factory=dict)
@@ -201,6 +204,7 @@ class OrchestratorConfig:
             'orchestrator': {
                 'name': self.name, 'mode': self.mode, 'priority_hold': self.priority_hold,
                 'max_stamp_age_ms': self.max_stamp_age_ms,
+                'max_stamp_lead_ms': self.max_stamp_lead_ms,
                 'max_image_pixels': self.max_image_pixels,
                 'pools': {p.name: {k: v for k, v in asdict(p).items() if k != 'name'}
                           for p in self.pools.values()},

@@ -53,7 +53,8 @@ class Admission:
         data is an HxWxC (or HxW) uint8 array (uint16 for mono16 and 16UC1, float32 for 32FC1)
         or encoded JPEG/PNG bytes.
         age_s is the frame's age at arrival measured by the caller's clock (now - stamp); None,
-        a negative age or one above max_stamp_age_ms count as stamp_fallback and use 0.
+        a stamp more than max_stamp_lead_ms in the future or older than max_stamp_age_ms
+        count as stamp_fallback and use 0; a stamp less ahead than that uses 0 uncounted.
         """
         now = self._clock()
         with self._lock:
@@ -68,8 +69,12 @@ class Admission:
                 inp.malformed[malformed] = inp.malformed.get(malformed, 0) + 1
                 return Submission(False, malformed)
             inp.accepted += 1
-            if age_s is None or age_s < 0.0 or age_s * 1000.0 > self.config.max_stamp_age_ms:
+            config = self.config
+            if age_s is None or age_s * 1000.0 < -config.max_stamp_lead_ms or \
+                    age_s * 1000.0 > config.max_stamp_age_ms:
                 inp.stamp_fallback += 1
+                age_s = 0.0
+            elif age_s < 0.0:  # within the clocks' offset or step: it arrived as stamped
                 age_s = 0.0
             self._seq += 1
             frame = Frame(input_name, self._seq, now, age_s, image, encoded, encoding, meta)
