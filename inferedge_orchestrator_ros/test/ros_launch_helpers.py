@@ -125,6 +125,31 @@ class Listener:
                              ListParameters.Request())
         return [name in response.result.names for name in names]
 
+    def diagnostic_levels(self, task: str, level: int, timeout: float = 30.0) -> dict:
+        """Spin until /diagnostics shows `task <task>` at level; return every level seen."""
+        from diagnostic_msgs.msg import DiagnosticArray
+        arrays = self.subscribe(DiagnosticArray, '/diagnostics')
+        seen = {}
+
+        def reached():
+            for message in arrays:
+                for status in message.status:
+                    seen.setdefault(status.name.split(': ', 1)[-1], set()).add(status.level)
+            return level in seen.get(f'task {task}', ())
+        assert self.spin_until(reached, timeout), f'task {task} never at level {level}: {seen}'
+        return seen
+
+    @staticmethod
+    def ran_every_frame(first, last, task: str, input_name: str = 'camera') -> bool:
+        """Whether task executed every frame its input received between two telemetry messages."""
+        def executed(message):
+            return next(t.executed for t in message.tasks if t.name == task)
+
+        def received(message):
+            return next(i.received for i in message.inputs if i.name == input_name)
+        # One frame may still be on its way through the task when the last message was taken.
+        return executed(last) - executed(first) >= received(last) - received(first) - 1
+
     @staticmethod
     def invariant_violations(telemetry) -> list:
         """Return the violations of the core invariants in a telemetry message."""
