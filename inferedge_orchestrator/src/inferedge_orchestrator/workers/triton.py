@@ -35,6 +35,7 @@ server. What a request's failure means to the engine (workers/base.py):
 tritonclient is imported in load() only (extra [triton]). See docs/workers.md.
 """
 
+import http.client
 import itertools
 import json
 import logging
@@ -64,6 +65,8 @@ NO_TIMEOUT_S = 365 * 24 * 3600.0  # client_timeout_ms 0 (HTTP needs a number)
 # What Triton's queue answers when its policy drops a request (any protocol).
 SERVER_DROPS = (('Request timeout expired', reasons.EXPIRED),
                 ('Exceeds maximum queue size', reasons.QUEUE_OVERFLOW))
+# Answers of a server that is up although gRPC calls them UNAVAILABLE: not an outage.
+SERVER_REFUSALS = ('is restricted, expecting header',)
 _REGION_SERIAL = itertools.count()
 
 
@@ -295,7 +298,8 @@ class TritonWorker(Worker):
             states = [m.get('state', 'not loaded') + (f': {m["reason"]}' if m.get('reason')
                                                       else '')
                       for m in models if m.get('name') == self.model]
-            return f'model {self.model!r} is not ready ({states[0] if states else "unknown"})'
+            return f'model {self.model!r} is not ready (' + (
+                states[0] if states else "not in the server's model repository") + ')'
         except self._server_error as error:
             return f'{error.status() or "error"}: {error.message()}'
         except Exception as error:  # noqa: B902 - a socket error: what the client saw
@@ -380,8 +384,9 @@ class TritonWorker(Worker):
             outputs = channel.request(tensor, settings)
         except self._server_error as error:
             raise self._failure(error.message(), error.status(), channel) from None
-        except (OSError, ConnectionError) as error:  # HTTP: the socket's own errors
-            raise self._failure(str(error), type(error).__name__, channel) from None
+        except (OSError, http.client.HTTPException) as error:  # HTTP: the connection's own
+            kind = 'timeout' if isinstance(error, TimeoutError) else 'connection'
+            raise self._failure(f'{type(error).__name__}: {error}', kind, channel) from None
         end = time.perf_counter()
         return InferenceOutput(outputs, begin - start, end - begin,
                                self.preprocess.geometry(image.shape[0], image.shape[1]))
@@ -394,11 +399,11 @@ class TritonWorker(Worker):
             if text in message:
                 return RequestDropped(reason, f'{where}: {message}')
         timeout_ms = self.options['client_timeout_ms']
-        if status in ('StatusCode.DEADLINE_EXCEEDED', 'TimeoutError', 'timeout'):
+        if status in ('StatusCode.DEADLINE_EXCEEDED', 'timeout'):
             return RequestTimedOut(f'{where}: no answer within client_timeout_ms '
                                    f'{timeout_ms:g} ({message})')
-        if status in ('StatusCode.UNAVAILABLE', 'ConnectionRefusedError',
-                      'ConnectionResetError', 'BrokenPipeError', 'ConnectionError', 'OSError'):
+        refused = any(text in message for text in SERVER_REFUSALS)
+        if not refused and status in ('StatusCode.UNAVAILABLE', 'connection'):
             with self._lock:
                 self._epoch += 1  # a restarted server has lost the regions
             channel.reconnect()  # a gRPC channel's reconnect backoff would outlast the server's
