@@ -297,10 +297,7 @@ class LocalTriton:
                 process.wait(10.0)
         for session in self.sessions:  # python backend stubs of a killed server
             for pid in session_members(session):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                end_stub(pid)
         self.process = None
 
     def log_tail(self, lines: int = 20) -> str:
@@ -319,6 +316,24 @@ class LocalTriton:
 
     def __exit__(self, *_) -> None:
         self.stop()
+
+
+def end_stub(pid: int) -> None:
+    """Kill a process left by a killed server; a python backend stub's region goes too."""
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as stream:
+            argv = stream.read().split(b'\0')
+        os.kill(pid, signal.SIGKILL)
+    except (OSError, ProcessLookupError):
+        return
+    # A stub's argv: the stub, its model.py, then its shared-memory region's name.
+    if argv[0].endswith(b'triton_python_backend_stub') and len(argv) > 2:
+        region = os.path.join('/dev/shm', os.path.basename(argv[2].decode()))
+        if os.path.basename(region).startswith('triton_python_backend_shm_region_'):
+            try:
+                os.unlink(region)
+            except FileNotFoundError:
+                pass  # it removed its region itself
 
 
 def session_members(session: int) -> List[int]:
