@@ -273,6 +273,37 @@ def test_a_hung_request_is_timed_out_by_client_timeout_and_the_server_stays_up(s
     assert check_invariants(snapshot) == []
 
 
+def test_a_job_past_timeout_ms_is_cancelled_and_its_slot_is_free_at_once(server):
+    results, decisions = [], []
+    remote = options(server, model='slow', warmup=0)
+    cfg = engine_config(None, slots=1, remote_tasks=[
+        {'name': 'remote', 'input': 'other', 'latency_budget_ms': 10000.0, 'queue_size': 4,
+         'timeout_ms': 100.0, 'worker_options': remote}])
+    engine = Engine(cfg, on_result=results.append, on_decision=decisions.append)
+    engine.start()
+    try:
+        engine.submit('other', frames(1)[0], age_s=0.0)
+        deadline = time.monotonic() + 5.0
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.005)
+        timed_out = time.monotonic()
+        snapshot = engine.snapshot()  # the gRPC request was cancelled: the slot is free
+        assert snapshot.pools['server'].busy == 0 and snapshot.tasks['remote'].in_flight == 0
+        engine.update_task('remote', timeout_ms=0.0)
+        engine.submit('other', frames(1)[0], age_s=0.0)
+        assert engine.drain(10.0)
+        snapshot = engine.snapshot()
+    finally:
+        engine.close()
+    assert [(r.status, r.reason) for r in results] == [(reasons.TIMED_OUT, reasons.TIMEOUT),
+                                                       (reasons.OK, '')]
+    assert results[0].detail == 'no result after 100 ms'
+    assert timed_out - results[0].finished < SLOW_S  # not after the server's 0.3 s
+    assert results[1].queue_wait_s < 0.05  # it found its slot free
+    assert snapshot.tasks['remote'].failed_by_reason == {reasons.TIMEOUT: 1}
+    assert check_invariants(snapshot) == []
+
+
 def test_an_unloaded_model_and_a_shape_mismatch_fail_with_the_servers_message(server):
     from tritonclient.grpc import InferenceServerClient
     client = InferenceServerClient(server.grpc_url)

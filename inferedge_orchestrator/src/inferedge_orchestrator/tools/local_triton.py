@@ -73,6 +73,9 @@ class TritonPythonModel:
         self.delay_s = float(parameters.get('delay_s', 0))
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = int(parameters.get('intra_op_threads', 0))
+        # As the onnxruntime worker: idle threads that spin take the cores the server needs.
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        options.add_session_config_entry('session.inter_op.allow_spinning', '0')
         folder = os.path.join(args['model_repository'], args['model_version'])
         self.session = onnxruntime.InferenceSession(
             os.path.join(folder, 'model.onnx'), sess_options=options,
