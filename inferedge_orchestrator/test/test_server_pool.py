@@ -279,3 +279,21 @@ def test_a_server_pool_is_checked_with_the_config():
     cfg['tasks'][1]['worker_options'] = dict(SERVER, headers='{"X-Token": "secret"}')
     assert load_config(cfg).tasks[1].worker_options['headers'] == {'x-token': 'secret'}
     assert load_config(base).pools['server'].probe_backoff_s == 0.05
+
+
+def test_the_model_queue_settings_decide_what_a_request_carries(caplog):
+    from inferedge_orchestrator.workers.triton import TritonWorker
+    worker = TritonWorker('remote', TritonWorker.validate_options(dict(SERVER), 'w'))
+    policy = {'allow_timeout_override': True, 'default_timeout_microseconds': '60000000'}
+    cases = [({}, 0, False, ['dynamic_batching (Triton']),
+             ({'dynamic_batching': {}}, 0, False, ['priority_levels', 'allow_timeout_override']),
+             ({'dynamic_batching': {'priority_levels': '2', 'default_queue_policy': dict(
+                 policy, default_timeout_microseconds='0')}}, 2, False, ['allow_timeout']),
+             ({'dynamic_batching': {'priority_levels': 3, 'default_queue_policy': policy}},
+              3, True, [])]
+    for config, levels, timeouts, missing in cases:
+        caplog.clear()
+        worker._read_queue_policy(config)
+        assert (worker.priority_levels, worker.sends_timeout) == (levels, timeouts), config
+        text = ' '.join(r.getMessage() for r in caplog.records)
+        assert all(item in text for item in missing) and bool(text) == bool(missing), text
