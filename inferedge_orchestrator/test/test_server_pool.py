@@ -281,7 +281,7 @@ def test_a_server_pool_is_checked_with_the_config():
     assert load_config(base).pools['server'].probe_backoff_s == 0.05
 
 
-def test_the_model_queue_settings_decide_what_a_request_carries(caplog):
+def test_the_model_queue_settings_decide_what_a_request_carries(core_log):
     from inferedge_orchestrator.workers.triton import TritonWorker
     worker = TritonWorker('remote', TritonWorker.validate_options(dict(SERVER), 'w'))
     policy = {'allow_timeout_override': True, 'default_timeout_microseconds': '60000000'}
@@ -292,8 +292,8 @@ def test_the_model_queue_settings_decide_what_a_request_carries(caplog):
              ({'dynamic_batching': {'priority_levels': 3, 'default_queue_policy': policy}},
               3, True, [])]
     for config, levels, timeouts, missing in cases:
-        caplog.clear()
+        core_log.clear()
         worker._read_queue_policy(config)
         assert (worker.priority_levels, worker.sends_timeout) == (levels, timeouts), config
-        text = ' '.join(r.getMessage() for r in caplog.records)
+        text = ' '.join(r.getMessage() for r in core_log)
         assert all(item in text for item in missing) and bool(text) == bool(missing), text

@@ -490,12 +490,12 @@ def test_concurrent_slot_threads_each_get_their_own_client(server):
     assert errors == []
 
 
-def test_a_model_without_dynamic_batching_is_warned_about_once(server, caplog):
+def test_a_model_without_dynamic_batching_is_warned_about_once(server, core_log):
     made = worker(server, warmup=0)
     made.close()
-    warnings = [r for r in caplog.records if 'lacks dynamic_batching' in r.getMessage()]
+    warnings = [r for r in core_log if 'lacks dynamic_batching' in r.getMessage()]
     assert len(warnings) == 1 and (made.priority_levels, made.sends_timeout) == (0, False)
     slow = worker(server, model='slow', warmup=0)
     slow.close()
     assert (slow.priority_levels, slow.sends_timeout) == (2, True)
-    assert len([r for r in caplog.records if 'lacks' in r.getMessage()]) == 1
+    assert len([r for r in core_log if 'lacks' in r.getMessage()]) == 1
