@@ -52,7 +52,8 @@ def nothing_left_behind():
 
 @pytest.fixture
 def core_log():
-    """Return the records the core's logger emits during the test, WARNING and above.
+    """
+    Return the records the core's logger emits during the test, WARNING and above.
 
     A handler of its own: launch_testing's pytest plugin reconfigures logging under colcon
     (the logger is disabled there, and caplog sees nothing).
