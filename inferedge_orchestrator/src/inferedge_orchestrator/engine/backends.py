@@ -26,8 +26,8 @@ what executes a slot's jobs (docs/engine_api.md, "Pool back-ends"):
 - hand(slot, job) and next_job(slot): the hand-off of one job to a started slot;
 - stop_slot(slot): end the executor after its job; returns what stop() joins;
 - abort(job): stop a job past its timeout; True when the slot is free again at once;
-- replaces_stuck: a slot whose job never returns (3 x timeout_ms) is retired and the task gets
-  a fresh worker on a new slot (a thread cannot be stopped);
+- retires_stuck: a slot whose job never returns (3 x timeout_ms) is retired; replaces_stuck:
+  the task then gets a fresh worker on a new slot (a thread cannot be stopped);
 - call(job, budget_left_s): the model call of a job, on its slot's thread;
 - down, lost(started, detail), stop(): a server pool's circuit breaker (below).
 
@@ -60,6 +60,7 @@ class PoolBackend:
     """The interface of a pool back-end (the methods are described in the module's text)."""
 
     kind = ''  # thread, process or server: in the pool's telemetry
+    retires_stuck = True
     replaces_stuck = False
     down = False  # a server pool whose breaker is open: its frames are dropped at dispatch
     outages = probes = 0
@@ -177,7 +178,10 @@ class ServerBackend(ThreadBackend):
     """
 
     kind = 'server'
-    replaces_stuck = False  # a new worker would wait on the same server
+    # A request ends by its client_timeout_ms (gRPC: abort() cancels it), and its slot with it:
+    # retiring the slot would only lose it, and a new worker would wait on the same server.
+    retires_stuck = False
+    replaces_stuck = False
 
     def __init__(self, config: PoolConfig,
                  on_respawn: Optional[Callable[[str, str], None]] = None,

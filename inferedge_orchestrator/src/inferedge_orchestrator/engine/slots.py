@@ -262,7 +262,7 @@ class SlotSupervision:
                         self._time_out(job, now)
                     else:
                         wake = min(wake, job.start + limit)
-                if job.state == JOB_TIMED_OUT:
+                if job.state == JOB_TIMED_OUT and pool.backend.retires_stuck:
                     if elapsed >= 3 * limit:
                         self._retire(slot, job, now)
                     else:

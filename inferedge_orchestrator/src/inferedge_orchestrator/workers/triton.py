@@ -170,6 +170,7 @@ class TritonWorker(Worker):
         self._server_error = Exception
         self._lock = threading.Lock()
         self._channels: Dict[int, _Channel] = {}  # thread id -> its channel
+        self._aborted: set = set()  # slot threads whose job timed out: send nothing more
         self._epoch = 0  # grows when the server was lost: channels register their regions anew
         self.input_name = ''
         self.datatype = ''
@@ -360,18 +361,25 @@ class TritonWorker(Worker):
         return self._run(frame.image, frame.encoding, budget_s, priority_rank)
 
     def abort(self, thread_id: int) -> bool:
-        """Cancel the gRPC request that slot thread thread_id waits on (HTTP cannot)."""
+        """
+        Stop the job of slot thread thread_id (it timed out); True if a request was cancelled.
+
+        A gRPC request in flight is cancelled (HTTP cannot cancel); one still being prepared
+        is not sent.
+        """
         with self._lock:
+            self._aborted.add(thread_id)
             channel = self._channels.get(thread_id)
-        call = channel.call if channel is not None else None
-        if call is None:
-            return False
-        call.cancel()
-        return True
+            call = channel.call if channel is not None else None
+            if call is not None:
+                call.cancel()  # its callback runs here: it only wakes the slot thread
+        return call is not None
 
     def _run(self, image: np.ndarray, encoding: str, budget_s: Optional[float],
              priority_rank: Optional[int]) -> InferenceOutput:
         channel = self._channel()
+        with self._lock:  # a new job: an abort of the thread's previous one is spent
+            self._aborted.discard(threading.get_ident())
         start = time.perf_counter()
         shape = self.preprocess.input_shape(image.shape[0], image.shape[1])
         tensor = self.preprocess(image, encoding, channel.input_buffer(shape))
@@ -502,6 +510,7 @@ class _Channel:
         if options['protocol'] == 'grpc':
             result = self._grpc(inputs, kwargs)
         else:
+            self._check_aborted()
             result = self.client.infer(worker.model, inputs, **kwargs)
         return {name: self._output(result, name) for name in worker.output_names}
 
@@ -514,9 +523,11 @@ class _Channel:
             answer.append((result, error))
             done.set()
         timeout_ms = self.worker.options['client_timeout_ms']
-        self.call = self.client.async_infer(self.worker.model, inputs, callback,
-                                            client_timeout=timeout_ms / 1000.0 or None,
-                                            **kwargs)
+        with self.worker._lock:  # abort() either finds the call or keeps it from being sent
+            self._check_aborted()
+            self.call = self.client.async_infer(self.worker.model, inputs, callback,
+                                                client_timeout=timeout_ms / 1000.0 or None,
+                                                **kwargs)
         try:
             done.wait()
         finally:
@@ -525,6 +536,10 @@ class _Channel:
         if error is not None:
             raise error
         return result
+
+    def _check_aborted(self) -> None:
+        if threading.get_ident() in self.worker._aborted:
+            raise RuntimeError('the job timed out before its request was sent: not sent')
 
     def _output(self, result, name: str) -> np.ndarray:
         worker = self.worker
