@@ -35,6 +35,8 @@ setup(
         'resources': ['psutil'],
         # On a Jetson, TensorRT and pycuda come with JetPack instead.
         'tensorrt': ['tensorrt', 'pycuda'],
+        # The triton worker's client; a server is not part of it (docs/workers.md).
+        'triton': ['tritonclient[grpc,http]'],
     },
     zip_safe=True,
     maintainer='The inferedge_orchestrator_ros Authors',

@@ -16,6 +16,7 @@
 
 import copy
 import glob
+import logging
 import multiprocessing
 import os
 
@@ -47,6 +48,25 @@ def nothing_left_behind():
     assert children == [], f'child processes left after the suite: {children}'
     left = shared_memory_segments() - before
     assert not left, f'shared-memory segments left after the suite: {sorted(left)}'
+
+
+@pytest.fixture
+def core_log():
+    """
+    Return the records the core's logger emits during the test, WARNING and above.
+
+    A handler of its own: launch_testing's pytest plugin reconfigures logging under colcon
+    (the logger is disabled there, and caplog sees nothing).
+    """
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger('inferedge_orchestrator')
+    disabled, logger.disabled = logger.disabled, False
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+    logger.disabled = disabled
 
 
 @pytest.fixture(params=['thread', 'process'])

@@ -33,10 +33,11 @@ def frame():
     return Frame('camera', 1, 0.0, 0.0, image=np.zeros((4, 6, 3), np.uint8))
 
 
-def test_the_three_kinds_are_registered_and_import_lazily():
-    assert set(WORKER_KINDS) == {'dummy', 'onnxruntime', 'tensorrt'}
+def test_the_four_kinds_are_registered_and_import_lazily():
+    assert set(WORKER_KINDS) == {'dummy', 'onnxruntime', 'tensorrt', 'triton'}
     assert worker_class('onnxruntime').kind == 'onnxruntime'
     assert worker_class('tensorrt').kind == 'tensorrt'
+    assert worker_class('triton').kind == 'triton' and worker_class('triton').remote
     with pytest.raises(ConfigError, match="worker: 'trt' is not allowed"):
         worker_class('trt')
 

@@ -62,6 +62,7 @@ class Diagnostics:
             'worker_error': failed.get(reasons.WORKER_ERROR, 0),
             'timeout': failed.get(reasons.TIMEOUT, 0),
             'crashed': failed.get(reasons.WORKER_CRASHED, 0),
+            'unreachable': failed.get(reasons.SERVER_UNAVAILABLE, 0),
             'decode_error': failed.get(reasons.DECODE_ERROR, 0),
             'retired': pool.retired,
             'late': data.executed - data.completed_within_budget +
@@ -75,14 +76,18 @@ class Diagnostics:
         delta = {key: now[key] - before.get(key, 0) for key in now}
         problems = []
         level = DiagnosticStatus.OK
-        if delta['worker_error'] or delta['timeout'] or delta['retired'] or delta['crashed']:
+        if delta['worker_error'] or delta['timeout'] or delta['retired'] or \
+                delta['crashed'] or delta['unreachable']:
             level = DiagnosticStatus.ERROR
             problems.append(f'worker failed {delta["worker_error"]}, timed out '
-                            f'{delta["timeout"]}, crashed {delta["crashed"]}, slots retired '
+                            f'{delta["timeout"]}, crashed {delta["crashed"]}, server '
+                            f'unreachable {delta["unreachable"]}, slots retired '
                             f'{delta["retired"]} in the last period')
-        if data.slots_down:  # until the respawn succeeds
+        if data.slots_down:  # until the respawn or a health probe succeeds
             level = DiagnosticStatus.ERROR
-            problems.append(f'{data.slots_down} worker slot(s) down, being started again')
+            problems.append(f'{data.slots_down} worker slot(s) down: ' +
+                            ('the server is unreachable' if pool.server_down else
+                             'being started again'))
         if data.shed_limit_hz or delta['shed']:
             problems.append(f'shed to {data.shed_limit_hz:g} Hz')
         if delta['late']:

@@ -23,42 +23,18 @@ A model path left empty is taken from the rapidocr-onnxruntime pip package when 
 installed (pip install --no-deps rapidocr-onnxruntime ships three PP-OCR models).
 """
 
-import importlib.util
-import os
-
+from inferedge_orchestrator_ros.demo_models import model_paths as demo_model_paths
+from inferedge_orchestrator_ros.demo_models import RAPIDOCR_MODELS
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-RAPIDOCR_MODELS = {
-    'detector': 'ch_PP-OCRv4_det_infer.onnx',
-    'classifier': 'ch_ppocr_mobile_v2.0_cls_infer.onnx',
-    'recognizer': 'ch_PP-OCRv4_rec_infer.onnx',
-}
-
-
-def rapidocr_folder():
-    """Return the models folder of rapidocr-onnxruntime (without importing it), or None."""
-    spec = importlib.util.find_spec('rapidocr_onnxruntime')
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return os.path.join(list(spec.submodule_search_locations)[0], 'models')
-
 
 def model_paths(context):
-    paths = {task: LaunchConfiguration(f'{task}_model').perform(context)
-             for task in RAPIDOCR_MODELS}
-    folder = rapidocr_folder()
-    for task, filename in RAPIDOCR_MODELS.items():
-        if not paths[task] and folder:
-            paths[task] = os.path.join(folder, filename)
-    missing = [f'{task}_model' for task, path in paths.items() if not path]
-    if missing:
-        raise RuntimeError(f'no model for {", ".join(missing)}: give the paths as launch '
-                           'arguments, or pip install --no-deps rapidocr-onnxruntime')
-    return paths
+    return demo_model_paths({task: LaunchConfiguration(f'{task}_model').perform(context)
+                             for task in RAPIDOCR_MODELS})
 
 
 def launch_nodes(context):

@@ -119,7 +119,42 @@ def parse_config(data: Any) -> OrchestratorConfig:
                                   f'in inputs; allowed: {", ".join(config.inputs) or "none"}')
             config.inputs[task.input] = InputConfig(task.input)
         config.tasks.append(task)
+    _check_server_pools(config)
     return config
+
+
+def _check_server_pools(config: OrchestratorConfig) -> None:
+    """
+    Check the server pools: the pools of remote tasks (triton).
+
+    Their slots are requests to one server, so such a pool serves no local task, isolates
+    nothing and names one server.
+    """
+    from inferedge_orchestrator.workers.registry import worker_class
+    for pool in config.pools.values():
+        tasks = [t for t in config.tasks if t.pool == pool.name]
+        remote = [t for t in tasks if worker_class(t.worker).remote]
+        if not remote:
+            continue
+        first = remote[0]
+        local = [t for t in tasks if t not in remote]
+        if local:
+            raise ConfigError(f'tasks.{local[0].name}.pool: {pool.name!r} is the server pool '
+                              f'of task {first.name} (worker {first.worker}), whose slots are '
+                              'requests to its server; allowed: a pool of local tasks')
+        if pool.isolation != 'thread':
+            raise ConfigError(f'orchestrator.pools.{pool.name}.isolation: {pool.isolation!r} '
+                              f'is not allowed for the server pool of task {first.name} '
+                              f'(worker {first.worker}): its model runs on the server, there '
+                              'is no local worker to isolate; allowed: thread')
+        server = worker_class(first.worker).server(first.worker_options)
+        for task in remote[1:]:
+            other = worker_class(task.worker).server(task.worker_options)
+            if other != server:
+                raise ConfigError(f'tasks.{task.name}.worker_options.url: {other} is not the '
+                                  f'server of pool {pool.name} ({server}, task {first.name}); '
+                                  'allowed: one server per pool (its breaker and probes are '
+                                  "the pool's): give this task a pool of its own")
 
 
 def _read(path: str) -> Any:

@@ -78,6 +78,12 @@ class PoolConfig:
                               'numeric libraries (OMP, OpenBLAS, MKL) and of onnxruntime when '
                               'its intra_op_threads is 0, in each child (0: theirs)',
                               low=0, high=1024)
+    probe_backoff_s: float = spec(0.2, 'server pools (triton tasks): the wait before the first '
+                                  'health probe after the server became unreachable; it '
+                                  'doubles after each failed probe', low=0.01, high=600.0,
+                                  unit='s')
+    probe_backoff_max_s: float = spec(5.0, 'server pools: the longest wait between two health '
+                                      'probes', low=0.01, high=3600.0, unit='s')
 
 
 @dataclass

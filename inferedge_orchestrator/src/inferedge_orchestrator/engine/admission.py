@@ -169,9 +169,14 @@ class Admission:
                 for entry in entries:
                     self._trace.dropped(task.name, entry[1], reason, now)
 
-    def _drop_frame(self, task: TaskState, frame: Frame, reason: str, now: float) -> None:
-        """Count a frame of task that leaves without running (not queued, or abandoned)."""
+    def _drop_frame(self, task: TaskState, frame: Frame, reason: str, now: float,
+                    detail: str = '') -> None:
+        """
+        Count a frame of task that leaves without running: not queued, abandoned, or dropped.
+
+        detail: why, for the DROP decision of the period (a server's message).
+        """
         task.telemetry.drop(reason)
-        self.decisions.count_drop(task.name, reason)
+        self.decisions.count_drop(task.name, reason, detail=detail)
         if self._trace is not None:
             self._trace.dropped(task.name, frame, reason, now)

@@ -26,33 +26,51 @@ what executes a slot's jobs (docs/engine_api.md, "Pool back-ends"):
 - hand(slot, job) and next_job(slot): the hand-off of one job to a started slot;
 - stop_slot(slot): end the executor after its job; returns what stop() joins;
 - abort(job): stop a job past its timeout; True when the slot is free again at once;
-- replaces_stuck: a slot whose job never returns (3 x timeout_ms) is retired and the task gets
-  a fresh worker on a new slot (a thread cannot be stopped).
+- retires_stuck: a slot whose job never returns (3 x timeout_ms) is retired; replaces_stuck:
+  the task then gets a fresh worker on a new slot (a thread cannot be stopped);
+- call(job, budget_left_s): the model call of a job, on its slot's thread;
+- down, lost(started, detail), stop(): a server pool's circuit breaker (below).
 
 A dead or broken slot is detected in band: its call raises WorkerCrashed (reason
 worker_crashed), and the back-end replaces what died before the slot's next job.
+
+A server pool (ServerBackend: its tasks' workers are remote, the triton kind) has slots that
+are requests in flight to one server. A request that cannot reach the server
+(ServerUnavailable) opens the pool's circuit breaker: while `down`, the engine drops the
+frames of its tasks at dispatch (server_unavailable), and one thread probes the server's
+health after a backoff that doubles up to a cap, one probe at a time, until every task's
+model answers; then the back-end calls on_server_up and the engine closes the breaker.
 """
 
+import logging
 import queue
 import threading
-from typing import Callable, Optional
+import time
+from typing import Callable, List, Optional
 
 from inferedge_orchestrator.config.model import PoolConfig, TaskConfig
 from inferedge_orchestrator.workers.base import Worker
 from inferedge_orchestrator.workers.process import ChildSettings, ProcessWorker
 from inferedge_orchestrator.workers.registry import create_worker, WorkerFactory
 
+LOGGER = logging.getLogger('inferedge_orchestrator')
+
 
 class PoolBackend:
     """The interface of a pool back-end (the methods are described in the module's text)."""
 
-    isolation = ''
+    kind = ''  # thread, process or server: in the pool's telemetry
+    retires_stuck = True
     replaces_stuck = False
+    down = False  # a server pool whose breaker is open: its frames are dropped at dispatch
+    outages = probes = 0
 
     def __init__(self, config: PoolConfig,
-                 on_respawn: Optional[Callable[[str, str], None]] = None):
+                 on_respawn: Optional[Callable[[str, str], None]] = None,
+                 on_server_up: Optional[Callable[[str, str], None]] = None):
         self.config = config
         self._on_respawn = on_respawn  # (task name, detail): respawned executors announce it
+        self._on_server_up = on_server_up  # (pool name, detail): the breaker may close
 
     def make_worker(self, task: TaskConfig, slots: int,
                     create: Optional[WorkerFactory]) -> Worker:
@@ -73,11 +91,23 @@ class PoolBackend:
     def abort(self, job) -> bool:
         raise NotImplementedError
 
+    def call(self, job, budget_left_s: float):
+        """Run a job's model call on its slot's thread; return the InferenceOutput."""
+        return job.worker.infer(job.frame)
+
+    def lost(self, started: float, detail: str) -> bool:
+        """Note that a job started at started could not reach its server; True: now down."""
+        return False
+
+    def stop(self) -> Optional[threading.Thread]:
+        """End what the back-end runs besides the slots (a probe); return what to join."""
+        return None
+
 
 class ThreadBackend(PoolBackend):
     """Slots run by threads of the engine's process: the jobs call the task's worker there."""
 
-    isolation = 'thread'
+    kind = 'thread'
     replaces_stuck = True
 
     def make_worker(self, task: TaskConfig, slots: int,
@@ -117,7 +147,7 @@ class ProcessBackend(ThreadBackend):
     The slots are still threads of the engine's process; each waits on its child (process.py).
     """
 
-    isolation = 'process'
+    kind = 'process'
     replaces_stuck = False  # abort() kills the child: the slot never gets stuck
 
     def make_worker(self, task: TaskConfig, slots: int,
@@ -138,11 +168,121 @@ class ProcessBackend(ThreadBackend):
         return job.worker.abort(job.slot.thread.ident)
 
 
-BACKENDS = {backend.isolation: backend for backend in (ThreadBackend, ProcessBackend)}
+class ServerBackend(ThreadBackend):
+    """
+    A pool whose slots are requests in flight to one inference server, with a circuit breaker.
+
+    Each slot is a thread of the engine's process that preprocesses its frame and waits for
+    the server's answer; no job holds a slot of a local pool. The budget left and the rank of
+    the task's priority in the pool travel with each request (workers/triton.py).
+    """
+
+    kind = 'server'
+    # A request ends by its client_timeout_ms (gRPC: abort() cancels it), and its slot with it:
+    # retiring the slot would only lose it, and a new worker would wait on the same server.
+    retires_stuck = False
+    replaces_stuck = False
+
+    def __init__(self, config: PoolConfig,
+                 on_respawn: Optional[Callable[[str, str], None]] = None,
+                 on_server_up: Optional[Callable[[str, str], None]] = None):
+        super().__init__(config, on_respawn, on_server_up)
+        self._workers: List[Worker] = []  # the pool's tasks' workers: the probe asks each
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._prober: Optional[threading.Thread] = None
+        self._outage = 0  # the outage the running probe thread belongs to
+        self.up_since = float('-inf')  # engine clock: when the breaker last closed
+
+    def make_worker(self, task: TaskConfig, slots: int,
+                    create: Optional[WorkerFactory]) -> Worker:
+        worker = super().make_worker(task, slots, create)
+        self._workers.append(worker)
+        return worker
+
+    def call(self, job, budget_left_s: float):
+        task = job.task
+        # A task that runs late frames anyway gives the server no deadline either.
+        budget = None if task.config.on_deadline == 'run' else budget_left_s
+        return job.worker.infer(job.frame, budget_s=budget, priority_rank=task.priority_rank)
+
+    def abort(self, job) -> bool:
+        """Cancel the request (gRPC): the slot is free at once; True if it was cancelled."""
+        if job.worker is None or job.slot.thread is None:
+            return False
+        return job.worker.abort(job.slot.thread.ident)
+
+    def lost(self, started: float, detail: str) -> bool:
+        """Open the breaker and start probing, unless it is open or the job predates SERVER_UP."""
+        with self._lock:
+            if self.down or started < self.up_since or self._stopping.is_set():
+                return False
+            self.down = True
+            self.outages += 1
+            self._outage = self.outages
+            self._prober = threading.Thread(target=self._probe_loop, args=(self.outages,),
+                                            name=f'inferedge-probe-{self.config.name}',
+                                            daemon=True)
+            self._prober.start()
+        return True
+
+    def server_up(self, now: float) -> None:
+        """Close the breaker (the engine calls it under its lock when a probe succeeded)."""
+        with self._lock:
+            self.down = False
+            self.up_since = now
+
+    def stop(self) -> Optional[threading.Thread]:
+        """Stop probing and close the breaker: a restarted engine finds out afresh."""
+        with self._lock:
+            self._stopping.set()
+            prober, self._prober = self._prober, None
+            self.down = False
+        return prober
+
+    def start_slot(self, slot, run: Callable[[object], None]) -> None:
+        self._stopping.clear()
+        super().start_slot(slot, run)
+
+    def _probe_loop(self, outage: int) -> None:
+        """Probe after each backoff until every worker's server and model answer, or stop."""
+        config = self.config
+        backoff = config.probe_backoff_s
+        started = time.monotonic()
+        while not self._stopping.wait(backoff):
+            with self._lock:
+                if outage != self._outage or not self.down:
+                    return
+                self.probes += 1
+                probes = self.probes
+            try:
+                answers = [worker.probe() for worker in self._workers]
+            except Exception as error:  # noqa: B902 - any failure means: not yet
+                LOGGER.debug('pool %s: probe %d: %s', config.name, probes, error)
+                backoff = min(2.0 * backoff, config.probe_backoff_max_s)
+                continue
+            if self._on_server_up is not None:
+                down_s = time.monotonic() - started
+                self._on_server_up(config.name, f'{"; ".join(answers)} after {down_s:.2f} s '
+                                                f'down (probe {probes})')
+            return
 
 
-def create_backend(config: PoolConfig, virtual: bool,
-                   on_respawn: Optional[Callable[[str, str], None]] = None) -> PoolBackend:
-    """Return the back-end of a pool; the virtual clock runs every pool in the thread back-end."""
-    backend = ThreadBackend if virtual else BACKENDS[config.isolation]
-    return backend(config, on_respawn)
+BACKENDS = {backend.kind: backend for backend in (ThreadBackend, ProcessBackend)}
+
+
+def create_backend(config: PoolConfig, virtual: bool, remote: bool = False,
+                   on_respawn: Optional[Callable[[str, str], None]] = None,
+                   on_server_up: Optional[Callable[[str, str], None]] = None) -> PoolBackend:
+    """
+    Return the back-end of a pool; remote: its tasks' workers run on a server.
+
+    The virtual clock runs every pool in the thread back-end.
+    """
+    if virtual:
+        backend = ThreadBackend
+    elif remote:
+        backend = ServerBackend
+    else:
+        backend = BACKENDS[config.isolation]
+    return backend(config, on_respawn, on_server_up)

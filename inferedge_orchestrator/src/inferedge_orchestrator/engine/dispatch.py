@@ -141,6 +141,12 @@ class Dispatch:
             return wake
         hold = self.config.priority_hold
         for pool in self._pools.values():
+            if pool.backend.down:  # its server is unreachable: nothing it queues can run
+                for task in pool.tasks:
+                    if task.queue.entries:
+                        self._drop_entries(task, task.queue.clear(), reasons.SERVER_UNAVAILABLE,
+                                           now)
+                continue
             if pool.free:
                 pool.advance(now)
             while pool.free:

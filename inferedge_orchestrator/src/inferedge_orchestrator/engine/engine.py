@@ -62,6 +62,7 @@ from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
 from inferedge_orchestrator.telemetry.snapshot import (DecisionCounts, PoolSnapshot,
                                                        SheddingSnapshot, Snapshot, TaskSnapshot)
 from inferedge_orchestrator.workers.base import Worker
+from inferedge_orchestrator.workers.registry import worker_class
 
 
 class WorkerLoadError(RuntimeError):
@@ -91,9 +92,12 @@ class Engine(Admission, Dispatch, SlotSupervision):
         self.decisions = DecisionLog(telemetry.decision_history, on_decision)
         self._shedder = LoadShedder(self.config.shedding, self.decisions)
         self._resources = ResourceMonitor(telemetry.resources and not virtual)
-        self._pools = {name: Pool(name, pool.slots,
-                                  create_backend(pool, virtual, self._respawned))
-                       for name, pool in self.config.pools.items()}
+        self._pools = {}
+        for name, pool in self.config.pools.items():
+            remote = any(worker_class(t.worker).remote for t in self.config.tasks
+                         if t.pool == name)
+            backend = create_backend(pool, virtual, remote, self._respawned, self._server_up)
+            self._pools[name] = Pool(name, pool.slots, backend)
         self._tasks: List[TaskState] = []
         self._tasks_by_name: Dict[str, TaskState] = {}
         self._inputs: Dict[str, InputTelemetry] = {}
@@ -259,6 +263,9 @@ class Engine(Admission, Dispatch, SlotSupervision):
                 for slot in pool.slots:
                     if slot.thread is not None:
                         threads.append(pool.backend.stop_slot(slot))
+                prober = pool.backend.stop()
+                if prober is not None:
+                    threads.append(prober)
             self._cond.notify_all()
         self._join(threads + ([self._timer] if self._timer else []), end)
         self._timer = None
@@ -406,7 +413,8 @@ class Engine(Admission, Dispatch, SlotSupervision):
                 dropped=telemetry.dropped_total,
                 dropped_by_reason=dict(sorted(telemetry.dropped.items())),
                 queued=len(task.queue), in_flight=task.in_flight,
-                slots_down=task.worker.slots_down() if task.worker is not None else 0,
+                slots_down=len(task.pool.slots) if task.pool.backend.down else
+                task.worker.slots_down() if task.worker is not None else 0,
                 held_for_priority=telemetry.held_for_priority,
                 max_queue_depth=telemetry.max_queue_depth, rate_limit_hz=task.rate_limit_hz(),
                 shed_limit_hz=task.shed_limit_hz, executed_rate_hz=task.started_rate.rate(now),
@@ -417,9 +425,12 @@ class Engine(Admission, Dispatch, SlotSupervision):
         pools = {}
         for pool in self._pools.values():
             capacity = max(1, len(pool.slots)) * uptime
+            backend = pool.backend
             pools[pool.name] = PoolSnapshot(
                 slots=len(pool.slots), busy=sum(1 for s in pool.slots if s.job is not None),
                 retired=pool.retired, crashes=pool.crashes, respawns=pool.respawns,
+                backend=backend.kind, server_down=backend.down, outages=backend.outages,
+                probes=backend.probes,
                 run_utilisation=min(1.0, pool.busy_seconds(now) / capacity) if capacity else 0.0,
                 period_utilisation=pool.utilisation)
         shedder = self._shedder

@@ -98,7 +98,10 @@ class Pool:
         """Order tasks by priority (the scheduler relies on it); call after any change."""
         self.tasks.sort(key=lambda t: (-t.priority, t.index))
         self.floors = any(t.config.min_rate_hz for t in self.tasks)
-        self.mixed = len({t.priority for t in self.tasks}) > 1
+        priorities = sorted({t.priority for t in self.tasks}, reverse=True)
+        self.mixed = len(priorities) > 1
+        for task in self.tasks:  # what a server's priority levels are mapped from
+            task.priority_rank = priorities.index(task.priority)
 
     def advance(self, now: float) -> None:
         """

@@ -36,6 +36,8 @@ from inferedge_orchestrator.frames.frame import Frame
 from inferedge_orchestrator.scheduling.policy import TaskState
 from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.workers.base import InferenceOutput
+from inferedge_orchestrator.workers.base import RequestDropped, RequestTimedOut
+from inferedge_orchestrator.workers.base import ServerUnavailable
 from inferedge_orchestrator.workers.base import Worker
 from inferedge_orchestrator.workers.preprocess import Geometry
 from inferedge_orchestrator.workers.process import ChildError, WorkerCrashed
@@ -46,7 +48,8 @@ class SlotSupervision:
 
     def _slot_loop(self, slot: Slot) -> None:
         """Run the jobs the pool's back-end hands the slot until it says stop (None)."""
-        next_job = slot.pool.backend.next_job
+        backend = slot.pool.backend
+        next_job = backend.next_job
         while True:
             job = next_job(slot)
             if job is None:
@@ -54,7 +57,7 @@ class SlotSupervision:
             output, error = None, None
             try:
                 entered = time.monotonic()
-                output = job.worker.infer(job.frame)
+                output = backend.call(job, job.deadline - self._clock())
                 if not isinstance(output, InferenceOutput):
                     raise TypeError(f'infer() returned {type(output).__name__}, not '
                                     'InferenceOutput')
@@ -71,6 +74,20 @@ class SlotSupervision:
             if self.complete(job, output, error) and slot.retired:
                 self._close_replaced(job.worker, job.task)
                 return
+
+    def _server_up(self, pool_name: str, detail: str) -> None:
+        """Close a server pool's breaker: a health probe found it ready (the probe's thread)."""
+        with self._lock:
+            pool = self._pools[pool_name]
+            if self._state not in (RUNNING, PAUSED) or not pool.backend.down:
+                return
+            now = self._clock()
+            pool.backend.server_up(now)
+            self.decisions.add(now, reasons.SERVER_UP, reasons.RECOVERED,
+                               queue_depths=self._queue_depths(),
+                               detail=f'pool {pool_name}: {detail}')
+            self._dispatch(now)
+            self._cond.notify_all()
 
     def _respawned(self, task_name: str, detail: str) -> None:
         """Count and announce a respawned executor (called by the back-end, on a slot thread)."""
@@ -128,10 +145,17 @@ class SlotSupervision:
         timeout = task.config.timeout_ms / 1000.0
         if job.state == JOB_RUNNING and timeout and now - job.start >= timeout:
             self._time_out(job, now)  # it overran before the timer saw it: same outcome
+        if job.state == JOB_RUNNING and isinstance(error, RequestTimedOut):
+            self._time_out(job, now, str(error))  # the transport's own timeout
         if job.state != JOB_RUNNING:
             return None  # timed out or abandoned: its late output is discarded
         task.in_flight -= 1
         frame = job.frame
+        if isinstance(error, RequestDropped):  # the server's queue policy: it never ran
+            self._drop_frame(task, frame, error.reason, now, detail=str(error))
+            if error.reason == reasons.EXPIRED:
+                task.risk.loss(reasons.EXPIRED, now - job.blocking <= job.deadline)
+            return None
         telemetry = task.telemetry
         result = Result(task.name, frame.input, frame.seq, reasons.OK, finished=now,
                         meta=frame.meta, decode_s=frame.decode_s,
@@ -140,6 +164,7 @@ class SlotSupervision:
             reason = reasons.DECODE_ERROR if isinstance(error, DecodeError) else \
                 reasons.POSTPROCESS_ERROR if isinstance(error, PostprocessError) else \
                 reasons.WORKER_CRASHED if isinstance(error, WorkerCrashed) else \
+                reasons.SERVER_UNAVAILABLE if isinstance(error, ServerUnavailable) else \
                 reasons.WORKER_ERROR
             if reason == reasons.DECODE_ERROR and not frame.decode_error_counted:
                 self._inputs[frame.input].decode_errors += 1
@@ -149,6 +174,15 @@ class SlotSupervision:
                 pool.crashes += 1
                 self.decisions.add(now, reasons.WORKER_CRASH_EVENT, reason, task=task.name,
                                    queue_depths=self._queue_depths(), detail=str(error))
+            elif reason == reasons.SERVER_UNAVAILABLE and \
+                    pool.backend.lost(job.start, str(error)):
+                config = pool.backend.config
+                self.decisions.add(now, reasons.SERVER_DOWN, reason, task=task.name,
+                                   queue_depths=self._queue_depths(),
+                                   detail=f'pool {pool.name}: {error}; its frames are dropped '
+                                          f'until a health probe succeeds (every '
+                                          f'{config.probe_backoff_s:g} s, doubling up to '
+                                          f'{config.probe_backoff_max_s:g} s)')
             result.status, result.reason = reasons.FAILED, reason
             result.detail = f'{failure_type(error)}: {error}'
             self._warn_failure(task.name, frame, result.detail, now)
@@ -228,30 +262,33 @@ class SlotSupervision:
                         self._time_out(job, now)
                     else:
                         wake = min(wake, job.start + limit)
-                if job.state == JOB_TIMED_OUT:
+                if job.state == JOB_TIMED_OUT and pool.backend.retires_stuck:
                     if elapsed >= 3 * limit:
                         self._retire(slot, job, now)
                     else:
                         wake = min(wake, job.start + 3 * limit)
         return wake
 
-    def _time_out(self, job: Job, now: float) -> None:
+    def _time_out(self, job: Job, now: float, transport: str = '') -> None:
+        """Fail a job past timeout_ms, or whose request the transport timed out (its error)."""
         task = job.task
         job.state = JOB_TIMED_OUT
         task.in_flight -= 1
         task.telemetry.fail(reasons.TIMEOUT)
         task.risk.loss(reasons.TIMEOUT, False)  # its own service time, whatever blocked it
+        running = f'running {1000 * (now - job.start):.0f} ms'
+        detail = f'{running}: {transport}' if transport else \
+            f'{running} > timeout_ms {task.config.timeout_ms:g}'
         self.decisions.add(now, reasons.WORKER_TIMEOUT_EVENT, reasons.TIMEOUT, task=task.name,
-                           queue_depths=self._queue_depths(),
-                           detail=f'running {1000 * (now - job.start):.0f} ms > timeout_ms '
-                                  f'{task.config.timeout_ms:g}')
+                           queue_depths=self._queue_depths(), detail=detail)
         frame = job.frame
         job.slot.pool.backend.abort(job)  # a process back-end frees the slot at once
         if self._trace is not None:
             self._trace.ran(task.name, frame, job.start, now, reasons.TIMED_OUT, reasons.TIMEOUT)
         self._pending_results.append(Result(
             task.name, frame.input, frame.seq, reasons.TIMED_OUT, reasons.TIMEOUT,
-            f'no result after {task.config.timeout_ms:g} ms', finished=now, meta=frame.meta,
+            transport or f'no result after {task.config.timeout_ms:g} ms', finished=now,
+            meta=frame.meta,
             queue_wait_s=max(0.0, job.start - frame.submitted),
             end_to_end_s=frame.age + now - frame.arrival))
 

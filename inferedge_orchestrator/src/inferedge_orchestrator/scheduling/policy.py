@@ -133,6 +133,7 @@ class TaskState:
         self.worker = None
         self.decoder = None  # its Decoder (decoders/base.py), set when the engine loads
         self.pool = None  # the engine's pool object that runs the task
+        self.priority_rank = 0  # 0: the highest priority of its pool (pool.sort_tasks)
         self.in_flight = 0
         self.busy_s = 0.0  # slot time its jobs took, since start (s)
         self.expected_s = config.expected_latency_ms / 1000.0

@@ -23,8 +23,11 @@ DISABLED = 'disabled'
 QUEUE_RESIZED = 'queue_resized'
 DEACTIVATED = 'deactivated'
 SHUTDOWN = 'shutdown'
+# A server pool's circuit breaker is open (a frame dropped at dispatch), or a job's request
+# could not reach the server (a failure).
+SERVER_UNAVAILABLE = 'server_unavailable'
 DROP_REASONS = (QUEUE_OVERFLOW, EXPIRED, PREDICTED_LATE, RATE_LIMITED, DISABLED,
-                QUEUE_RESIZED, DEACTIVATED, SHUTDOWN)
+                QUEUE_RESIZED, DEACTIVATED, SHUTDOWN, SERVER_UNAVAILABLE)
 
 # Why a frame was rejected by an input before routing (counted per input as malformed).
 UNKNOWN_INPUT = 'unknown_input'
@@ -46,7 +49,8 @@ TIMEOUT = 'timeout'
 WORKER_ERROR = 'worker_error'
 POSTPROCESS_ERROR = 'postprocess_error'  # a decoder could not read the model's outputs
 WORKER_CRASHED = 'worker_crashed'  # process isolation: the slot's child process died
-FAILURE_REASONS = (TIMEOUT, WORKER_ERROR, DECODE_ERROR, POSTPROCESS_ERROR, WORKER_CRASHED)
+FAILURE_REASONS = (TIMEOUT, WORKER_ERROR, DECODE_ERROR, POSTPROCESS_ERROR, WORKER_CRASHED,
+                   SERVER_UNAVAILABLE)
 
 # Result status.
 OK = 'OK'
@@ -66,9 +70,9 @@ RECOVERED = 'recovered'
 PARAM_CHANGE = 'param_change'
 SLOT_RETIRED = 'slot_retired'
 RESPAWNED = 'respawned'
-DECISION_REASONS = DROP_REASONS + FAILURE_REASONS + (DEADLINE_MISS, LATENCY_P95, BACKLOG,
-                                                     RECOVERED, PARAM_CHANGE, SLOT_RETIRED,
-                                                     RESPAWNED)
+DECISION_REASONS = tuple(dict.fromkeys(
+    DROP_REASONS + FAILURE_REASONS + (DEADLINE_MISS, LATENCY_P95, BACKLOG, RECOVERED,
+                                      PARAM_CHANGE, SLOT_RETIRED, RESPAWNED)))
 
 # Decision events.
 SHED_START = 'SHED_START'
@@ -80,5 +84,8 @@ WORKER_ERROR_EVENT = 'WORKER_ERROR'
 WORKER_TIMEOUT_EVENT = 'WORKER_TIMEOUT'
 WORKER_CRASH_EVENT = 'WORKER_CRASH'  # process isolation: a slot's child process died
 WORKER_RESPAWN_EVENT = 'WORKER_RESPAWN'  # ... and was started again (loaded, warmed up)
+SERVER_DOWN = 'SERVER_DOWN'  # a server pool's circuit breaker opened (server_unavailable)
+SERVER_UP = 'SERVER_UP'  # ... and closed: a health probe found the server ready (recovered)
 EVENTS = (SHED_START, SHED_STOP, LIMIT, DROP, PARAM_CHANGE_EVENT, WORKER_ERROR_EVENT,
-          WORKER_TIMEOUT_EVENT, WORKER_CRASH_EVENT, WORKER_RESPAWN_EVENT)
+          WORKER_TIMEOUT_EVENT, WORKER_CRASH_EVENT, WORKER_RESPAWN_EVENT, SERVER_DOWN,
+          SERVER_UP)

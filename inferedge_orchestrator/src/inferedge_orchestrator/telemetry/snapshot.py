@@ -93,6 +93,10 @@ class PoolSnapshot:
     retired: int = 0
     crashes: int = 0  # process isolation: child processes that died
     respawns: int = 0  # ... and were started again
+    backend: str = 'thread'  # thread, process or server (engine/backends.py)
+    server_down: bool = False  # server pools: the circuit breaker is open
+    outages: int = 0  # server pools: times it opened (SERVER_DOWN decisions)
+    probes: int = 0  # server pools: health probes sent while it was open
     run_utilisation: float = 0.0  # busy fraction since start
     period_utilisation: float = 0.0  # busy fraction over the last telemetry period
 

@@ -42,12 +42,36 @@ class InferenceOutput:
     span: Optional[Tuple[float, float]] = None
 
 
+class ServerUnavailable(RuntimeError):
+    """A remote worker's request did not reach its server (reason server_unavailable)."""
+
+
+class RequestDropped(RuntimeError):
+    """
+    The server dropped a request by its own queue policy, without running it.
+
+    reason: expired (the request's timeout, the frame's remaining budget, passed while it was
+    queued there) or queue_overflow (the server's queue was full); the message is the server's.
+    """
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class RequestTimedOut(RuntimeError):
+    """A remote worker's request got no answer within its transport timeout (reason timeout)."""
+
+
 class Worker:
     """Base class of workers; one instance per task, called from the task's pool slots."""
 
     kind = 'base'
     # A worker whose slot got stuck can be replaced by a fresh instance of the same kind.
     replaceable = True
+    # Its model runs on a server: its pool is a server pool (engine/backends.py), whose slots
+    # are requests in flight; infer() then also takes budget_s and priority_rank.
+    remote = False
     # Whether simulated_service_time() works: the virtual clock can run it.
     simulates = False
     # option name -> its Field (config/schema.py): the schema of worker_options
@@ -62,6 +86,11 @@ class Worker:
     def validate_options(cls, options: Dict[str, Any], where: str) -> Dict[str, Any]:
         """Return the options with defaults filled in; raise ConfigError naming the field."""
         return check_options(where, options, cls.OPTIONS, f'worker {cls.kind!r}')
+
+    @classmethod
+    def server(cls, options: Dict[str, Any]) -> str:
+        """Return the server a remote worker's options name ('' for a local worker)."""
+        return ''
 
     def load(self) -> None:
         """Do the slow work (load models, create sessions) before the task takes frames."""

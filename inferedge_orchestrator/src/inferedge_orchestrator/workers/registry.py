@@ -24,6 +24,7 @@ WORKER_KINDS = {
     'dummy': 'inferedge_orchestrator.workers.dummy:DummyWorker',
     'onnxruntime': 'inferedge_orchestrator.workers.onnx:OnnxWorker',
     'tensorrt': 'inferedge_orchestrator.workers.tensorrt:TensorRTWorker',
+    'triton': 'inferedge_orchestrator.workers.triton:TritonWorker',
 }
 
 
