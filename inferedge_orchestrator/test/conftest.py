@@ -36,7 +36,8 @@ def example_path():
 
 
 def shared_memory_segments():
-    return set(glob.glob('/dev/shm/psm_*'))  # multiprocessing.shared_memory's names
+    """Return this process's segments (workers name theirs inferedge_<pid>_...)."""
+    return set(glob.glob(f'/dev/shm/inferedge_{os.getpid()}_*'))
 
 
 @pytest.fixture(scope='session', autouse=True)

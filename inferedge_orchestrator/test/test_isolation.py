@@ -51,7 +51,7 @@ def run(engine, frames):
 
 
 def segments():
-    return set(glob.glob('/dev/shm/psm_*'))
+    return set(glob.glob(f'/dev/shm/inferedge_{os.getpid()}_*'))
 
 
 def test_the_model_runs_in_a_child_process_and_leaves_nothing_behind():
@@ -64,6 +64,7 @@ def test_the_model_runs_in_a_child_process_and_leaves_nothing_behind():
     results = run(engine, 3)
     assert [r.status for r in results] == [reasons.OK] * 3
     assert results[0].outputs['shape'].tolist() == [24, 32, 3]
+    assert len(segments() - before) == 1  # the slot's frame segment, named after this process
     engine.close()
     for pid in pids:  # gone, not a zombie
         assert not os.path.exists(f'/proc/{pid}') or \

@@ -27,6 +27,7 @@ that the slot is free again at once. close() leaves no child and no segment behi
 """
 
 from dataclasses import dataclass
+import itertools
 import logging
 import multiprocessing
 import os
@@ -41,6 +42,7 @@ import numpy as np
 
 LOGGER = logging.getLogger('inferedge_orchestrator')
 
+_SEGMENT_NUMBERS = itertools.count()
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
 
@@ -357,7 +359,10 @@ class ProcessWorker(Worker):
             if child.segment is not None:
                 child.segment.close()
                 child.segment.unlink()
-            child.segment = shared_memory.SharedMemory(create=True, size=max(size, 1))
+            # Named after this process: whose it is shows in /dev/shm (and tests check it).
+            child.segment = shared_memory.SharedMemory(
+                name=f'inferedge_{os.getpid()}_frame{next(_SEGMENT_NUMBERS)}', create=True,
+                size=max(size, 1))
         return child.segment
 
     def _stop(self, child: _Child, keep_segment: bool = False) -> None:
