@@ -40,8 +40,12 @@ class ProcessStats:
         return dict(asdict(self), total_rss_mb=self.total_rss_mb)
 
 
-def children_of(pid: int) -> List[int]:
-    """Return the ids of the live processes whose parent is pid."""
+# Fields of /proc/<pid>/stat after the command's closing parenthesis.
+STATE, PARENT, SESSION = 0, 1, 3
+
+
+def live_processes_with(field: int, value: int) -> List[int]:
+    """Return the ids of the live (not zombie) processes whose stat field equals value."""
     found = []
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
@@ -50,10 +54,15 @@ def children_of(pid: int) -> List[int]:
             with open(f'/proc/{entry}/stat', encoding='ascii', errors='replace') as stream:
                 fields = stream.read().rsplit(')', 1)[1].split()
         except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != 'Z':
+            continue  # it ended meanwhile
+        if int(fields[field]) == value and fields[STATE] != 'Z':
             found.append(int(entry))
     return found
+
+
+def children_of(pid: int) -> List[int]:
+    """Return the ids of the live processes whose parent is pid."""
+    return live_processes_with(PARENT, pid)
 
 
 def _status(pid: int) -> Dict[str, List[str]]:

@@ -40,6 +40,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import urllib.error
 import urllib.request
 
+from inferedge_orchestrator.telemetry.process_stats import live_processes_with, SESSION
+
 SERVER_VENV = 'INFEREDGE_TRITON_VENV'
 INSTALL_HINT = ("python3 -m venv V && V/bin/pip install 'numpy<2' onnxruntime && "
                 'V/bin/pip install --no-deps nvidia-pytriton; then export '
@@ -341,18 +343,7 @@ def end_stub(pid: int) -> None:
 
 def session_members(session: int) -> List[int]:
     """Return the processes of a session (the server and its stubs; /proc)."""
-    members = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/stat', encoding='ascii', errors='replace') as stream:
-                fields = stream.read().rsplit(')', 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session and fields[0] != 'Z':  # fields[3]: the session id
-            members.append(int(entry))
-    return members
+    return live_processes_with(SESSION, session)
 
 
 def listening_sockets(pids: Sequence[int]) -> List[Tuple[str, int]]:
