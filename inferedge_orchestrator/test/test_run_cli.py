@@ -15,7 +15,6 @@
 """The real-time `run` command end to end on dummy workers, and `report`."""
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -228,28 +227,17 @@ def test_an_unusable_output_fails_before_the_run(tmp_path, capsys, output, messa
     assert message in capsys.readouterr().err
 
 
-def test_a_folder_of_undecodable_images_exits_1_naming_the_file(tmp_path, capsys):
+def test_a_folder_of_undecodable_images_exits_1_naming_the_file(tmp_path, capsys, core_log):
     folder = tmp_path / 'images'
     folder.mkdir()
     for index in range(3):
         (folder / f'broken{index}.jpg').write_bytes(b'\xff\xd8\xff not a jpeg')
     output = tmp_path / 'report.json'
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = logging.getLogger('inferedge_orchestrator')
-    # A handler of its own: launch_testing's pytest plugin reconfigures logging under colcon.
-    disabled, logger.disabled = logger.disabled, False
-    logger.addHandler(handler)
-    try:
-        code = main(['run', '--config', write_config(tmp_path), '--frames', '6', '--quiet',
-                     '--images', str(folder), '--output', str(output)])
-    finally:
-        logger.removeHandler(handler)
-        logger.disabled = disabled
+    code = main(['run', '--config', write_config(tmp_path), '--frames', '6', '--quiet',
+                 '--images', str(folder), '--output', str(output)])
     assert code == 1
     assert 'all 6 frames failed to decode' in capsys.readouterr().err
-    warnings = [r.getMessage() for r in records if 'failed' in r.getMessage()]
+    warnings = [r.getMessage() for r in core_log if 'failed' in r.getMessage()]
     assert warnings and 'broken0.jpg' in warnings[0]
     assert len(warnings) <= 2 * 2  # rate-limited: at most one a second per task, not one a frame
     report = json.loads(output.read_text())

@@ -14,7 +14,8 @@
 
 """Checkers for worker option values that a Field kind does not cover (config/schema.py)."""
 
-from typing import Any, Tuple
+import json
+from typing import Any, Dict, Tuple
 
 from inferedge_orchestrator.config.schema import ConfigError, CUSTOM, setting
 
@@ -31,6 +32,25 @@ def optional_text(where: str, value: Any) -> str:
     if value in (None, ''):
         return ''
     return text(where, value)
+
+
+def mapping(where: str, value: Any, allowed: str) -> Dict[Any, Any]:
+    """
+    Check a mapping, or its JSON text (ROS parameters cannot hold mappings); None or '' is {}.
+
+    allowed says what the mapping holds, for the error when the value is no mapping.
+    """
+    if value in (None, ''):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigError(f'{where}: {value!r} is not allowed; allowed: a mapping or its '
+                              'JSON text') from None
+    if not isinstance(value, dict):
+        raise ConfigError(f'{where}: {value!r} is not allowed; allowed: {allowed}')
+    return value
 
 
 def number_list(where: str, value: Any) -> Tuple[float, ...]:

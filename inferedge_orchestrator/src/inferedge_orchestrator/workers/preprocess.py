@@ -23,7 +23,6 @@ from the image (rounded up to `size_multiple`). See docs/workers.md.
 """
 
 from dataclasses import dataclass
-import json
 import math
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -85,17 +84,8 @@ def constants(where: str, value: Any) -> Dict[str, Any]:
 
     A JSON string of that mapping is accepted too (ROS parameters cannot hold mappings).
     """
-    if value is None or value == '':
-        return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ConfigError(f'{where}: {value!r} is not allowed; allowed: a mapping or its '
-                              'JSON text') from None
-    if not isinstance(value, dict):
-        raise ConfigError(f'{where}: {value!r} is not allowed; allowed: a mapping of input '
-                          'names to numbers or nested lists of numbers')
+    value = opt.mapping(where, value, 'a mapping of input names to numbers or nested lists of '
+                        'numbers')
     checked = {}
     for name, constant in value.items():
         try:

@@ -37,7 +37,6 @@ tritonclient is imported in load() only (extra [triton]). See docs/workers.md.
 
 import http.client
 import itertools
-import json
 import logging
 import os
 import threading
@@ -72,16 +71,8 @@ _REGION_SERIAL = itertools.count()
 
 def headers(where: str, value: Any) -> Dict[str, str]:
     """Check a mapping of header names to strings (or its JSON text); names are lowercased."""
-    if value in (None, ''):
-        return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ConfigError(f'{where}: {value!r} is not allowed; allowed: a mapping or its '
-                              'JSON text') from None
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and k and isinstance(v, str) for k, v in value.items()):
+    value = opt.mapping(where, value, 'a mapping of header names to strings')
+    if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in value.items()):
         raise ConfigError(f'{where}: {value!r} is not allowed; allowed: a mapping of header '
                           'names to strings')
     return {key.lower(): text for key, text in value.items()}  # gRPC metadata is lowercase
