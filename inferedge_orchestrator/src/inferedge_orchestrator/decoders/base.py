@@ -15,10 +15,12 @@
 """What every decoder shares: its results, its error, its options and the kinds by name."""
 
 from dataclasses import dataclass, field
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from inferedge_orchestrator.config.schema import check_options, class_of_kind, Field
 from inferedge_orchestrator.config.schema import with_marked_tables
+from inferedge_orchestrator.workers.preprocess import Geometry
 import numpy as np
 
 
@@ -85,6 +87,18 @@ class Decoder:
 
     def decode(self, outputs: Dict[str, np.ndarray], geometry) -> Decoded:
         raise NotImplementedError
+
+    def decode_into(self, output, image_shape: Sequence[int]) -> None:
+        """
+        Decode a worker's InferenceOutput in place: its decoded and postprocess_s.
+
+        The geometry is the one the worker reports, or the image itself (image_shape: H, W, ...).
+        """
+        start = time.perf_counter()
+        height, width = image_shape[:2]
+        output.decoded = self.decode(output.outputs, output.geometry or
+                                     Geometry(height, width, height, width))
+        output.postprocess_s = time.perf_counter() - start
 
     def label(self, index: int) -> str:
         """Return the label of a class index; PostprocessError beyond known labels."""

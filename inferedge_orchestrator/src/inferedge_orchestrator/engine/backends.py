@@ -136,8 +136,15 @@ class ThreadBackend(PoolBackend):
         return thread
 
     def abort(self, job) -> bool:
-        """Do nothing: a thread cannot be stopped, its slot stays busy until the call returns."""
-        return False
+        """
+        Ask the job's worker to stop the call its slot thread is in (Worker.abort).
+
+        A thread cannot be stopped: an in-process worker says no and the slot stays busy until
+        the call returns; a process worker kills its child, a server worker cancels the request.
+        """
+        if job.worker is None or job.slot.thread is None:
+            return False
+        return job.worker.abort(job.slot.thread.ident)
 
 
 class ProcessBackend(ThreadBackend):
@@ -161,11 +168,6 @@ class ProcessBackend(ThreadBackend):
         return ProcessWorker(task.name, task.worker, task.worker_options, slots, settings,
                              on_respawn=self._on_respawn,
                              decoder=(task.decoder, task.decoder_options))
-
-    def abort(self, job) -> bool:
-        if job.worker is None or job.slot.thread is None:
-            return False
-        return job.worker.abort(job.slot.thread.ident)
 
 
 class ServerBackend(ThreadBackend):
@@ -205,12 +207,6 @@ class ServerBackend(ThreadBackend):
         # A task that runs late frames anyway gives the server no deadline either.
         budget = None if task.config.on_deadline == 'run' else budget_left_s
         return job.worker.infer(job.frame, budget_s=budget, priority_rank=task.priority_rank)
-
-    def abort(self, job) -> bool:
-        """Cancel the request (gRPC): the slot is free at once; True if it was cancelled."""
-        if job.worker is None or job.slot.thread is None:
-            return False
-        return job.worker.abort(job.slot.thread.ident)
 
     def lost(self, started: float, detail: str) -> bool:
         """Open the breaker and start probing, unless it is open or the job predates SERVER_UP."""

@@ -39,7 +39,6 @@ from inferedge_orchestrator.workers.base import InferenceOutput
 from inferedge_orchestrator.workers.base import RequestDropped, RequestTimedOut
 from inferedge_orchestrator.workers.base import ServerUnavailable
 from inferedge_orchestrator.workers.base import Worker
-from inferedge_orchestrator.workers.preprocess import Geometry
 from inferedge_orchestrator.workers.process import ChildError, WorkerCrashed
 
 
@@ -63,10 +62,7 @@ class SlotSupervision:
                                     'InferenceOutput')
                 decoder = job.task.decoder
                 if decoder is not None and output.decoded is None:  # not decoded in a child
-                    start = time.perf_counter()
-                    output.decoded = decoder.decode(output.outputs, output.geometry or
-                                                    source_geometry(job.frame))
-                    output.postprocess_s = time.perf_counter() - start
+                    decoder.decode_into(output, job.frame.image.shape)
                 if output.span is None:  # a child process sets its own
                     output.span = (entered, time.monotonic())
             except BaseException as exc:  # noqa: B902 - a worker never kills the engine
@@ -363,9 +359,3 @@ class SlotSupervision:
 def failure_type(error: BaseException) -> str:
     """Return the type name of a job's failure; a child's failure: the type raised there."""
     return error.type_name if isinstance(error, ChildError) else type(error).__name__
-
-
-def source_geometry(frame) -> Geometry:
-    """Return the identity geometry of a frame (a worker that reports none: the image itself)."""
-    height, width = frame.image.shape[:2]
-    return Geometry(height, width, height, width)

@@ -96,7 +96,6 @@ def _child_main(connection, kind: str, task_name: str, options: Dict[str, Any],
     from multiprocessing import shared_memory
     from inferedge_orchestrator.decoders.base import create_decoder
     from inferedge_orchestrator.frames.frame import Frame
-    from inferedge_orchestrator.workers.preprocess import Geometry
     from inferedge_orchestrator.workers.registry import create_worker
     options = settle_child(settings, kind, options)
     worker = create_worker(kind, task_name, options, 1)
@@ -134,10 +133,7 @@ def _child_main(connection, kind: str, task_name: str, options: Dict[str, Any],
             entered = time.monotonic()
             output = worker.infer(frame)
             if postprocess is not None:
-                start = time.perf_counter()
-                output.decoded = postprocess.decode(output.outputs, output.geometry or Geometry(
-                    shape[0], shape[1], shape[0], shape[1]))
-                output.postprocess_s = time.perf_counter() - start
+                postprocess.decode_into(output, shape)
             output.span = (entered, time.monotonic())  # one clock for all processes (Linux)
             connection.send(('ok', output))
         except MemoryError:
