@@ -34,9 +34,8 @@ import sys
 import time
 
 from inferedge_orchestrator.telemetry.process_stats import read_process_stats
-from ros_launch import Background, executable, ros_environment, ScriptNode, share
+from ros_launch import ros_environment, ScriptNode, start_demo
 
-FPS = 20.0
 NODE = '/inferedge_orchestrator'
 
 
@@ -68,14 +67,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     env = ros_environment(args.domain)
-    params = share('config', 'demo.yaml')
-    camera = Background([executable('synthetic_camera'), '--ros-args', '-r',
-                         '__node:=synthetic_camera', '--params-file', params, '-p',
-                         f'fps:={FPS}'], env)
-    node = Background([executable('orchestrator'), '--ros-args', '-r',
-                       '__node:=inferedge_orchestrator', '--params-file', params, '-p',
-                       'autostart:=false', '-p', 'deactivate_timeout_s:=0.05', '-p',
-                       f'cpu.isolation:={args.isolation}'], env)
+    camera, node = start_demo(env, **{'autostart': 'false', 'deactivate_timeout_s': 0.05,
+                                      'cpu.isolation': args.isolation})
     driver = LifecycleDriver(args.domain)
     steps = [('configure', Transition.TRANSITION_CONFIGURE),
              ('activate', Transition.TRANSITION_ACTIVATE),

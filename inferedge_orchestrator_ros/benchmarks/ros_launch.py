@@ -98,6 +98,29 @@ def share(*parts: str) -> str:
     return os.path.join(get_package_share_directory('inferedge_orchestrator_ros'), *parts)
 
 
+# The demo's three tasks take 95 ms of slot time per frame: at 20 frames/s, 1.9 x the slot.
+OVERLOAD_FPS = 20.0
+
+
+def start_demo(env: dict, fps: float = OVERLOAD_FPS, **node_parameters):
+    """
+    Start the demo's camera (at fps) and node as processes; return (camera, node).
+
+    config/demo.yaml holds both; node_parameters override the node's (name: value).
+    """
+    params = share('config', 'demo.yaml')
+    camera = Background([executable('synthetic_camera'), '--ros-args', '-r',
+                         '__node:=synthetic_camera', '--params-file', params, '-p',
+                         f'fps:={fps}'], env)
+    overrides = []
+    for name, value in node_parameters.items():
+        overrides += ['-p', f'{name}:={value}']
+    node = Background([executable('orchestrator'), '--ros-args', '-r',
+                       '__node:=inferedge_orchestrator', '--params-file', params] + overrides,
+                      env)
+    return camera, node
+
+
 class ScriptNode:
     """A node of the script itself, in a context of its own: subscriptions, service calls."""
 

@@ -35,24 +35,7 @@ import sys
 import time
 
 from inferedge_orchestrator.telemetry.process_stats import read_process_stats
-from ros_launch import Background, executable, ros_environment, ScriptNode, share
-
-FPS = 20.0  # the demo's three tasks take 95 ms of slot time per frame: 1.9 x the slot
-
-
-def start_demo(env, leak_kib, isolation, report):
-    """Start the demo's camera and node; return (camera, node)."""
-    params = share('config', 'demo.yaml')
-    camera = Background([executable('synthetic_camera'), '--ros-args', '-r',
-                         '__node:=synthetic_camera', '--params-file', params, '-p',
-                         f'fps:={FPS}'], env)
-    overrides = ['-p', f'report_path:={report}', '-p',
-                 f'detector.worker_options.leak_kib:={leak_kib}', '-p',
-                 f'cpu.isolation:={isolation}']
-    node = Background([executable('orchestrator'), '--ros-args', '-r',
-                       '__node:=inferedge_orchestrator', '--params-file', params] + overrides,
-                      env)
-    return camera, node
+from ros_launch import ros_environment, ScriptNode, start_demo
 
 
 class TelemetryReader(ScriptNode):
@@ -124,8 +107,9 @@ def main(argv=None) -> int:
     name = f'soak_{args.isolation}_leak{args.leak_kib}'
     env = ros_environment(args.domain)
     from inferedge_orchestrator_ros.messages import telemetry_invariant_violations
-    camera, node = start_demo(env, args.leak_kib, args.isolation,
-                              os.path.join(args.out, f'{name}_report.json'))
+    camera, node = start_demo(env, **{
+        'report_path': os.path.join(args.out, f'{name}_report.json'),
+        'detector.worker_options.leak_kib': args.leak_kib, 'cpu.isolation': args.isolation})
     reader = TelemetryReader(args.domain)
     samples = []
     start = time.monotonic()
