@@ -458,6 +458,12 @@ class _Channel:
     def __init__(self, worker: TritonWorker):
         self.worker = worker
         self.client = worker._new_client()
+        module = worker._client
+        self.constants = []  # the extra inputs: the same each frame, serialised once
+        for name, (datatype, value) in worker._extra.items():
+            constant = module.InferInput(name, list(value.shape), datatype)
+            constant.set_data_from_numpy(value)
+            self.constants.append(constant)
         self.call = None  # the gRPC request in flight (abort cancels it)
         self.regions: Dict[str, Any] = {}  # 'input' or an output name -> SharedMemory
         self.registered = -1  # the worker's epoch when the regions were registered
@@ -481,11 +487,7 @@ class _Channel:
             image.set_shared_memory(self._name('input'), tensor.nbytes)
         else:
             image.set_data_from_numpy(tensor)
-        inputs = [image]
-        for name, (datatype, value) in worker._extra.items():
-            extra = module.InferInput(name, list(value.shape), datatype)
-            extra.set_data_from_numpy(value)
-            inputs.append(extra)
+        inputs = [image] + self.constants
         outputs = []
         for name in worker.output_names:
             output = module.InferRequestedOutput(name)
