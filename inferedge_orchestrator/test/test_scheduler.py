@@ -152,3 +152,59 @@ def test_the_fast_prediction_is_cautious_with_few_samples_and_right_with_many():
     many = [draws.lognormvariate(mu, sigma) for _ in range(5000)]
     assert abs(predicted_fast(many) / true_fast - 1.0) < 0.03
     assert math.isclose(predicted_fast([0.02] * 7), 0.02, rel_tol=1e-6)  # constant: that time
+
+
+def test_predictions_follow_a_task_that_changed_within_three_samples():
+    # The first faster sample widens the fit (its fast quantile near 0): the next ones are
+    # judged by the band from before the streak began.
+    (task,) = states({'name': 'slow_start', 'worker_options': {'latency_ms': 2}})
+    task.set_expected(0.002)
+    for _ in range(10):
+        task.record_service(0.100)
+    assert task.predicted_s == 0.100 and math.isclose(task.fast_s, 0.100)
+    for _ in range(3):
+        task.record_service(0.002)
+    assert task.predicted_s < 0.01
+    # The same times a hair apart (clock and float noise) are no change at all.
+    (steady,) = states({'name': 'steady'})
+    for index in range(20):
+        steady.record_service(0.05 + (1e-12 if index % 2 else -1e-12))
+    assert math.isclose(steady.fast_s, 0.05) and steady.predicted_s <= 0.05 + 1e-9
+
+
+def test_before_enough_samples_the_high_prediction_is_the_slowest_seen():
+    (task,) = states({'name': 'early'})
+    task.set_expected(0.050)
+    task.record_service(0.080)
+    assert task.predicted_s == 0.080  # not the guess: a job as slow has been seen
+    task.record_service(0.030)
+    assert task.predicted_s == 0.080 and task.median_s == 0.050  # the guess until 5 samples
+
+
+def test_the_hold_expects_a_frame_at_its_stamp_plus_the_smallest_recent_age():
+    (task,) = states({'name': 'camera_task', 'latency_budget_ms': 100})
+    # Taken every 100 ms; transport ages 2 to 9 ms.
+    for index, age in enumerate((0.009, 0.002, 0.005, 0.008)):
+        task.note_arrival(index * 0.1 + age, age)
+    arrival, deadline = task.next_expected_frame(0.31)
+    assert math.isclose(arrival, 0.4 + 0.002) and math.isclose(deadline, 0.4 + 0.1)
+
+
+def test_hold_probes_of_a_noisy_task_do_not_cost_the_higher_task_its_frames():
+    # A 153 +- 38 ms task under a 102 ms one whose 5 Hz frames leave it room only when it runs
+    # short: its measured p95 holds it, and its mean (the worker's guess) would not. Probes
+    # that ended within the measured band used to count as disputing it: a probe every 3 held
+    # frames, each a coin toss for the higher task's next frame (83 of 100 within budget).
+    def task(name, priority, budget, mean, spread, seed):
+        return {'name': name, 'priority': priority, 'latency_budget_ms': budget,
+                'queue_size': 1, 'worker_options': {'latency_ms': mean, 'jitter_ms': spread,
+                                                    'distribution': 'lognormal', 'seed': seed}}
+    config = {'orchestrator': {'telemetry': {'resources': False},
+                               'shedding': {'enabled': False}},
+              'inputs': {'camera': {'rate_hz': 5.0, 'age_ms': 1.0}},
+              'tasks': [task('top', 3, 205.0, 102.0, 0.0, 1),
+                        task('noisy', 2, 410.0, 153.0, 38.0, 2),
+                        task('short', 1, 410.0, 45.0, 0.0, 3)]}
+    tasks = Simulation(config).run(periodic_trace(['camera'], 100, 0.2), 20.5)['final']['tasks']
+    assert tasks['top']['completed_within_budget'] >= 97
+    assert tasks['noisy']['executed'] > 0 and tasks['noisy']['held_for_priority'] > 0

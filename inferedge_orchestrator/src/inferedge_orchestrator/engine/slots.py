@@ -206,8 +206,8 @@ class SlotSupervision:
             telemetry.within_budget += 1
         else:
             risk.loss(reasons.DEADLINE_MISS, now - job.blocking <= job.deadline)
-        if job.hold_probe:  # a service under the held prediction: probe again soon
-            task.probe_ended(now, service < task.predicted_s)
+        if job.hold_probe:  # faster than its history allows: the hold's measurement is stale
+            task.probe_ended(now, service < task.fast_s)
         elif job.probe or result.deadline_met:
             task.probe_ended(now, result.deadline_met)
         grown = task.record_service(service)

@@ -60,8 +60,12 @@ PROBE_AFTER = 3
 # one; each 5% likely, so by chance 1 in 8000) start the history again from them.
 SHIFT_AFTER = 3
 PROBE_INTERVAL_MAX_S = 1.0
+RESOLUTION_S = 1e-6  # service times closer than this are the same (clock and float noise)
 INTERARRIVAL_SMOOTHING = 0.1
 IDLE_INTERARRIVALS = 2.0  # a source silent for this many mean intervals is not expected
+# Transport ages vary: the next frame may arrive as early as its stamp plus the smallest of
+# the recent ages, which is when the hold must expect it.
+AGE_HISTORY = 16
 
 
 def quantile(ordered: List[float], q: float) -> float:
@@ -147,14 +151,17 @@ class TaskState:
         self.hold_streak = 0  # frames the priority hold kept back since a job started
         self._measured = False  # MIN_SAMPLES reached: the predictions are the measurements'
         self._shift_side, self._shift_count = 0, 0
+        self._shift_band = (0.0, 0.0)  # (fast, high) when the streak began
         self.probe_interval_s = 0.0  # the wait after a probe that ended late
         self.probe_not_before = -math.inf  # no probe before then
         # Slot-seconds of lower-priority jobs on the pool, divided by its slots, since start:
         # the blocking a frame suffered is the growth of this integral while it waited.
         self.lower_busy = 0.0
         self.last_arrival: Optional[float] = None
-        self.mean_interarrival: Optional[float] = None
+        self.last_stamp = 0.0  # the last frame's arrival less its age: when it was taken
+        self.mean_interarrival: Optional[float] = None  # of the stamps: the source's period
         self.last_age = 0.0
+        self._ages = deque(maxlen=AGE_HISTORY)
         self.routed_rate = RateMeter()
         self.admitted_rate = RateMeter()
         self.started_rate = RateMeter()
@@ -214,11 +221,18 @@ class TaskState:
         """Add a measured service time; return how much the drop predictor grew (s)."""
         side = 0
         if self._measured:
-            side = -1 if seconds < self.fast_s else (1 if seconds > self.predicted_s else 0)
+            # Against the band the history predicted when the streak began: the first sample
+            # of a shift widens the fit (one 2 ms run among 100 ms ones puts its fast quantile
+            # near 0), and the rest must not be judged by it.
+            low, high = self._shift_band if self._shift_count else (self.fast_s,
+                                                                    self.predicted_s)
+            side = -1 if seconds < low - RESOLUTION_S else (
+                1 if seconds > high + RESOLUTION_S else 0)
         if side and side == self._shift_side:
             self._shift_count += 1
         else:
             self._shift_side, self._shift_count = side, 1 if side else 0
+            self._shift_band = (self.fast_s, self.predicted_s)
         history, ordered = self._service, self._ordered
         if self._shift_count >= SHIFT_AFTER:  # the task changed: its recent samples only
             recent = list(history)[-(SHIFT_AFTER - 1):]
@@ -238,13 +252,16 @@ class TaskState:
         count = len(ordered)
         if count >= MIN_SAMPLES:
             self._measured = True
-        if not self._measured:
+        if not self._measured:  # too few for a p95: no job is expected to exceed the slowest
+            self.predicted_s = max(self.expected_s, ordered[-1])
             return 0.0
         previous = self.fast_s
         self.predicted_s = quantile(ordered, HIGH_QUANTILE)
         self.median_s = quantile(ordered, 0.5)
-        self.fast_s = predicted_lognormal_quantile(count, self._log_sum, self._log_square_sum,
-                                                   FAST_Z)
+        # A low quantile is below the median; without spread the fit's exp(log) round trip
+        # could put it a hair above every sample, all of which would then look faster.
+        self.fast_s = min(self.median_s, predicted_lognormal_quantile(
+            count, self._log_sum, self._log_square_sum, FAST_Z))
         return max(0.0, self.fast_s - previous)
 
     def _add_sample(self, seconds: float) -> None:
@@ -255,14 +272,21 @@ class TaskState:
         self._log_square_sum += log * log
 
     def note_arrival(self, now: float, age: float) -> None:
+        stamp = now - age
         if self.last_arrival is not None:
-            gap = now - self.last_arrival
+            # The stamps' gaps: the source's period, without the transport's jitter (a frame
+            # whose stamp went back, reordered or restamped, counts by its arrival).
+            gap = stamp - self.last_stamp
+            if gap <= 0.0:
+                gap = now - self.last_arrival
             if self.mean_interarrival is None:
                 self.mean_interarrival = gap
             else:
                 self.mean_interarrival += INTERARRIVAL_SMOOTHING * (gap - self.mean_interarrival)
         self.last_arrival = now
+        self.last_stamp = stamp
         self.last_age = age
+        self._ages.append(age)
         self.routed_rate.add(now)
 
     def admit(self, now: float) -> bool:
@@ -279,18 +303,21 @@ class TaskState:
         self.admitted_rate.add(now)
         return True
 
-    def next_expected_arrival(self, now: float) -> Optional[float]:
+    def next_expected_frame(self, now: float) -> Optional[Tuple[float, float]]:
         """
-        When the next frame should arrive; None if unknown or the source went quiet.
+        Return (the earliest the next frame may arrive, its deadline); None if unknown or quiet.
 
+        Its stamp is the last one plus the source's period; it arrives as early as that plus
+        the smallest recent transport age, and its deadline is its stamp plus the budget.
         After a single arrival the interval is unknown: the next frame may come at once, and
         is expected so for one latency budget.
         """
         if self.last_arrival is None or now >= self.expectation_ends():
             return None
         if self.mean_interarrival is None:
-            return now
-        return max(now, self.last_arrival + self.mean_interarrival)
+            return now, now + self.budget_s - self.last_age
+        stamp = self.last_stamp + self.mean_interarrival
+        return max(now, stamp + min(self._ages)), stamp + self.budget_s
 
     def expectation_ends(self) -> float:
         """Return the time after which a silent source is no longer expected to send a frame."""
@@ -319,10 +346,10 @@ def hold_for(candidate: TaskState, tasks: List[TaskState], now: float,
             break
         if not other.config.enabled:
             continue
-        expected = other.next_expected_arrival(now)
-        if expected is None or expected >= end:
+        frame = other.next_expected_frame(now)
+        if frame is None or frame[0] >= end:
             continue
-        deadline = expected + other.budget_s - other.last_age
+        expected, deadline = frame
         if end + ahead + other.predicted_s > deadline:
             return other, other.expectation_ends()
         interval = other.mean_interarrival
@@ -346,7 +373,9 @@ def probes_hold(candidate: TaskState, tasks: List[TaskState], now: float) -> boo
     again, so one slow start (seen: a classifier's first runs at 108 ms, 3 ms after) would
     hold it for good. When the worker's warm-up time (expected_s) would not be held, the
     measurement may be stale: after PROBE_AFTER held frames the next one runs, spaced out
-    like the drop probes while probes confirm the measurement.
+    like the drop probes while probes confirm the measurement. Only a probe faster than the
+    measured fast quantile disputes it (a noisy task's runs are mostly under its p95: counting
+    those as news probed it every few frames, each a gamble with the higher task's frame).
     """
     return (candidate.expected_s > 0.0 and candidate.may_probe_hold(now) and
             hold_for(candidate, tasks, now, candidate.expected_s)[0] is None)
