@@ -224,15 +224,21 @@ class TaskState:
             # Against the band the history predicted when the streak began: the first sample
             # of a shift widens the fit (one 2 ms run among 100 ms ones puts its fast quantile
             # near 0), and the rest must not be judged by it.
-            low, high = self._shift_band if self._shift_count else (self.fast_s,
-                                                                    self.predicted_s)
-            side = -1 if seconds < low - RESOLUTION_S else (
-                1 if seconds > high + RESOLUTION_S else 0)
+            if self._shift_count:
+                low, high = self._shift_band
+            else:
+                low, high = self.fast_s, self.predicted_s
+            if seconds < low - RESOLUTION_S:
+                side = -1
+            elif seconds > high + RESOLUTION_S:
+                side = 1
         if side and side == self._shift_side:
             self._shift_count += 1
-        else:
-            self._shift_side, self._shift_count = side, 1 if side else 0
+        elif side:
+            self._shift_side, self._shift_count = side, 1
             self._shift_band = (self.fast_s, self.predicted_s)
+        else:
+            self._shift_side = self._shift_count = 0
         history, ordered = self._service, self._ordered
         if self._shift_count >= SHIFT_AFTER:  # the task changed: its recent samples only
             recent = list(history)[-(SHIFT_AFTER - 1):]
