@@ -20,6 +20,7 @@ the loopback interface only, without multicast, on the test file's own ROS_DOMAI
 """
 
 import os
+import unittest
 
 from inferedge_orchestrator_ros.environment import LOOPBACK_ENV, loopback_environment
 
@@ -84,3 +85,24 @@ def camera_node(name: str = 'camera', **parameters):
     return Node(package='inferedge_orchestrator_ros', executable='synthetic_camera',
                 name=name, output='screen',
                 parameters=[dict({'fps': 15.0, 'width': 160, 'height': 120}, **parameters)])
+
+
+class ListenerTestCase(unittest.TestCase):
+    """
+    A launch test's active tests, with a Listener (ros_launch_helpers) on its domain.
+
+    Subclasses set domain_id and listener_name. rclpy is imported only when the tests run:
+    launch_testing imports every test module at collection, with or without ROS.
+    """
+
+    domain_id = None
+    listener_name = None
+
+    @classmethod
+    def setUpClass(cls):
+        from .ros_launch_helpers import Listener
+        cls.listener = Listener(cls.domain_id, cls.listener_name)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.listener.close()

@@ -32,6 +32,7 @@ import launch_testing
 import launch_testing.asserts
 import pytest
 
+from . import ros_test_env
 from .generated_models import detector_model
 from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
 from .ros_test_env import orchestrator_node, package_available
@@ -98,16 +99,10 @@ def generate_test_description():
     return launch_test_description(DOMAIN_ID, *actions, orchestrator_node(parameters))
 
 
-class TestDecoders(unittest.TestCase):
+class TestDecoders(ros_test_env.ListenerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        from .ros_launch_helpers import Listener
-        cls.listener = Listener(DOMAIN_ID, 'decoders_test_listener')
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.listener.close()
+    domain_id = DOMAIN_ID
+    listener_name = 'decoders_test_listener'
 
     def test_1_detections_arrive_in_source_pixels_with_the_source_header(self):
         from vision_msgs.msg import Detection2DArray

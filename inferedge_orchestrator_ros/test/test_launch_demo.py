@@ -33,6 +33,7 @@ import launch_testing.asserts
 from launch_testing_ros import WaitForTopics
 import pytest
 
+from . import ros_test_env
 from .ros_test_env import launch_test_description, NOT_BUILT, package_available
 
 BUILT = package_available()
@@ -51,16 +52,10 @@ def generate_test_description():
         PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'demo.launch.py'))))
 
 
-class TestDemo(unittest.TestCase):
+class TestDemo(ros_test_env.ListenerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        from .ros_launch_helpers import Listener
-        cls.listener = Listener(DOMAIN_ID, 'demo_test_listener')
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.listener.close()
+    domain_id = DOMAIN_ID
+    listener_name = 'demo_test_listener'
 
     def test_1_results_telemetry_and_decisions_arrive(self):
         from inferedge_orchestrator_msgs.msg import (InferenceResult, OrchestratorTelemetry,

@@ -28,6 +28,7 @@ import launch_testing.asserts
 import numpy as np
 import pytest
 
+from . import ros_test_env
 from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
 from .ros_test_env import orchestrator_node, package_available
 
@@ -60,16 +61,10 @@ def _by_name(items):
     return {item.name: item for item in items}
 
 
-class TestEncodings(unittest.TestCase):
+class TestEncodings(ros_test_env.ListenerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        from .ros_launch_helpers import Listener
-        cls.listener = Listener(DOMAIN_ID, 'encodings_test')
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.listener.close()
+    domain_id = DOMAIN_ID
+    listener_name = 'encodings_test'
 
     def test_1_every_camera_feeds_its_task(self):
         telemetry = self.listener.telemetry_after(

@@ -28,6 +28,7 @@ import launch_testing
 import launch_testing.asserts
 import pytest
 
+from . import ros_test_env
 from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
 from .ros_test_env import orchestrator_node, package_available
 
@@ -62,16 +63,10 @@ def generate_test_description():
     return launch_test_description(DOMAIN_ID, camera, orchestrator)
 
 
-class TestHang(unittest.TestCase):
+class TestHang(ros_test_env.ListenerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        from .ros_launch_helpers import Listener
-        cls.listener = Listener(DOMAIN_ID, 'hang_test')
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.listener.close()
+    domain_id = DOMAIN_ID
+    listener_name = 'hang_test'
 
     def test_1_a_hung_call_times_out_and_its_slot_is_replaced(self):
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus

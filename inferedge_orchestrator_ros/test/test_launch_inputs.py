@@ -32,6 +32,7 @@ import launch_testing
 import launch_testing.asserts
 import pytest
 
+from . import ros_test_env
 from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
 from .ros_test_env import orchestrator_node, package_available
 
@@ -88,16 +89,10 @@ def _by_name(items):
     return {item.name: item for item in items}
 
 
-class TestInputs(unittest.TestCase):
+class TestInputs(ros_test_env.ListenerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        from .ros_launch_helpers import Listener
-        cls.listener = Listener(DOMAIN_ID, 'inputs_test')
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.listener.close()
+    domain_id = DOMAIN_ID
+    listener_name = 'inputs_test'
 
     def test_best_effort_and_reliable_cameras(self):
         telemetry = self.listener.telemetry_after(

@@ -30,6 +30,7 @@ import launch_testing
 import launch_testing.asserts
 import pytest
 
+from . import ros_test_env
 from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
 from .ros_test_env import orchestrator_node, package_available
 
@@ -93,16 +94,10 @@ def worker_children():
     return found
 
 
-class TestIsolation(unittest.TestCase):
+class TestIsolation(ros_test_env.ListenerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        from .ros_launch_helpers import Listener
-        cls.listener = Listener(DOMAIN_ID, 'isolation_test')
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.listener.close()
+    domain_id = DOMAIN_ID
+    listener_name = 'isolation_test'
 
     def test_1_crashes_stay_in_their_task(self):
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus

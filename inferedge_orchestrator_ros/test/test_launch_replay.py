@@ -35,6 +35,7 @@ import launch_testing
 import launch_testing.asserts
 import pytest
 
+from . import ros_test_env
 from .ros_test_env import launch_test_description, NOT_BUILT, package_available
 from .ros_test_env import ros_environment
 
@@ -97,16 +98,14 @@ def generate_test_description():
                                    replay_node('wall', False))
 
 
-class TestReplay(unittest.TestCase):
+class TestReplay(ros_test_env.ListenerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        from .ros_launch_helpers import Listener
-        cls.listener = Listener(DOMAIN_ID, 'replay_test')
+    domain_id = DOMAIN_ID
+    listener_name = 'replay_test'
 
     @classmethod
     def tearDownClass(cls):
-        cls.listener.close()
+        super().tearDownClass()
         shutil.rmtree(BAG, ignore_errors=True)
 
     def test_replay_with_the_bag_clock(self):

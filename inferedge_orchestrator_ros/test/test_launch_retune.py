@@ -27,6 +27,7 @@ import launch_testing
 import launch_testing.asserts
 import pytest
 
+from . import ros_test_env
 from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
 from .ros_test_env import orchestrator_node, package_available
 
@@ -58,16 +59,10 @@ def increments(messages, name):
     return [after - before for before, after in zip(executed, executed[1:])]
 
 
-class TestRetune(unittest.TestCase):
+class TestRetune(ros_test_env.ListenerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        from .ros_launch_helpers import Listener
-        cls.listener = Listener(DOMAIN_ID, 'retune_test')
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.listener.close()
+    domain_id = DOMAIN_ID
+    listener_name = 'retune_test'
 
     def test_1_priority_swap(self):
         from inferedge_orchestrator_msgs.msg import SchedulerDecision

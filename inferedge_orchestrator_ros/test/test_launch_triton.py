@@ -33,6 +33,7 @@ import launch_testing
 import launch_testing.asserts
 import pytest
 
+from . import ros_test_env
 from .generated_models import detector_model
 from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
 from .ros_test_env import orchestrator_node, package_available
@@ -103,16 +104,10 @@ def generate_test_description():
                                    orchestrator=orchestrator, tritonserver=tritonserver)
 
 
-class TestTriton(unittest.TestCase):
+class TestTriton(ros_test_env.ListenerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        from .ros_launch_helpers import Listener
-        cls.listener = Listener(DOMAIN_ID, 'triton_test')
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.listener.close()
+    domain_id = DOMAIN_ID
+    listener_name = 'triton_test'
 
     def test_1_the_telemetry_shows_the_server_pool_beside_the_local_one(self):
         from vision_msgs.msg import Detection2DArray
