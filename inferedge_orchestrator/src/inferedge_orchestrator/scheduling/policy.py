@@ -160,8 +160,7 @@ class TaskState:
         self.last_arrival: Optional[float] = None
         self.last_stamp = 0.0  # the last frame's arrival less its age: when it was taken
         self.mean_interarrival: Optional[float] = None  # of the stamps: the source's period
-        self.last_age = 0.0
-        self._ages = deque(maxlen=AGE_HISTORY)
+        self._ages = deque(maxlen=AGE_HISTORY)  # the last frames' transport ages
         self.routed_rate = RateMeter()
         self.admitted_rate = RateMeter()
         self.started_rate = RateMeter()
@@ -291,7 +290,6 @@ class TaskState:
                 self.mean_interarrival += INTERARRIVAL_SMOOTHING * (gap - self.mean_interarrival)
         self.last_arrival = now
         self.last_stamp = stamp
-        self.last_age = age
         self._ages.append(age)
         self.routed_rate.add(now)
 
@@ -321,7 +319,7 @@ class TaskState:
         if self.last_arrival is None or now >= self.expectation_ends():
             return None
         if self.mean_interarrival is None:
-            return now, now + self.budget_s - self.last_age
+            return now, now + self.budget_s - self._ages[-1]
         stamp = self.last_stamp + self.mean_interarrival
         return max(now, stamp + min(self._ages)), stamp + self.budget_s
 
