@@ -26,10 +26,10 @@ what executes a slot's jobs (docs/engine_api.md, "Pool back-ends"):
 - hand(slot, job) and next_job(slot): the hand-off of one job to a started slot;
 - stop_slot(slot): end the executor after its job; returns what stop() joins;
 - abort(job): stop a job past its timeout; True when the slot is free again at once;
-- retires_stuck: a slot whose job never returns (3 x timeout_ms) is retired; replaces_stuck:
-  the task then gets a fresh worker on a new slot (a thread cannot be stopped);
+- retires_stuck: a slot whose job never returns (3 x timeout_ms) is retired (a thread cannot
+  be stopped); a replaceable worker (Worker.replaceable) then gets a fresh one on a new slot;
 - call(job, budget_left_s): the model call of a job, on its slot's thread;
-- down, lost(started, detail), stop(): a server pool's circuit breaker (below).
+- down, lost(started), stop(): a server pool's circuit breaker (below).
 
 A dead or broken slot is detected in band: its call raises WorkerCrashed (reason
 worker_crashed), and the back-end replaces what died before the slot's next job.
@@ -46,7 +46,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, Dict, Optional
 
 from inferedge_orchestrator.config.model import PoolConfig, TaskConfig
 from inferedge_orchestrator.workers.base import Worker
@@ -61,7 +61,6 @@ class PoolBackend:
 
     kind = ''  # thread, process or server: in the pool's telemetry
     retires_stuck = True
-    replaces_stuck = False
     down = False  # a server pool whose breaker is open: its frames are dropped at dispatch
     outages = probes = 0
 
@@ -95,7 +94,7 @@ class PoolBackend:
         """Run a job's model call on its slot's thread; return the InferenceOutput."""
         return job.worker.infer(job.frame)
 
-    def lost(self, started: float, detail: str) -> bool:
+    def lost(self, started: float) -> bool:
         """Note that a job started at started could not reach its server; True: now down."""
         return False
 
@@ -108,7 +107,6 @@ class ThreadBackend(PoolBackend):
     """Slots run by threads of the engine's process: the jobs call the task's worker there."""
 
     kind = 'thread'
-    replaces_stuck = True
 
     def make_worker(self, task: TaskConfig, slots: int,
                     create: Optional[WorkerFactory]) -> Worker:
@@ -154,8 +152,7 @@ class ProcessBackend(ThreadBackend):
     The slots are still threads of the engine's process; each waits on its child (process.py).
     """
 
-    kind = 'process'
-    replaces_stuck = False  # abort() kills the child: the slot never gets stuck
+    kind = 'process'  # abort() kills the child: the slot never gets stuck
 
     def make_worker(self, task: TaskConfig, slots: int,
                     create: Optional[WorkerFactory]) -> Worker:
@@ -183,39 +180,37 @@ class ServerBackend(ThreadBackend):
     # A request ends by its client_timeout_ms (gRPC: abort() cancels it), and its slot with it:
     # retiring the slot would only lose it, and a new worker would wait on the same server.
     retires_stuck = False
-    replaces_stuck = False
 
     def __init__(self, config: PoolConfig,
                  on_respawn: Optional[Callable[[str, str], None]] = None,
                  on_server_up: Optional[Callable[[str, str], None]] = None):
         super().__init__(config, on_respawn, on_server_up)
-        self._workers: List[Worker] = []  # the pool's tasks' workers: the probe asks each
+        # The pool's tasks' workers, by task (a load retried replaces them): the probe asks each.
+        self._workers: Dict[str, Worker] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._prober: Optional[threading.Thread] = None
-        self._outage = 0  # the outage the running probe thread belongs to
         self.up_since = float('-inf')  # engine clock: when the breaker last closed
 
     def make_worker(self, task: TaskConfig, slots: int,
                     create: Optional[WorkerFactory]) -> Worker:
         worker = super().make_worker(task, slots, create)
-        self._workers.append(worker)
+        self._workers[task.name] = worker
         return worker
 
     def call(self, job, budget_left_s: float):
         task = job.task
         # A task that runs late frames anyway gives the server no deadline either.
-        budget = None if task.config.on_deadline == 'run' else budget_left_s
+        budget = budget_left_s if task.drops_late else None
         return job.worker.infer(job.frame, budget_s=budget, priority_rank=task.priority_rank)
 
-    def lost(self, started: float, detail: str) -> bool:
+    def lost(self, started: float) -> bool:
         """Open the breaker and start probing, unless it is open or the job predates SERVER_UP."""
         with self._lock:
             if self.down or started < self.up_since or self._stopping.is_set():
                 return False
             self.down = True
             self.outages += 1
-            self._outage = self.outages
             self._prober = threading.Thread(target=self._probe_loop, args=(self.outages,),
                                             name=f'inferedge-probe-{self.config.name}',
                                             daemon=True)
@@ -247,12 +242,12 @@ class ServerBackend(ThreadBackend):
         started = time.monotonic()
         while not self._stopping.wait(backoff):
             with self._lock:
-                if outage != self._outage or not self.down:
+                if outage != self.outages or not self.down:
                     return
                 self.probes += 1
                 probes = self.probes
             try:
-                answers = [worker.probe() for worker in self._workers]
+                answers = [worker.probe() for worker in self._workers.values()]
             except Exception as error:  # noqa: B902 - any failure means: not yet
                 LOGGER.debug('pool %s: probe %d: %s', config.name, probes, error)
                 backoff = min(2.0 * backoff, config.probe_backoff_max_s)

@@ -20,7 +20,6 @@ time (utilisation) and the blocking integral each task's frames wait behind lowe
 The engine holds the lock around every call.
 """
 
-import queue
 import threading
 from typing import List, Optional
 
@@ -40,7 +39,7 @@ class Slot:
         self.job: Optional[Job] = None
         self.retired = False
         self.thread: Optional[threading.Thread] = None
-        self.inbox: 'queue.SimpleQueue' = queue.SimpleQueue()
+        self.inbox = None  # the back-end's hand-off queue, once it starts the slot
 
 
 class Job:

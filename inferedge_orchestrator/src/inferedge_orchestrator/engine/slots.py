@@ -171,7 +171,7 @@ class SlotSupervision:
                 self.decisions.add(now, reasons.WORKER_CRASH_EVENT, reason, task=task.name,
                                    queue_depths=self._queue_depths(), detail=str(error))
             elif reason == reasons.SERVER_UNAVAILABLE and \
-                    pool.backend.lost(job.start, str(error)):
+                    pool.backend.lost(job.start):
                 config = pool.backend.config
                 self.decisions.add(now, reasons.SERVER_DOWN, reason, task=task.name,
                                    queue_depths=self._queue_depths(),
@@ -300,8 +300,7 @@ class SlotSupervision:
                            detail=f'slot {pool.name}/{slot.id} stuck for '
                                   f'{1000 * (now - job.start):.0f} ms; pool capacity '
                                   f'{len(pool.slots)}')
-        if not self.virtual and job.worker is not None and pool.backend.replaces_stuck and \
-                job.worker.replaceable:
+        if not self.virtual and job.worker is not None and job.worker.replaceable:
             threading.Thread(target=self._replace_worker, args=(task, pool),
                              name=f'inferedge-replace-{task.name}', daemon=True).start()
 
