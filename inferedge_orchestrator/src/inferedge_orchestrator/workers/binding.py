@@ -23,7 +23,7 @@ engine its first service-time guesses.
 
 from dataclasses import dataclass, field
 import statistics
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from inferedge_orchestrator.workers.base import InferenceOutput
 from inferedge_orchestrator.workers.preprocess import constant_input, Preprocessor
@@ -50,8 +50,12 @@ class Binding:
 
 
 def bind_model(inputs: List[TensorSpec], outputs: List[str], options: Dict[str, Any],
-               what: str = 'model') -> Binding:
-    """Bind a task's worker options to a model's tensors; ValueError names the mistake."""
+               what: str = 'model', image_shape: Optional[List] = None) -> Binding:
+    """
+    Bind a task's worker options to a model's tensors; ValueError names the mistake.
+
+    image_shape: the image input's shape instead of the model's (a server's override).
+    """
     by_name = {spec.name: spec for spec in inputs}
     names = ', '.join(by_name)
     extra = options['extra_inputs'] or {}
@@ -66,7 +70,7 @@ def bind_model(inputs: List[TensorSpec], outputs: List[str], options: Dict[str, 
         raise ValueError(f'input: {image_name or "(none)"!r} is not an image input of the '
                          f'{what}; inputs: {names}')
     image = by_name[image_name]
-    preprocess = Preprocessor(image_name, image.shape, image.dtype, options)
+    preprocess = Preprocessor(image_name, image_shape or image.shape, image.dtype, options)
     unfed = [name for name in by_name if name != image_name and name not in extra]
     if unfed:
         raise ValueError(f'the {what} input(s) {", ".join(unfed)} need a value: set '

@@ -43,7 +43,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from inferedge_orchestrator.config.schema import ConfigError, CUSTOM, REQUIRED, setting, table
+from inferedge_orchestrator.config.schema import ConfigError, REQUIRED, setting, table
 from inferedge_orchestrator.decoders.base import ModelInfo
 from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.workers import options as opt
@@ -98,13 +98,11 @@ class TritonWorker(Worker):
 
     kind = 'triton'
     remote = True
-    replaceable = False  # a fresh worker would wait on the same server
     OPTIONS = dict(table(
-        setting('url', REQUIRED, 'the server, host:port (Triton listens on 8001 for gRPC, 8000 '
-                'for HTTP)', kind=CUSTOM, checker=opt.text, allowed_text='host:port'),
+        opt.custom('url', REQUIRED, 'the server, host:port (Triton listens on 8001 for gRPC, '
+                   '8000 for HTTP)', opt.text, 'host:port'),
         setting('protocol', 'grpc', 'the KServe v2 binding', choices=PROTOCOLS),
-        setting('model_name', REQUIRED, 'the model on the server', kind=CUSTOM,
-                checker=opt.text, allowed_text='a model name'),
+        opt.custom('model_name', REQUIRED, 'the model on the server', opt.text, 'a model name'),
         opt.custom('model_version', '', "the model's version (empty: the server's policy)",
                    opt.optional_text, 'a version number, or empty'),
         opt.custom('input_shape', (), "the image input's shape instead of the server's "
@@ -161,7 +159,6 @@ class TritonWorker(Worker):
         self._server_error = Exception
         self._lock = threading.Lock()
         self._channels: Dict[int, _Channel] = {}  # thread id -> its channel
-        self._aborted: set = set()  # slot threads whose job timed out: send nothing more
         self._epoch = 0  # grows when the server was lost: channels register their regions anew
         self.input_name = ''
         self.datatype = ''
@@ -201,17 +198,13 @@ class TritonWorker(Worker):
     def _bind(self, metadata: Dict[str, Any], config: Dict[str, Any]) -> None:
         """Bind the task's options to the model's tensors; read its queue settings."""
         from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype
-        override = list(self.options['input_shape'])
         inputs = {t['name']: t for t in metadata['inputs']}
-        image = self.options['input'] or next(
-            (name for name, t in inputs.items() if len(t['shape']) in (3, 4) and name not in
-             (self.options['extra_inputs'] or {})), '')
-        specs = [TensorSpec(name, override if name == image and override else
-                            [int(d) for d in t['shape']], triton_to_np_dtype(t['datatype']))
-                 for name, t in inputs.items()]
+        specs = [TensorSpec(name, [int(d) for d in t['shape']],
+                            triton_to_np_dtype(t['datatype'])) for name, t in inputs.items()]
         outputs = {t['name']: t for t in metadata['outputs']}
         binding = bind_model(specs, list(outputs), self.options,
-                             f'model {self.model!r} on {self.url}')
+                             f'model {self.model!r} on {self.url}',
+                             list(self.options['input_shape']) or None)
         self.input_name, self.preprocess = binding.input_name, binding.preprocess
         self.datatype = np_to_triton_dtype(self.preprocess.dtype)
         self._extra = {name: (inputs[name]['datatype'], value)
@@ -359,9 +352,11 @@ class TritonWorker(Worker):
         is not sent.
         """
         with self._lock:
-            self._aborted.add(thread_id)
             channel = self._channels.get(thread_id)
-            call = channel.call if channel is not None else None
+            call = None
+            if channel is not None:
+                channel.aborted = True
+                call = channel.call
             if call is not None:
                 call.cancel()  # its callback runs here: it only wakes the slot thread
         return call is not None
@@ -370,10 +365,9 @@ class TritonWorker(Worker):
              priority_rank: Optional[int]) -> InferenceOutput:
         channel = self._channel()
         with self._lock:  # a new job: an abort of the thread's previous one is spent
-            self._aborted.discard(threading.get_ident())
+            channel.aborted = False
         start = time.perf_counter()
-        shape = self.preprocess.input_shape(image.shape[0], image.shape[1])
-        tensor = self.preprocess(image, encoding, channel.input_buffer(shape))
+        tensor = self.preprocess(image, encoding, channel.input_buffer(image))
         settings = {}
         if priority_rank is not None and self.priority_levels:
             settings['priority'] = min(priority_rank + 1, self.priority_levels)
@@ -465,14 +459,17 @@ class _Channel:
             constant.set_data_from_numpy(value)
             self.constants.append(constant)
         self.call = None  # the gRPC request in flight (abort cancels it)
+        self.aborted = False  # its job timed out: send nothing more
         self.regions: Dict[str, Any] = {}  # 'input' or an output name -> SharedMemory
         self.registered = -1  # the worker's epoch when the regions were registered
 
-    def input_buffer(self, shape: Tuple[int, ...]) -> Optional[np.ndarray]:
-        """Return where the preprocessing writes: the input region (shared memory) or None."""
+    def input_buffer(self, image: np.ndarray) -> Optional[np.ndarray]:
+        """Return where image's preprocessing writes: the input region (shared memory) or None."""
         if not self.worker.options['shared_memory']:
             return None
-        dtype = self.worker.preprocess.dtype
+        preprocess = self.worker.preprocess
+        shape = preprocess.input_shape(image.shape[0], image.shape[1])
+        dtype = preprocess.dtype
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         region = self._region('input', size)
         return np.ndarray(shape, dtype=dtype, buffer=region.buf)
@@ -531,7 +528,7 @@ class _Channel:
         return result
 
     def _check_aborted(self) -> None:
-        if threading.get_ident() in self.worker._aborted:
+        if self.aborted:
             raise RuntimeError('the job timed out before its request was sent: not sent')
 
     def _output(self, result, name: str) -> np.ndarray:
