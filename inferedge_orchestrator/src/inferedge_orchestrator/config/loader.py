@@ -23,7 +23,7 @@ imported; docs/config.md has the mapping.
 
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from inferedge_orchestrator.config.model import (InputConfig, OrchestratorConfig, PoolConfig,
                                                  SheddingConfig, TaskConfig, TelemetryConfig)
@@ -123,6 +123,12 @@ def parse_config(data: Any) -> OrchestratorConfig:
     return config
 
 
+def remote_tasks(config: OrchestratorConfig, pool: str) -> List[TaskConfig]:
+    """Return the tasks of a pool whose workers run on a server (the triton kind)."""
+    from inferedge_orchestrator.workers.registry import worker_class
+    return [t for t in config.tasks if t.pool == pool and worker_class(t.worker).remote]
+
+
 def _check_server_pools(config: OrchestratorConfig) -> None:
     """
     Check the server pools: the pools of remote tasks (triton).
@@ -132,12 +138,11 @@ def _check_server_pools(config: OrchestratorConfig) -> None:
     """
     from inferedge_orchestrator.workers.registry import worker_class
     for pool in config.pools.values():
-        tasks = [t for t in config.tasks if t.pool == pool.name]
-        remote = [t for t in tasks if worker_class(t.worker).remote]
+        remote = remote_tasks(config, pool.name)
         if not remote:
             continue
         first = remote[0]
-        local = [t for t in tasks if t not in remote]
+        local = [t for t in config.tasks if t.pool == pool.name and t not in remote]
         if local:
             raise ConfigError(f'tasks.{local[0].name}.pool: {pool.name!r} is the server pool '
                               f'of task {first.name} (worker {first.worker}), whose slots are '

@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from inferedge_orchestrator.config.loader import load_config, parse_task
+from inferedge_orchestrator.config.loader import load_config, parse_task, remote_tasks
 from inferedge_orchestrator.config.model import OrchestratorConfig
 from inferedge_orchestrator.config.model import TaskConfig
 from inferedge_orchestrator.config.schema import ConfigError, schema
@@ -62,7 +62,6 @@ from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
 from inferedge_orchestrator.telemetry.snapshot import (DecisionCounts, PoolSnapshot,
                                                        SheddingSnapshot, Snapshot, TaskSnapshot)
 from inferedge_orchestrator.workers.base import Worker
-from inferedge_orchestrator.workers.registry import worker_class
 
 
 class WorkerLoadError(RuntimeError):
@@ -94,9 +93,8 @@ class Engine(Admission, Dispatch, SlotSupervision):
         self._resources = ResourceMonitor(telemetry.resources and not virtual)
         self._pools = {}
         for name, pool in self.config.pools.items():
-            remote = any(worker_class(t.worker).remote for t in self.config.tasks
-                         if t.pool == name)
-            backend = create_backend(pool, virtual, remote, self._respawned, self._server_up)
+            backend = create_backend(pool, virtual, bool(remote_tasks(self.config, name)),
+                                     self._respawned, self._server_up)
             self._pools[name] = Pool(name, pool.slots, backend)
         self._tasks: List[TaskState] = []
         self._tasks_by_name: Dict[str, TaskState] = {}

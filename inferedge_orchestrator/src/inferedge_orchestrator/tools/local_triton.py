@@ -201,12 +201,11 @@ class LocalTriton:
     """A tritonserver serving one model repository on loopback (see the module's text)."""
 
     def __init__(self, repository: str, workdir: str, install: Optional[ServerInstall] = None,
-                 args: Sequence[str] = (), grpc_address: str = LOOPBACK):
+                 args: Sequence[str] = ()):
         self.repository = repository
         self.workdir = workdir
         self.install = install or find_install()
         self.args = list(args)
-        self.grpc_address = grpc_address
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.process: Optional[subprocess.Popen] = None
         self.sessions: List[int] = []  # every server started: its stubs may outlive it
@@ -228,7 +227,7 @@ class LocalTriton:
         return [self.install.binary, f'--model-repository={self.repository}',
                 f'--backend-directory={self._backends()}',
                 f'--http-address={LOOPBACK}', f'--http-port={self.http_port}',
-                f'--grpc-address={self.grpc_address}', f'--grpc-port={self.grpc_port}',
+                f'--grpc-address={LOOPBACK}', f'--grpc-port={self.grpc_port}',
                 f'--metrics-address={LOOPBACK}', f'--metrics-port={self.metrics_port}',
                 '--model-control-mode=explicit', '--load-model=*', '--exit-timeout-secs=3',
                 '--log-verbose=0'] + self.args
@@ -329,7 +328,7 @@ def end_stub(pid: int) -> None:
         with open(f'/proc/{pid}/cmdline', 'rb') as stream:
             argv = stream.read().split(b'\0')
         os.kill(pid, signal.SIGKILL)
-    except (OSError, ProcessLookupError):
+    except OSError:
         return
     # A stub's argv: the stub, its model.py, then its shared-memory region's name.
     if argv[0].endswith(b'triton_python_backend_stub') and len(argv) > 2:

@@ -303,12 +303,12 @@ class ProcessWorker(Worker):
         try:
             reply = parent.recv()
         except EOFError:
+            reply = None
+        if reply is None or reply[0] != 'ready':
             process.join(timeout=5.0)
-            reply = ('load_error', f'the child exited with code {process.exitcode}')
-        if reply[0] != 'ready':
-            process.join(timeout=5.0)
+            detail = reply[1] if reply else f'the child exited with code {process.exitcode}'
             raise RuntimeError(f'task {self.task_name}: worker {self.inner_kind!r} failed to '
-                               f'load in its child process: {reply[1]}')
+                               f'load in its child process: {detail}')
         child.process, child.connection = process, parent
         self._expected, self._fast, self._model_info = reply[1:]
 
