@@ -37,8 +37,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS
-from inferedge_orchestrator.workers.registry import worker_class
-from inferedge_orchestrator_ros.images import image_to_array, samples
+from inferedge_orchestrator_ros.images import image_to_array, plane_fault, samples
 import numpy as np
 
 TARGETS = ('bgr8', 'rgb8', 'mono8')
@@ -93,13 +92,10 @@ def default_target(config, input_name: str) -> str:
     channel_order: rgb8, bgr8 or mono8); a worker without preprocessing (dummy) gets the
     preprocessing's default order.
     """
-    order = PREPROCESS_OPTIONS['channel_order'].default
-    for task in config.tasks:
-        if task.input == input_name:
-            if 'channel_order' in worker_class(task.worker).OPTIONS:
-                order = task.worker_options.get('channel_order', order)
-            break
-    return CHANNEL_ORDER_TARGETS.get(order, CHANNEL_ORDER_TARGETS['rgb'])
+    default = PREPROCESS_OPTIONS['channel_order'].default
+    order = next((task.worker_options.get('channel_order', default) for task in config.tasks
+                  if task.input == input_name), default)
+    return CHANNEL_ORDER_TARGETS[order]
 
 
 def resolve_target(convert_to: str, config, input_name: str) -> str:
@@ -153,6 +149,13 @@ class Converter:
         self._cv2, opencv_error = _load_opencv()
         self.missing = {CV_BRIDGE: bridge_error, OPENCV: opencv_error}
         self._warned = set()
+        cv2 = self._cv2
+        # target -> OpenCV's conversion code, of nv21 and of nv24's YCrCb.
+        self._nv21_codes = {} if cv2 is None else {
+            'bgr8': cv2.COLOR_YUV2BGR_NV21, 'rgb8': cv2.COLOR_YUV2RGB_NV21,
+            'mono8': cv2.COLOR_YUV2GRAY_NV21}
+        self._ycrcb_codes = {} if cv2 is None else {
+            'bgr8': cv2.COLOR_YCrCb2BGR, 'rgb8': cv2.COLOR_YCrCb2RGB}
 
     def available(self, encoding: str) -> bool:
         """Return whether frames in this camera encoding can be converted here."""
@@ -181,8 +184,7 @@ class Converter:
             image, reason = image_to_array(spec.raw, height, width, step, is_bigendian, data,
                                            max_pixels)
             return image, spec.raw if image is not None else '', reason
-        reason = _check_layout(spec, height, width, step, len(data) *
-                               memoryview(data).itemsize)
+        reason = _check_layout(spec, height, width, step, data)
         if reason:
             return None, '', reason
         missing = self.missing[spec.needs]
@@ -211,9 +213,7 @@ class Converter:
         cv2 = self._cv2
         if spec.layout == 'nv21':
             planes = samples(data, np.dtype(np.uint8), step, height * 3 // 2, 0)[:, :width]
-            code = {'bgr8': cv2.COLOR_YUV2BGR_NV21, 'rgb8': cv2.COLOR_YUV2RGB_NV21,
-                    'mono8': cv2.COLOR_YUV2GRAY_NV21}[target]
-            return cv2.cvtColor(planes, code)
+            return cv2.cvtColor(planes, self._nv21_codes[target])
         luma = samples(data, np.dtype(np.uint8), step, height, 0)[:, :width]
         if target == 'mono8':
             return luma  # as OpenCV's 4:2:0 gray conversions: the Y plane as it is
@@ -221,11 +221,10 @@ class Converter:
         chroma = chroma.reshape(height, 2 * step)[:, :2 * width].reshape(height, width, 2)
         chroma = cv2.LUT(chroma, _CHROMA_FULL)
         ycrcb = cv2.merge([cv2.LUT(luma, _LUMA_FULL), chroma[:, :, 1], chroma[:, :, 0]])
-        code = cv2.COLOR_YCrCb2BGR if target == 'bgr8' else cv2.COLOR_YCrCb2RGB
-        return cv2.cvtColor(ycrcb, code)
+        return cv2.cvtColor(ycrcb, self._ycrcb_codes[target])
 
 
-def _check_layout(spec: CameraEncoding, height: int, width: int, step: int, size: int) -> str:
+def _check_layout(spec: CameraEncoding, height: int, width: int, step: int, data: Any) -> str:
     """Return why a frame's sizes do not fit its encoding's planes ('' when they do)."""
     if spec.layout == 'packed422':
         row, rows, misfit = width * 2, height, width % 2  # a macropixel holds two pixels
@@ -235,13 +234,7 @@ def _check_layout(spec: CameraEncoding, height: int, width: int, step: int, size
         row, rows, misfit = width, height * 3 // 2, width % 2 or height % 2
     else:  # nv24: Y rows of step bytes, then U/V rows of 2 x step bytes
         row, rows, misfit = width, height * 3, 0
-    if step < row:
-        return reasons.STEP_TOO_SMALL
-    if misfit:
-        return reasons.BAD_ARRAY
-    if size < step * rows:
-        return reasons.DATA_TOO_SHORT
-    return ''
+    return plane_fault(step, row, rows, misfit, data)
 
 
 def _missing_text(needs: str, error: str, encoding: str) -> str:

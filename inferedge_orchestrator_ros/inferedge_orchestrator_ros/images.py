@@ -61,16 +61,29 @@ def image_to_array(encoding: str, height: int, width: int, step: int, is_bigendi
     native = np.dtype(dtype_of(encoding))
     itemsize = native.itemsize
     row = width * channels * itemsize
-    if step < row:
-        return None, reasons.STEP_TOO_SMALL
-    if step % itemsize:
-        return None, reasons.BAD_ARRAY
-    if len(data) * memoryview(data).itemsize < step * height:
-        return None, reasons.DATA_TOO_SHORT
+    reason = plane_fault(step, row, height, step % itemsize, data)
+    if reason:
+        return None, reason
     rows = samples(data, native, step, height, is_bigendian)
     if step != row:
         rows = rows[:, :width * channels]
     return rows.reshape(height, width, channels), ''
+
+
+def plane_fault(step: int, row: int, rows: int, misfit: int, data: Any) -> str:
+    """
+    Return why rows of step bytes do not fit a frame's data ('' when they do).
+
+    row: the bytes of a row's pixels; misfit: nonzero when step or the size cannot hold whole
+    samples or macropixels.
+    """
+    if step < row:
+        return reasons.STEP_TOO_SMALL
+    if misfit:
+        return reasons.BAD_ARRAY
+    if len(data) * memoryview(data).itemsize < step * rows:
+        return reasons.DATA_TOO_SHORT
+    return ''
 
 
 def samples(data: Any, native: np.dtype, step: int, height: int, is_bigendian: int
