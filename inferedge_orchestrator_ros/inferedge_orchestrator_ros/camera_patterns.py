@@ -33,6 +33,18 @@ ENCODINGS = tuple(ZERO_COPY) + tuple(CAMERA_ENCODINGS)
 _RGB = {'r': 0, 'g': 1, 'b': 2}
 
 
+def _limited_range_tables():
+    """Return the BT.601 full-to-limited-range lookup tables of luma and chroma (uint8)."""
+    codes = np.arange(256, dtype=np.float64)
+    luma = np.rint(codes * 219.0 / 255.0 + 16.0).astype(np.uint8)
+    chroma = np.rint((codes - 128.0) * 224.0 / 255.0 + 128.0).astype(np.uint8)
+    return luma, chroma
+
+
+# uint8 in, uint8 out: 256 results each, looked up instead of computed per pixel.
+_LUMA_LIMITED, _CHROMA_LIMITED = _limited_range_tables()
+
+
 def camera_image(rgb: np.ndarray, encoding: str) -> np.ndarray:
     """
     Return an HxWx3 rgb8 image in a camera encoding, as the rows of its message's data.
@@ -60,11 +72,11 @@ def camera_image(rgb: np.ndarray, encoding: str) -> np.ndarray:
         interleaved[:, 1::2] = chroma[:quarter].reshape(height // 2, width // 2)  # U
         return np.concatenate([planar[:height], interleaved])
     if spec.layout == 'nv24':
-        full = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.float64)
-        luma = np.rint(full[:, :, 0] * 219.0 / 255.0 + 16.0)
-        chroma = np.rint((full[:, :, [2, 1]] - 128.0) * 224.0 / 255.0 + 128.0)  # U, V
+        full = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+        luma = _LUMA_LIMITED[full[:, :, 0]]
+        chroma = _CHROMA_LIMITED[full[:, :, [2, 1]]]  # U, V
         return np.concatenate([luma, chroma.reshape(height, width * 2).reshape(
-            height * 2, width)]).astype(np.uint8)
+            height * 2, width)])
     pattern = spec.name[len('bayer_'):len('bayer_') + 4]
     mosaic = np.empty((height, width), rgb.dtype)
     for index, letter in enumerate(pattern):
