@@ -25,9 +25,9 @@ RAPIDOCR_MODELS = {
 }
 
 
-def rapidocr_folder() -> Optional[str]:
-    """Return the models folder of rapidocr-onnxruntime (without importing it), or None."""
-    spec = importlib.util.find_spec('rapidocr_onnxruntime')
+def models_folder(package: str) -> Optional[str]:
+    """Return the models folder of a Python package (without importing it), or None."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
     return os.path.join(list(spec.submodule_search_locations)[0], 'models')
@@ -35,7 +35,7 @@ def rapidocr_folder() -> Optional[str]:
 
 def model_paths(given: Dict[str, str]) -> Dict[str, str]:
     """Return a path per task: the given one, else rapidocr's; RuntimeError names what lacks."""
-    folder = rapidocr_folder()
+    folder = models_folder('rapidocr_onnxruntime')
     paths = {task: given.get(task) or (os.path.join(folder, RAPIDOCR_MODELS[task])
                                        if folder else '') for task in given}
     missing = [f'{task}_model' for task, path in paths.items() if not path]

