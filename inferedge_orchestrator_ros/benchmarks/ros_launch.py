@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 
-from inferedge_orchestrator_ros.environment import loopback_environment
+from inferedge_orchestrator_ros.environment import executable, loopback_environment, share
 import numpy as np
 
 
@@ -83,19 +83,6 @@ class Launch(Background):
     def __init__(self, env: dict, launch_file: str, *arguments: str,
                  package: str = 'inferedge_orchestrator_ros'):
         super().__init__(['ros2', 'launch', package, launch_file, *arguments], env)
-
-
-def executable(name: str) -> str:
-    """Return the path of one of the package's executables (the process is then the node)."""
-    from ament_index_python.packages import get_package_prefix
-    return os.path.join(get_package_prefix('inferedge_orchestrator_ros'), 'lib',
-                        'inferedge_orchestrator_ros', name)
-
-
-def share(*parts: str) -> str:
-    """Return a path in the package's share folder (config/demo.yaml, say)."""
-    from ament_index_python.packages import get_package_share_directory
-    return os.path.join(get_package_share_directory('inferedge_orchestrator_ros'), *parts)
 
 
 # The demo's three tasks take 95 ms of slot time per frame: at 20 frames/s, 1.9 x the slot.

@@ -15,10 +15,14 @@
 """
 The loopback-only DDS environment the tests and benchmarks give every ROS process they start.
 
-Run as a script it prints the variables as shell exports (.ci/run evaluates them).
+Also where they find the package's executables and share files. Run as a script it prints the
+variables as shell exports (.ci/run evaluates them).
 """
 
+import os
 import shlex
+
+PACKAGE = 'inferedge_orchestrator_ros'
 
 CYCLONEDDS_URI = (
     '<CycloneDDS><Domain><General><Interfaces><NetworkInterface name="lo"/></Interfaces>'
@@ -36,6 +40,18 @@ LOOPBACK_ENV = {
 def loopback_environment(domain_id: int) -> dict:
     """Return the variables of a loopback-only Cyclone DDS setup on domain_id."""
     return dict(LOOPBACK_ENV, ROS_DOMAIN_ID=str(domain_id))
+
+
+def executable(name: str) -> str:
+    """Return the path of one of the package's executables (the process is then the node)."""
+    from ament_index_python.packages import get_package_prefix
+    return os.path.join(get_package_prefix(PACKAGE), 'lib', PACKAGE, name)
+
+
+def share(*parts: str) -> str:
+    """Return a path in the package's share folder (config/demo.yaml, say)."""
+    from ament_index_python.packages import get_package_share_directory
+    return os.path.join(get_package_share_directory(PACKAGE), *parts)
 
 
 if __name__ == '__main__':

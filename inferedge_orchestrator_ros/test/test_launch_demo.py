@@ -22,10 +22,10 @@ queue_overflow; both invariants hold; (d) every process exits with code 0 after 
 Counts and order only: no wall-clock latency is asserted.
 """
 
-import os
 import unittest
 
 from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator_ros.environment import share
 from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 import launch_testing
@@ -46,10 +46,8 @@ ALLOWED_SHED_REASONS = {reasons.RATE_LIMITED, reasons.EXPIRED, reasons.PREDICTED
 @pytest.mark.launch_test
 @pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
 def generate_test_description():
-    from ament_index_python.packages import get_package_share_directory
-    share = get_package_share_directory('inferedge_orchestrator_ros')
     return launch_test_description(DOMAIN_ID, IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'demo.launch.py'))))
+        PythonLaunchDescriptionSource(share('launch', 'demo.launch.py'))))
 
 
 class TestDemo(ros_test_env.ListenerTestCase):

@@ -31,6 +31,7 @@ import time
 from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.telemetry.invariants import check_invariants
 from inferedge_orchestrator.telemetry.snapshot import Snapshot
+from inferedge_orchestrator_ros.environment import executable
 import pytest
 import rclpy  # noqa: F401 - marks a ROS test module (skipped by name without ROS)
 
@@ -38,12 +39,6 @@ from .ros_test_env import NOT_BUILT, package_available, ros_environment
 
 DOMAIN_ID = 50
 TOPIC = '/signals_test/image'
-
-
-def executable(name):
-    from ament_index_python.packages import get_package_prefix
-    return os.path.join(get_package_prefix('inferedge_orchestrator_ros'), 'lib',
-                        'inferedge_orchestrator_ros', name)
 
 
 def start(name, parameters, log):
