@@ -130,11 +130,13 @@ class Listener:
         from diagnostic_msgs.msg import DiagnosticArray
         arrays = self.subscribe(DiagnosticArray, '/diagnostics')
         seen = {}
+        read = [0]  # the messages already looked at
 
         def reached():
-            for message in arrays:
+            for message in arrays[read[0]:]:
                 for status in message.status:
                     seen.setdefault(status.name.split(': ', 1)[-1], set()).add(status.level)
+            read[0] = len(arrays)
             return level in seen.get(f'task {task}', ())
         assert self.spin_until(reached, timeout), f'task {task} never at level {level}: {seen}'
         return seen
