@@ -20,6 +20,7 @@ the loopback interface only, without multicast, on the test file's own ROS_DOMAI
 """
 
 import os
+import time
 import unittest
 
 from inferedge_orchestrator_ros.environment import LOOPBACK_ENV, loopback_environment
@@ -85,6 +86,19 @@ def camera_node(name: str = 'camera', **parameters):
     return Node(package='inferedge_orchestrator_ros', executable='synthetic_camera',
                 name=name, output='screen',
                 parameters=[dict({'fps': 15.0, 'width': 160, 'height': 120}, **parameters)])
+
+
+def by_name(items) -> dict:
+    """Return telemetry entries (inputs, tasks, pools) by their name."""
+    return {item.name: item for item in items}
+
+
+def left_after(find, timeout_s: float) -> list:
+    """Return what find() still finds once it finds nothing, or after timeout_s (processes)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and find():
+        time.sleep(0.1)
+    return find()
 
 
 class ListenerTestCase(unittest.TestCase):

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from . import ros_test_env
-from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
+from .ros_test_env import by_name, camera_node, launch_test_description, NOT_BUILT
 from .ros_test_env import orchestrator_node, package_available
 
 BUILT = package_available()
@@ -57,10 +57,6 @@ def generate_test_description():
     return launch_test_description(DOMAIN_ID, *cameras, orchestrator_node(parameters))
 
 
-def _by_name(items):
-    return {item.name: item for item in items}
-
-
 class TestEncodings(ros_test_env.ListenerTestCase):
 
     domain_id = DOMAIN_ID
@@ -70,7 +66,7 @@ class TestEncodings(ros_test_env.ListenerTestCase):
         telemetry = self.listener.telemetry_after(
             f'{NODE}/telemetry', timeout=60.0,
             predicate=lambda m: all(t.executed >= 10 for t in m.tasks))
-        inputs, tasks = _by_name(telemetry.inputs), _by_name(telemetry.tasks)
+        inputs, tasks = by_name(telemetry.inputs), by_name(telemetry.tasks)
         for name in CAMERAS:
             self.assertEqual(inputs[name].malformed, 0, inputs[name].malformed_by_reason)
             self.assertGreater(inputs[name].accepted, 0)

@@ -33,7 +33,7 @@ import launch_testing.asserts
 import pytest
 
 from . import ros_test_env
-from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
+from .ros_test_env import by_name, camera_node, launch_test_description, NOT_BUILT
 from .ros_test_env import orchestrator_node, package_available
 
 BUILT = package_available()
@@ -85,10 +85,6 @@ def generate_test_description():
         orchestrator)
 
 
-def _by_name(items):
-    return {item.name: item for item in items}
-
-
 class TestInputs(ros_test_env.ListenerTestCase):
 
     domain_id = DOMAIN_ID
@@ -97,8 +93,8 @@ class TestInputs(ros_test_env.ListenerTestCase):
     def test_best_effort_and_reliable_cameras(self):
         telemetry = self.listener.telemetry_after(
             f'{NODE}/telemetry', timeout=60.0,
-            predicate=lambda m: all(_by_name(m.inputs)[i].received >= 10 for i in ('be', 'rel')))
-        inputs, tasks = _by_name(telemetry.inputs), _by_name(telemetry.tasks)
+            predicate=lambda m: all(by_name(m.inputs)[i].received >= 10 for i in ('be', 'rel')))
+        inputs, tasks = by_name(telemetry.inputs), by_name(telemetry.tasks)
         self.assertEqual(inputs['be'].topic, f'{PREFIX}/be')
         self.assertGreater(tasks['on_be'].executed, 0)
         self.assertEqual(tasks['on_rel'].executed, 0)
@@ -109,14 +105,14 @@ class TestInputs(ros_test_env.ListenerTestCase):
     def test_incompatible_qos_is_counted(self):
         telemetry = self.listener.telemetry_after(
             f'{NODE}/telemetry', timeout=30.0,
-            predicate=lambda m: _by_name(m.inputs)['mismatch'].incompatible_qos > 0)
-        self.assertEqual(_by_name(telemetry.inputs)['mismatch'].received, 0)
+            predicate=lambda m: by_name(m.inputs)['mismatch'].incompatible_qos > 0)
+        self.assertEqual(by_name(telemetry.inputs)['mismatch'].received, 0)
 
     def test_deadline_misses_are_counted(self):
         telemetry = self.listener.telemetry_after(
             f'{NODE}/telemetry', timeout=30.0,
-            predicate=lambda m: _by_name(m.inputs)['paced'].deadline_missed > 0)
-        paced = _by_name(telemetry.inputs)['paced']
+            predicate=lambda m: by_name(m.inputs)['paced'].deadline_missed > 0)
+        paced = by_name(telemetry.inputs)['paced']
         self.assertGreater(paced.received, 0)  # a 10 fps camera offering a 40 ms deadline
         self.assertEqual(paced.incompatible_qos, 0)
 
@@ -126,7 +122,7 @@ class TestInputs(ros_test_env.ListenerTestCase):
         listener = self.listener
         listener.telemetry_after(
             f'{NODE}/telemetry', timeout=30.0,
-            predicate=lambda m: _by_name(m.tasks)['on_jpeg'].executed >= 3)
+            predicate=lambda m: by_name(m.tasks)['on_jpeg'].executed >= 3)
         publisher = listener.node.create_publisher(
             CompressedImage, f'{PREFIX}/jpeg',
             QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
@@ -137,8 +133,8 @@ class TestInputs(ros_test_env.ListenerTestCase):
         publisher.publish(corrupt)
         telemetry = listener.telemetry_after(
             f'{NODE}/telemetry', timeout=30.0,
-            predicate=lambda m: _by_name(m.inputs)['jpeg'].decode_errors >= 1)
-        jpeg, task = _by_name(telemetry.inputs)['jpeg'], _by_name(telemetry.tasks)['on_jpeg']
+            predicate=lambda m: by_name(m.inputs)['jpeg'].decode_errors >= 1)
+        jpeg, task = by_name(telemetry.inputs)['jpeg'], by_name(telemetry.tasks)['on_jpeg']
         self.assertEqual(jpeg.decode_errors, 1)
         self.assertEqual(jpeg.malformed, 0)
         self.assertEqual([(r.reason, r.count) for r in task.failed_by_reason],

@@ -23,7 +23,6 @@ child process behind.
 """
 
 import os
-import time
 import unittest
 
 import launch_testing
@@ -130,7 +129,4 @@ class TestIsolationShutdown(unittest.TestCase):
 
     def test_exit_codes_and_no_child_left(self, proc_info):
         launch_testing.asserts.assertExitCodes(proc_info)
-        end = time.monotonic() + 5.0
-        while time.monotonic() < end and worker_children():
-            time.sleep(0.1)
-        self.assertEqual(worker_children(), [])
+        self.assertEqual(ros_test_env.left_after(worker_children, 5.0), [])

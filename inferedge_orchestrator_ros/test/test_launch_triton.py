@@ -25,7 +25,6 @@ wheel cannot install; a machine that could run it but lacks the server's environ
 
 import os
 import tempfile
-import time
 import unittest
 
 from inferedge_orchestrator.tools.local_triton import unsupported_reason
@@ -152,7 +151,4 @@ class TestTritonShutdown(unittest.TestCase):
 
     def test_exit_codes_and_nothing_of_the_server_left(self, proc_info):
         launch_testing.asserts.assertExitCodes(proc_info)
-        end = time.monotonic() + 10.0
-        while time.monotonic() < end and server_processes():
-            time.sleep(0.1)
-        self.assertEqual(server_processes(), [])
+        self.assertEqual(ros_test_env.left_after(server_processes, 10.0), [])
