@@ -30,7 +30,7 @@ from inferedge_orchestrator.decoders.base import ModelInfo
 from inferedge_orchestrator.workers import options as opt
 from inferedge_orchestrator.workers.base import InferenceOutput, Worker
 from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
-from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS
+from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS, static_dims
 import numpy as np
 
 LOGGER = logging.getLogger('inferedge_orchestrator')
@@ -210,7 +210,7 @@ class OnnxWorker(Worker):
         session = self.session
         if session is None:
             return ModelInfo()
-        outputs = {meta.name: [d if isinstance(d, int) and d > 0 else None for d in meta.shape]
+        outputs = {meta.name: static_dims(meta.shape)
                    for meta in session.get_outputs() if meta.name in self.output_names}
         return ModelInfo(outputs, dict(session.get_modelmeta().custom_metadata_map))
 

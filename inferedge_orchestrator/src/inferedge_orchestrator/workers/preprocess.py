@@ -264,6 +264,11 @@ def _dim(value: Any) -> Optional[int]:
     return None
 
 
+def static_dims(shape) -> List[Optional[int]]:
+    """Return a model tensor's shape with None for each dynamic dimension."""
+    return [_dim(d) for d in shape]
+
+
 class Preprocessor:
     """
     Turn images into one model input of a given (possibly dynamic) shape and dtype.
@@ -277,7 +282,7 @@ class Preprocessor:
         self.name = name
         self.options = options
         self.use_opencv = use_opencv
-        dims = [_dim(d) for d in shape]
+        dims = static_dims(shape)
         if len(dims) not in (3, 4):
             raise ValueError(f'input {name!r}: shape {list(shape)} is not an image input; '
                              'allowed: 4-D (N, C, H, W | N, H, W, C) or 3-D without the batch')
@@ -454,7 +459,7 @@ def constant_input(name: str, value: Any, shape: Sequence[Any], dtype: Any) -> n
     shape must match the static dimensions.
     """
     array = np.asarray(value, dtype=dtype)
-    dims = [_dim(d) for d in shape]
+    dims = static_dims(shape)
     if all(d is not None for d in dims) and array.shape != tuple(dims):
         if array.size == int(np.prod(dims)):
             return array.reshape(dims)

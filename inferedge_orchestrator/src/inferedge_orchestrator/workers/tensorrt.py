@@ -41,7 +41,8 @@ from inferedge_orchestrator.workers import options as opt
 from inferedge_orchestrator.workers.base import InferenceOutput, Worker
 from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
 from inferedge_orchestrator.workers.onnx import WorkerRuntimeMissing
-from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS, Preprocessor, string_list
+from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS, Preprocessor
+from inferedge_orchestrator.workers.preprocess import static_dims, string_list
 import numpy as np
 
 
@@ -310,7 +311,7 @@ class TensorRTWorker(Worker):
 
     def model_info(self) -> ModelInfo:
         """Return the output shapes (None: dynamic dimensions); engines carry no metadata."""
-        return ModelInfo({name: [d if d > 0 else None for d in self.tensors[name].shape]
+        return ModelInfo({name: static_dims(self.tensors[name].shape)
                           for name in self.output_names})
 
     def _release(self) -> None:

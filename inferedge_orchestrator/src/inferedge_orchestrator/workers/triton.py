@@ -51,7 +51,7 @@ from inferedge_orchestrator.workers.base import InferenceOutput, RequestDropped
 from inferedge_orchestrator.workers.base import RequestTimedOut, ServerUnavailable, Worker
 from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
 from inferedge_orchestrator.workers.onnx import WorkerRuntimeMissing
-from inferedge_orchestrator.workers.preprocess import int_list, PREPROCESS_OPTIONS
+from inferedge_orchestrator.workers.preprocess import int_list, PREPROCESS_OPTIONS, static_dims
 import numpy as np
 
 LOGGER = logging.getLogger('inferedge_orchestrator')
@@ -210,8 +210,8 @@ class TritonWorker(Worker):
         self._extra = {name: (inputs[name]['datatype'], value)
                        for name, value in binding.extra.items()}
         self.output_names = binding.output_names
-        self._output_shapes = {name: [d if d > 0 else None for d in
-                                      (int(v) for v in outputs[name]['shape'])]
+        # The JSON of gRPC metadata gives the dimensions as strings.
+        self._output_shapes = {name: static_dims(int(v) for v in outputs[name]['shape'])
                                for name in self.output_names}
         if self.options['shared_memory']:
             bytes_ = [t for t in self.output_names if outputs[t]['datatype'] == 'BYTES']
