@@ -93,6 +93,35 @@ def by_name(items) -> dict:
     return {item.name: item for item in items}
 
 
+def processes_with(*words: bytes, environment: bytes = b'', live: bool = False) -> list:
+    """
+    Return the ids of the processes whose command line holds every word (by /proc).
+
+    environment: an entry (NAME=value) their environment must hold; live: not zombies.
+    """
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/cmdline', 'rb') as stream:
+                command = stream.read()
+            if not all(word in command for word in words):
+                continue
+            if environment:
+                with open(f'/proc/{entry}/environ', 'rb') as stream:
+                    if environment not in stream.read().split(b'\0'):
+                        continue
+            if live:
+                with open(f'/proc/{entry}/stat', encoding='ascii') as stream:
+                    if stream.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                        continue
+        except OSError:
+            continue  # it ended meanwhile, or is not ours to read
+        found.append(int(entry))
+    return found
+
+
 def left_after(find, timeout_s: float) -> list:
     """Return what find() still finds once it finds nothing, or after timeout_s (processes)."""
     end = time.monotonic() + timeout_s

@@ -22,7 +22,6 @@ respawn, /diagnostics shows `crashy` ERROR while `steady` stays OK, and the shut
 child process behind.
 """
 
-import os
 import unittest
 
 import launch_testing
@@ -74,23 +73,8 @@ def worker_children():
     Spawned children run multiprocessing.spawn and inherit the node's environment, with this
     file's ROS_DOMAIN_ID: that finds them also after the node exited (an orphan is re-parented).
     """
-    found = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/cmdline', 'rb') as stream:
-                command = stream.read()
-            with open(f'/proc/{entry}/environ', 'rb') as stream:
-                environment = stream.read().split(b'\0')
-            with open(f'/proc/{entry}/stat', encoding='ascii') as stream:
-                state = stream.read().rsplit(')', 1)[1].split()[0]
-        except OSError:
-            continue
-        if b'multiprocessing.spawn' in command and state != 'Z' and \
-                f'ROS_DOMAIN_ID={DOMAIN_ID}'.encode() in environment:
-            found.append(int(entry))
-    return found
+    return ros_test_env.processes_with(
+        b'multiprocessing.spawn', environment=f'ROS_DOMAIN_ID={DOMAIN_ID}'.encode(), live=True)
 
 
 class TestIsolation(ros_test_env.ListenerTestCase):

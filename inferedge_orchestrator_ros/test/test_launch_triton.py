@@ -46,19 +46,7 @@ SERVER_FILES = []  # the folder of the server's model repository and backends, o
 
 def server_processes():
     """Return the processes of this test's server (tritonserver and its stubs), by /proc."""
-    folder = SERVER_FILES[0].encode()
-    found = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/cmdline', 'rb') as stream:
-                command = stream.read()
-        except OSError:
-            continue
-        if folder in command and b'triton' in command:
-            found.append(int(entry))
-    return found
+    return ros_test_env.processes_with(SERVER_FILES[0].encode(), b'triton')
 
 
 @pytest.mark.launch_test
