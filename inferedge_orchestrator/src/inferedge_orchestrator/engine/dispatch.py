@@ -86,8 +86,8 @@ class Dispatch:
                 ahead += level_work
                 level_priority, level_work = task.priority, 0.0
             fast = task.fast_s
-            head = entries[-1] if queue_.newest_first else entries[0]
-            waits = head[1].seq != task.held_seq  # a held task lets lower ones overtake
+            # A held task lets lower ones overtake.
+            waits = task.held_seq < 0 or all(entry[1].seq != task.held_seq for entry in entries)
             if not task.drops_late:
                 if waits:
                     level_work += len(entries) * fast / capacity
@@ -154,9 +154,10 @@ class Dispatch:
                     task = select_fifo(pool.tasks)
                 else:
                     task, holds = select_priority(pool.tasks, now, len(pool.free) == 1, hold,
-                                                  pool.floors)
+                                                  pool.floors,
+                                                  lambda: pool.expected_free(now))
                     for held, _, hold_wake in holds:
-                        seq = held.queue.head()[1].seq
+                        seq = held.next_entry(now)[1].seq
                         if held.held_seq != seq:
                             held.held_seq = seq
                             held.hold_streak += 1
@@ -164,7 +165,7 @@ class Dispatch:
                         wake = min(wake, hold_wake)
                 if task is None:
                     break
-                deadline, frame, lower_at = task.queue.pop()
+                deadline, frame, lower_at = task.queue.take(task.next_entry(now))
                 slot = pool.free.pop()
                 blocking = task.lower_busy - lower_at
                 job = Job(task, frame, deadline, slot, now, blocking)
@@ -174,6 +175,8 @@ class Dispatch:
                 job.hold_probe = task.hold_streak >= PROBE_AFTER and not job.probe
                 task.late_streak = task.hold_streak = 0
                 task.started_rate.add(now)
+                task.last_start = now
+                task.share_s += task.median_s
                 task.risk.blocking.append(blocking)
                 if task.config.timeout_ms:  # the timer must look at it when it times out
                     wake = min(wake, now + task.config.timeout_ms / 1000.0)

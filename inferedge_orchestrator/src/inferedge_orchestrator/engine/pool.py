@@ -138,6 +138,11 @@ class Pool:
         """Whether a job of a priority below `priority` holds one of the pool's slots."""
         return any(s.job is not None and s.job.task.priority < priority for s in self.slots)
 
+    def expected_free(self, now: float) -> List[float]:
+        """When each slot is expected to be free: now, or its job's start + median service."""
+        return [now if s.job is None else max(now, s.job.start + s.job.task.median_s)
+                for s in self.slots]
+
     def free_at(self, now: float) -> float:
         """When a slot is expected to be free, by the drop predictor of the jobs running."""
         if self.free or not self.slots:

@@ -15,8 +15,9 @@
 """
 Per-task scheduling state and the choice of the next job for a free slot.
 
-Priority mode: strict priority, then earliest deadline of each task's next frame, then the
-task's order (oldest_first | newest_first). A rate floor (min_rate_hz) runs a starved task
+Priority mode: strict priority; within a priority level, earliest deadline first with ties to
+the task that waited longest and equal shares of the slot time (level_order); each task's next
+frame by its order (oldest_first | newest_first), a frame in time before a gamble. A rate floor (min_rate_hz) runs a starved task
 first; a priority hold keeps a slot idle rather than start a lower-priority job that would make
 an expected higher-priority frame miss its deadline. FIFO mode: one arrival order across tasks.
 """
@@ -24,11 +25,13 @@ an expected higher-priority frame miss its deadline. FIFO mode: one arrival orde
 import bisect
 from collections import deque
 import functools
+import heapq
 import math
 from statistics import NormalDist
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from inferedge_orchestrator.config.model import TaskConfig
+from inferedge_orchestrator.scheduling.queues import Entry
 from inferedge_orchestrator.scheduling.queues import TaskQueue
 from inferedge_orchestrator.telemetry.counters import RateMeter
 from inferedge_orchestrator.telemetry.counters import TaskTelemetry
@@ -46,6 +49,11 @@ FAST_QUANTILE = 0.05
 FAST_Z = NormalDist().inv_cdf(FAST_QUANTILE)
 # The hold predictor (and predicted_service_ms): a quantile that a job rarely exceeds.
 HIGH_QUANTILE = 0.95
+# Whether a frame is in time started now (the choice of the next frame, level_order): the same
+# quantile predicted from the lognormal fit with its uncertainty, as the fast one is. The
+# empirical p95 of a few dozen samples is one of the slowest few, and of fewer it is the
+# slowest: too low a bound early in a run, when frames it calls in time would end late.
+HIGH_Z = NormalDist().inv_cdf(HIGH_QUANTILE)
 # After this many predicted_late drops of frames that its own fast service time made late from
 # their arrival (started at once, they would still end after their deadline: nothing else can
 # let them run, so no new measurement would come), a task's next frame runs anyway (a probe): a
@@ -145,6 +153,7 @@ class TaskState:
         self._ordered: List[float] = []  # the same values, sorted
         self._log_sum = self._log_square_sum = 0.0  # of their logs: the lognormal fit
         self.predicted_s = self.expected_s  # high quantile: holds, telemetry
+        self.in_time_s = self.expected_s  # its fitted bound: a frame in time started now
         self.fast_s = 0.0  # low quantile: predicted_late
         self.median_s = self.expected_s  # the load a job adds
         self.late_streak = 0  # predicted_late drops late from arrival since a job started
@@ -164,6 +173,8 @@ class TaskState:
         self.routed_rate = RateMeter()
         self.admitted_rate = RateMeter()
         self.started_rate = RateMeter()
+        self.last_start = -math.inf  # when its last job started: how long it has waited
+        self.share_s = 0.0  # slot time charged to it (a median per job): its level's share
         self.tokens = 1.0
         self.token_time = 0.0
         self.shed_limit_hz = 0.0  # 0: not limited by shedding
@@ -191,6 +202,31 @@ class TaskState:
             return min(cap, shed)
         return cap or shed
 
+    def next_entry(self, now: float) -> Entry:
+        """
+        Return the queued entry its next job takes (its queue must not be empty).
+
+        The head, in the task's order, unless the head is a gamble (its high service time,
+        in_time_s, started now would end after its deadline): then the first later frame in
+        time, or with none in time the newest, the likeliest to make it. The slot time is
+        better spent on a frame likely to make it than on one likely not to (its task's and
+        its level's next frames wait for it alike). The head stays queued until the drop
+        predictor finds that even a fast run cannot fit. Frames that never drop (on_deadline:
+        run) and newest_first queues (the head is the freshest) take the head.
+        """
+        queue_ = self.queue
+        entries = queue_.entries
+        if queue_.newest_first:
+            return entries[-1]
+        head = entries[0]
+        room = now + self.in_time_s
+        if head[0] >= room or not self.drops_late or len(entries) == 1:
+            return head
+        for entry in entries:
+            if entry[0] >= room:
+                return entry
+        return max(entries, key=lambda entry: entry[0])
+
     # -- observations -----------------------------------------------------------------------
     def may_probe(self, now: float) -> bool:
         """Whether a late frame should run anyway, to measure the task again."""
@@ -213,7 +249,7 @@ class TaskState:
         """Set the guesses used before measurements: typical and fast service time (s)."""
         self.expected_s = seconds
         if len(self._service) < MIN_SAMPLES:
-            self.predicted_s = self.median_s = seconds
+            self.predicted_s = self.median_s = self.in_time_s = seconds
             self.fast_s = fast
 
     def record_service(self, seconds: float) -> float:
@@ -258,7 +294,7 @@ class TaskState:
         if count >= MIN_SAMPLES:
             self._measured = True
         if not self._measured:  # too few for a p95: no job is expected to exceed the slowest
-            self.predicted_s = max(self.expected_s, ordered[-1])
+            self.predicted_s = self.in_time_s = max(self.expected_s, ordered[-1])
             return 0.0
         previous = self.fast_s
         self.predicted_s = quantile(ordered, HIGH_QUANTILE)
@@ -267,6 +303,8 @@ class TaskState:
         # could put it a hair above every sample, all of which would then look faster.
         self.fast_s = min(self.median_s, predicted_lognormal_quantile(
             count, self._log_sum, self._log_square_sum, FAST_Z))
+        self.in_time_s = predicted_lognormal_quantile(count, self._log_sum,
+                                                      self._log_square_sum, HIGH_Z)
         return max(0.0, self.fast_s - previous)
 
     def _add_sample(self, seconds: float) -> None:
@@ -385,29 +423,100 @@ def probes_hold(candidate: TaskState, tasks: List[TaskState], now: float) -> boo
             hold_for(candidate, tasks, now, candidate.expected_s)[0] is None)
 
 
+def level_order(level: List[TaskState], now: float, free_at: Sequence[float] = ()
+                ) -> List[TaskState]:
+    """
+    Order the ready tasks of one priority level: the first one's next frame runs now.
+
+    Earliest deadline first, with ties to the task that waited longest (the oldest last
+    start); docs/scheduling.md gives the reasons. A tie: running that task first keeps as many
+    of the level's queued frames expected in time (each run for its task's median service on
+    the slot that frees first; free_at: when each slot of the pool is expected to be free,
+    default one slot free now) as the earliest-deadline order does. A task owed its share of
+    the slot time (share_s, charged a median per job; its charge after this job still no more
+    than the most charged task's) goes first; an idle task banks no more than one round of
+    the level (every ready task's median). A gamble (not in time started now: now +
+    in_time_s after its deadline) never goes ahead of a frame in time, unless its task is
+    owed and its median run fits; when all are gambles, the longest waiting task whose median
+    run fits goes first.
+    """
+    nexts = {task: task.next_entry(now) for task in level}
+    frames = sorted(((entry, task) for task in level for entry in task.queue.entries),
+                    key=lambda item: (item[0][0], item[1].last_start, item[1].index))
+    free_at = sorted(free_at) if free_at else [now]
+    planned = _in_time(frames, free_at)
+    waited = sorted(level, key=lambda t: (t.last_start, nexts[t][0], t.index))
+    floor = max(t.share_s for t in level) - sum(t.median_s for t in level)
+    for task in level:
+        if task.share_s < floor:
+            task.share_s = floor
+    charged = sorted(t.share_s for t in level)
+    first = None
+    for task in waited:
+        entry = nexts[task]
+        leader = charged[-2] if task.share_s >= charged[-1] else charged[-1]
+        owed = task.share_s + task.median_s <= leader
+        if now + task.in_time_s > entry[0]:  # a gamble: never ahead of a frame in time,
+            if owed and now + task.median_s <= entry[0]:  # unless owed and likely to fit
+                first = task
+                break
+            continue
+        if owed:
+            first = task
+            break
+        rest = [item for item in frames if item[0] is not entry]
+        if 1 + _in_time(rest, [now + task.median_s] + free_at[1:]) >= planned:
+            first = task
+            break
+    if first is None:  # stable: in waited order
+        first = min(waited, key=lambda t: now + t.median_s > nexts[t][0])
+    others = sorted((t for t in level if t is not first),
+                    key=lambda t: (nexts[t][0], t.last_start, t.index))
+    return [first] + others
+
+
+def _in_time(frames: List[Tuple[Entry, TaskState]], free_at: List[float]) -> int:
+    """Count the frames expected in time when run in this order on slots free at free_at."""
+    free_at = list(free_at)
+    heapq.heapify(free_at)
+    count = 0
+    for entry, task in frames:
+        end = free_at[0] + task.median_s
+        if end <= entry[0]:
+            count += 1
+            heapq.heapreplace(free_at, end)
+    return count
+
+
 def select_priority(tasks: List[TaskState], now: float, last_free_slot: bool,
-                    priority_hold: bool, floors: bool = True
+                    priority_hold: bool, floors: bool = True,
+                    free_at: Callable[[], Sequence[float]] = tuple
                     ) -> Tuple[Optional[TaskState], List[Tuple]]:
     """
     Pick the task whose next frame runs now; tasks are the pool's, priority-sorted.
 
-    floors: whether any task of the pool has a min_rate_hz. Returns (task or None, holds)
-    where holds lists (held task, blocking task, wake time).
+    floors: whether any task of the pool has a min_rate_hz; free_at: when the pool's slots are
+    expected to be free (see level_order), called only for a level of several tasks. Returns
+    (task or None, holds) where holds lists (held task, blocking task, wake time).
     """
     if not floors:
-        # Fast path: the highest priority with frames, then the earliest head deadline.
-        best = None
+        # Fast path: the highest priority with frames, ordered within its level.
+        best, level = None, None
         for task in tasks:
             if not task.queue.entries:
                 continue
             if best is None:
-                best, best_deadline = task, task.queue.head()[0]
+                best = task
             elif task.priority < best.priority:
                 break
-            elif task.queue.head()[0] < best_deadline:
-                best, best_deadline = task, task.queue.head()[0]
+            elif level is None:
+                level = [best, task]
+            else:
+                level.append(task)
         if best is None:
             return None, []
+        if level is not None:
+            best = level_order(level, now, free_at())[0]
         if not (priority_hold and last_free_slot) or hold_for(best, tasks, now)[0] is None or \
                 probes_hold(best, tasks, now):
             return best, []
@@ -415,9 +524,8 @@ def select_priority(tasks: List[TaskState], now: float, last_free_slot: bool,
     # Rate floor first: a task below min_rate_hz over the last second runs ahead of priority.
     starved = [t for t in ready if t.config.min_rate_hz and
                t.started_rate.rate(now) < t.config.min_rate_hz]
-    by_priority = sorted(ready, key=lambda t: (-t.priority, t.queue.head()[0], t.index))
-    candidates = sorted(starved, key=lambda t: (-t.priority, t.queue.head()[0], t.index))
-    candidates += [t for t in by_priority if t not in starved]
+    candidates = _by_priority(starved, now, free_at)
+    candidates += _by_priority([t for t in ready if t not in starved], now, free_at)
     holds = []
     for task in candidates:
         if priority_hold and last_free_slot:
@@ -427,6 +535,19 @@ def select_priority(tasks: List[TaskState], now: float, last_free_slot: bool,
                 continue
         return task, holds
     return None, holds
+
+
+def _by_priority(ready: List[TaskState], now: float,
+                 free_at: Callable[[], Sequence[float]]) -> List[TaskState]:
+    """Order priority-sorted ready tasks: by priority, each level by level_order."""
+    ordered = []
+    start = 0
+    for end in range(1, len(ready) + 1):
+        if end == len(ready) or ready[end].priority != ready[start].priority:
+            level = ready[start:end]
+            ordered += level_order(level, now, free_at()) if len(level) > 1 else level
+            start = end
+    return ordered
 
 
 def select_fifo(tasks: List[TaskState]) -> Optional[TaskState]:

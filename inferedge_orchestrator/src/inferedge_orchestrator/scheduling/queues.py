@@ -85,6 +85,16 @@ class TaskQueue:
             self._recompute_earliest()
         return entry
 
+    def take(self, entry: Entry) -> Entry:
+        """Remove entry, the one pop() would return or any other; return it."""
+        entries = self.entries
+        if entry is (entries[-1] if self.newest_first else entries[0]):
+            return self.pop()
+        entries.remove(entry)
+        if entry[0] <= self.earliest_deadline:
+            self._recompute_earliest()
+        return entry
+
     def take_late(self, now: float, limit: float, keep_probe: bool = False
                   ) -> Tuple[List[Entry], List[Entry]]:
         """
