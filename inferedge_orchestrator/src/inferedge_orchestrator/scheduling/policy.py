@@ -17,9 +17,10 @@ Per-task scheduling state and the choice of the next job for a free slot.
 
 Priority mode: strict priority; within a priority level, earliest deadline first with ties to
 the task that waited longest and equal shares of the slot time (level_order); each task's next
-frame by its order (oldest_first | newest_first), a frame in time before a gamble. A rate floor (min_rate_hz) runs a starved task
-first; a priority hold keeps a slot idle rather than start a lower-priority job that would make
-an expected higher-priority frame miss its deadline. FIFO mode: one arrival order across tasks.
+frame by its order (oldest_first | newest_first), a frame in time before a gamble. A rate floor
+(min_rate_hz) runs a starved task first; a priority hold keeps a slot idle rather than start a
+lower-priority job that would make an expected higher-priority frame miss its deadline. FIFO
+mode: one arrival order across tasks.
 """
 
 import bisect
