@@ -35,9 +35,9 @@ import statistics
 import threading
 import time
 
+from inferedge_orchestrator.contracts.inference import InferenceOutput
 from inferedge_orchestrator.engine.engine import Engine
 from inferedge_orchestrator.tools.simulation import Simulation
-from inferedge_orchestrator.workers.base import InferenceOutput
 from inferedge_orchestrator.workers.dummy import DummyWorker
 import numpy as np
 

@@ -32,10 +32,10 @@ import json
 import statistics
 import time
 
-from inferedge_orchestrator.decoders.base import (create_decoder, ModelInfo,
-                                                  validate_decoder_options)
+from inferedge_orchestrator.contracts.inference import Geometry, ModelInfo
+from inferedge_orchestrator.contracts.kinds import DECODERS
+from inferedge_orchestrator.decoders.base import create_decoder
 from inferedge_orchestrator.decoders.nms import nms, nms_opencv
-from inferedge_orchestrator.workers.preprocess import Geometry
 import numpy as np
 
 
@@ -69,7 +69,7 @@ def annotated_example(path: str) -> None:
         rows[cluster, :4] = np.array([cx, cy, w, h]) + \
             np.random.default_rng(index).normal(0, 2, (5, 4))
         rows[cluster, 4 + label] = np.linspace(0.9, 0.6, 5)
-    options = validate_decoder_options('yolo', {'labels': ['person', 'car', 'dog']}, 'example')
+    options = DECODERS.validate('yolo', {'labels': ['person', 'car', 'dog']}, 'example')
     decoder = create_decoder('yolo', 'example', options)
     decoder.bind(ModelInfo())
     decoded = decoder.decode({'output0': rows.T[None]}, Geometry.of('letterbox', 480, 640,
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         annotated_example(args.annotated)
     outputs = yolov8_output(args.boxes)
     geometry = Geometry.of('letterbox', 480, 640, 640, 640)
-    decoder = create_decoder('yolo', 'bench', validate_decoder_options('yolo', {}, 'bench'))
+    decoder = create_decoder('yolo', 'bench', DECODERS.validate('yolo', {}, 'bench'))
     decoder.bind(ModelInfo())
     decoded = decoder.decode(outputs, geometry)
     figures = {'candidates': 8400, 'classes': 80, 'objects': args.boxes,

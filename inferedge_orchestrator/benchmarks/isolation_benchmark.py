@@ -40,8 +40,8 @@ import sys
 import threading
 import time
 
+from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.engine.engine import Engine
-from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.workers.process import pid_of_children
 import numpy as np
 

@@ -48,8 +48,8 @@ import tempfile
 import threading
 import time
 
+from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.engine.engine import Engine
-from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.tools import local_triton
 import numpy as np
 

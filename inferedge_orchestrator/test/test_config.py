@@ -17,7 +17,7 @@
 import json
 
 from inferedge_orchestrator.config.loader import load_config
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.contracts.errors import ConfigError
 import pytest
 
 

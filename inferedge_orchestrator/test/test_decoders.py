@@ -22,11 +22,11 @@ labels and the bad outputs that fail a frame.
 import math
 import os
 
-from inferedge_orchestrator.config.schema import ConfigError
-from inferedge_orchestrator.decoders.base import (create_decoder, ModelInfo, PostprocessError,
-                                                  validate_decoder_options)
+from inferedge_orchestrator.contracts.errors import ConfigError, PostprocessError
+from inferedge_orchestrator.contracts.inference import Geometry, ModelInfo
+from inferedge_orchestrator.contracts.kinds import DECODERS
+from inferedge_orchestrator.decoders.base import create_decoder
 from inferedge_orchestrator.decoders.nms import nms
-from inferedge_orchestrator.workers.preprocess import Geometry
 import numpy as np
 import pytest
 
@@ -34,7 +34,7 @@ IDENTITY = Geometry(100, 200, 100, 200)  # a 100x200 image fed as is
 
 
 def decoder(kind, info=None, **options):
-    made = create_decoder(kind, 'task', validate_decoder_options(kind, options, 'test'))
+    made = create_decoder(kind, 'task', DECODERS.validate(kind, options, 'test'))
     made.bind(info or ModelInfo())
     return made
 
@@ -181,7 +181,7 @@ def test_labels_from_metadata_file_and_mapping(tmp_path):
     mapping.write_text('names: {0: person, 1: car}\n')
     assert decoder('yolo', labels=str(mapping)).labels == ['person', 'car']
     with pytest.raises(ConfigError, match='does not exist'):
-        validate_decoder_options('yolo', {'labels': str(tmp_path / 'none.txt')}, 'test')
+        DECODERS.validate('yolo', {'labels': str(tmp_path / 'none.txt')}, 'test')
     with pytest.raises(ValueError, match='3 labels for a model of 4 classes'):
         decoder('classification', info, labels=['a', 'b', 'c'])
 
@@ -206,9 +206,9 @@ def test_bad_outputs_fail_the_frame(kind, options, outputs, message):
 
 def test_unknown_options_and_kinds_are_configure_errors():
     with pytest.raises(ConfigError, match="unknown key 'iou' for decoder 'yolo'"):
-        validate_decoder_options('yolo', {'iou': 0.5}, 'tasks.t.decoder_options')
+        DECODERS.validate('yolo', {'iou': 0.5}, 'tasks.t.decoder_options')
     with pytest.raises(ConfigError, match="'ssd' is not allowed"):
-        validate_decoder_options('ssd', {}, 'tasks.t.decoder_options')
+        DECODERS.validate('ssd', {}, 'tasks.t.decoder_options')
 
 
 def test_the_option_tables_of_the_docs_are_made_from_the_schema():

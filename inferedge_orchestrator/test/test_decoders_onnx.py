@@ -14,8 +14,9 @@
 
 """Decoders behind a real onnxruntime worker in the engine (generated constant-output models)."""
 
-from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import WorkerLoadError
+from inferedge_orchestrator.engine.engine import Engine
 from inferedge_orchestrator.telemetry.invariants import check_invariants
 import numpy as np
 import pytest

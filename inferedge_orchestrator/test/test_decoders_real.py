@@ -25,9 +25,9 @@ package, and skip by name with the reason when it is absent.
 import importlib.util
 import os
 
+from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.engine.engine import Engine
 from inferedge_orchestrator.frames.synthetic import PatternSource
-from inferedge_orchestrator.telemetry import reasons
 import pytest
 
 from .onnx_models import require_onnx

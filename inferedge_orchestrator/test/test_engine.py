@@ -21,10 +21,9 @@ Every test that takes engine_factory runs on both pool back-ends, threads and ch
 import threading
 import time
 
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import ConfigError, WorkerLoadError
 from inferedge_orchestrator.engine.engine import Engine
-from inferedge_orchestrator.engine.engine import WorkerLoadError
-from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.telemetry.invariants import check_invariants
 from inferedge_orchestrator.workers.base import Worker
 import numpy as np

@@ -18,7 +18,7 @@ import json
 
 from inferedge_orchestrator.config.loader import load_config
 
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.contracts.errors import ConfigError
 from inferedge_orchestrator.tools.cli import main
 from inferedge_orchestrator.tools.inferedge_import import (build_config, find_latency,
                                                            recommend_budget_ms)

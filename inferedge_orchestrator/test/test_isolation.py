@@ -21,12 +21,12 @@ import signal
 import time
 
 from inferedge_orchestrator.config.loader import load_config
-from inferedge_orchestrator.config.schema import ConfigError
-from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import ConfigError, WorkerLoadError
+from inferedge_orchestrator.engine.engine import Engine
 from inferedge_orchestrator.telemetry.invariants import check_invariants
-from inferedge_orchestrator.workers.process import ChildSettings, pid_of_children
-from inferedge_orchestrator.workers.process import settle_child, THREAD_VARIABLES
+from inferedge_orchestrator.workers.process import (ChildSettings, pid_of_children, settle_child,
+                                                    THREAD_VARIABLES)
 import numpy as np
 import pytest
 

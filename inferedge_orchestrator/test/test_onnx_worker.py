@@ -16,9 +16,10 @@
 
 import threading
 
-from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import WorkerLoadError
+from inferedge_orchestrator.engine.engine import Engine
 from inferedge_orchestrator.frames.frame import Frame
-from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.telemetry.invariants import check_invariants
 from inferedge_orchestrator.workers import preprocess
 from inferedge_orchestrator.workers.onnx import OnnxWorker

@@ -17,7 +17,7 @@
 import os
 import re
 
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 import pytest
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')

@@ -46,7 +46,7 @@ from hypothesis import seed
 from hypothesis import settings
 from hypothesis import strategies as st
 from inferedge_orchestrator import draws
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.telemetry.invariants import check_invariants
 from inferedge_orchestrator.telemetry.job_trace import read_trace, TraceRecorder
 from inferedge_orchestrator.tools.simulation import Simulation

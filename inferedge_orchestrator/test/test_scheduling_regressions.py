@@ -26,7 +26,7 @@ The three rapidocr models on one cpu slot, as dummies of their measured speeds: 
    nothing, was shed ahead of the recognizer.
 """
 
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.tools.simulation import periodic_trace, Simulation
 
 SECONDS = 30.0

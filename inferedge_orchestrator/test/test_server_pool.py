@@ -23,12 +23,13 @@ import threading
 import time
 
 from inferedge_orchestrator.config.loader import load_config
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import (ConfigError, RequestDropped, RequestTimedOut,
+                                                     ServerUnavailable)
+from inferedge_orchestrator.contracts.inference import InferenceOutput
 from inferedge_orchestrator.engine.engine import Engine
-from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.telemetry.invariants import check_invariants
-from inferedge_orchestrator.workers.base import InferenceOutput, RequestDropped
-from inferedge_orchestrator.workers.base import RequestTimedOut, ServerUnavailable, Worker
+from inferedge_orchestrator.workers.base import Worker
 from inferedge_orchestrator.workers.dummy import DummyWorker
 import numpy as np
 import pytest

@@ -25,11 +25,11 @@ import sys
 import threading
 import types
 
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import WorkerRuntimeMissing
 from inferedge_orchestrator.engine.engine import Engine
 from inferedge_orchestrator.frames.frame import Frame
-from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.telemetry.invariants import check_invariants
-from inferedge_orchestrator.workers.onnx import WorkerRuntimeMissing
 from inferedge_orchestrator.workers.tensorrt import TensorRTWorker
 import numpy as np
 import pytest

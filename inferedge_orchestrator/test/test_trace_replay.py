@@ -16,7 +16,7 @@
 
 import json
 
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.contracts.errors import ConfigError
 from inferedge_orchestrator.telemetry.job_trace import FIELDS, read_trace, TraceRecorder
 from inferedge_orchestrator.tools.cli import main
 from inferedge_orchestrator.tools.simulation import periodic_trace, replay, Simulation

@@ -28,9 +28,10 @@ import subprocess
 import threading
 import time
 
-from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import WorkerLoadError
+from inferedge_orchestrator.engine.engine import Engine
 from inferedge_orchestrator.frames.frame import Frame
-from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator.telemetry.invariants import check_invariants
 from inferedge_orchestrator.tools import local_triton
 from inferedge_orchestrator.workers.triton import TritonWorker

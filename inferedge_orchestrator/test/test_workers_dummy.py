@@ -17,10 +17,10 @@
 import threading
 import time
 
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.contracts.errors import ConfigError
+from inferedge_orchestrator.contracts.kinds import WORKERS
 from inferedge_orchestrator.frames.frame import Frame
 from inferedge_orchestrator.workers.dummy import DummyWorker, DummyWorkerError
-from inferedge_orchestrator.workers.registry import create_worker, worker_class, WORKER_KINDS
 import numpy as np
 import pytest
 
@@ -34,12 +34,12 @@ def frame():
 
 
 def test_the_four_kinds_are_registered_and_import_lazily():
-    assert set(WORKER_KINDS) == {'dummy', 'onnxruntime', 'tensorrt', 'triton'}
-    assert worker_class('onnxruntime').kind == 'onnxruntime'
-    assert worker_class('tensorrt').kind == 'tensorrt'
-    assert worker_class('triton').kind == 'triton' and worker_class('triton').remote
+    assert set(WORKERS.names) == {'dummy', 'onnxruntime', 'tensorrt', 'triton'}
+    assert WORKERS.cls('onnxruntime').kind == 'onnxruntime'
+    assert WORKERS.cls('tensorrt').kind == 'tensorrt'
+    assert WORKERS.cls('triton').kind == 'triton' and WORKERS.cls('triton').remote
     with pytest.raises(ConfigError, match="worker: 'trt' is not allowed"):
-        worker_class('trt')
+        WORKERS.cls('trt')
 
 
 def test_fixed_latency_sleeps_and_returns_the_image_shape():
@@ -130,7 +130,7 @@ def test_option_errors_name_the_field():
         dummy(latency_ms=-1)
     with pytest.raises(ConfigError, match='w.busy_wait: 1 is not a boolean'):
         dummy(busy_wait=1)
-    worker = create_worker('dummy', 't', DummyWorker.validate_options({}, 'w'))
+    worker = WORKERS.create('dummy', 't', DummyWorker.validate_options({}, 'w'))
     assert worker.options == {'latency_ms': 10.0, 'jitter_ms': 0.0, 'distribution': 'fixed',
                               'seed': 0, 'busy_wait': False, 'fail_every': 0, 'allocate_mb': 0,
                               'crash_every': 0, 'hang_every': 0, 'hang_s': 3600.0,

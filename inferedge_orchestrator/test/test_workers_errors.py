@@ -17,10 +17,12 @@
 import threading
 import time
 
-from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import WorkerLoadError
+from inferedge_orchestrator.contracts.inference import InferenceOutput
+from inferedge_orchestrator.engine.engine import Engine
 from inferedge_orchestrator.telemetry.invariants import check_invariants
-from inferedge_orchestrator.workers.base import InferenceOutput, Worker
+from inferedge_orchestrator.workers.base import Worker
 import numpy as np
 import pytest
 

@@ -19,12 +19,11 @@ import sys
 import threading
 
 from inferedge_orchestrator.config.loader import load_config
-
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.contracts.errors import ConfigError
+from inferedge_orchestrator.contracts.inference import center_crop_box, letterbox_geometry
 from inferedge_orchestrator.workers import preprocess
 from inferedge_orchestrator.workers.onnx import OnnxWorker
-from inferedge_orchestrator.workers.preprocess import (center_crop_box, constant_input,
-                                                       letterbox_geometry, Preprocessor, resize)
+from inferedge_orchestrator.workers.preprocess import constant_input, Preprocessor, resize
 from inferedge_orchestrator.workers.tensorrt import TensorRTWorker
 import numpy as np
 import pytest

@@ -28,8 +28,8 @@ import sys
 import time
 
 from inferedge_orchestrator.config.loader import load_config
+from inferedge_orchestrator.contracts.kinds import WORKERS
 from inferedge_orchestrator.frames.frame import Frame
-from inferedge_orchestrator.workers.registry import create_worker
 from inferedge_orchestrator_msgs.msg import InferenceResult
 from inferedge_orchestrator_ros.images import image_to_array
 import rclpy
@@ -48,7 +48,7 @@ class InlineNode(Node):
         config = load_config(config_file)
         self._workers = []
         for task in config.tasks:
-            worker = create_worker(task.worker, task.name, task.worker_options, 1)
+            worker = WORKERS.create(task.worker, task.name, task.worker_options, 1)
             worker.load()
             worker.warmup(int(task.worker_options.get('warmup', 0) or 0))
             publisher = self.create_publisher(InferenceResult, f'~/{task.name}/result', 10)

@@ -24,7 +24,7 @@ import json
 from typing import Any, Dict
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.telemetry.snapshot import InputSnapshot, Snapshot
 
 TASK_VALUES = ('priority', 'routed', 'executed', 'completed_within_budget', 'failed', 'dropped',

@@ -25,8 +25,8 @@ import array
 import sys
 from typing import Any, Optional, Tuple
 
-from inferedge_orchestrator.frames.formats import CHANNELS, dtype_of
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.formats import CHANNELS, dtype_of
 import numpy as np
 
 # The encodings taken as views, each with the engine encoding it becomes: the engine's own and

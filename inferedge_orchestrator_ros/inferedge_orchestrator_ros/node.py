@@ -37,24 +37,23 @@ from typing import Any, Dict, List, Optional
 from diagnostic_msgs.msg import DiagnosticStatus
 import diagnostic_updater
 from inferedge_orchestrator.config.loader import load_config, parse_task
-from inferedge_orchestrator.config.schema import ConfigError
-from inferedge_orchestrator.decoders.base import decoder_class
-from inferedge_orchestrator.engine.engine import Engine, WorkerLoadError
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import ConfigError, WorkerLoadError
+from inferedge_orchestrator.contracts.kinds import DECODERS
+from inferedge_orchestrator.engine.engine import Engine
 from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
-from inferedge_orchestrator.telemetry.snapshot import LatencySummary as LatencySummaryData
-from inferedge_orchestrator.telemetry.snapshot import Snapshot
+from inferedge_orchestrator.telemetry.snapshot import (LatencySummary as LatencySummaryData,
+                                                       Snapshot)
 from inferedge_orchestrator.telemetry.stats import LatencyWindow, LogHistogram
 from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, OrchestratorTelemetry,
                                              SchedulerDecision)
-from inferedge_orchestrator_ros import messages
-from inferedge_orchestrator_ros import parameters as params
+from inferedge_orchestrator_ros import messages, parameters as params
 from inferedge_orchestrator_ros.annotation import Annotator
 from inferedge_orchestrator_ros.conversion import AUTO, Converter, resolve_target
 from inferedge_orchestrator_ros.diagnostics import Diagnostics, InputState
 from inferedge_orchestrator_ros.images import image_to_array, ZERO_COPY
-from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
-from inferedge_orchestrator_ros.publishing import spin_once_unless_shut_down
+from inferedge_orchestrator_ros.publishing import (publish_unless_shut_down,
+                                                   spin_once_unless_shut_down)
 from inferedge_orchestrator_ros.signals import exit_if_threads_stuck, GracefulSignals
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -453,7 +452,7 @@ class OrchestratorNode(LifecycleNode):
         for task in task_list:
             self._result_pubs[task] = self.create_lifecycle_publisher(
                 InferenceResult, f'~/{task}/result', results_qos)
-            produces = decoder_class(config.task(task).decoder).produces
+            produces = DECODERS.cls(config.task(task).decoder).produces
             if produces == 'detections':
                 self._decoded_pubs[task] = (self.create_lifecycle_publisher(
                     Detection2DArray, f'~/{task}/detections', results_qos),

@@ -27,14 +27,13 @@ descriptors from here and checks every value with Field.check on set; docs/node.
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from inferedge_orchestrator.config.model import (OrchestratorConfig, PoolConfig,
-                                                 SheddingConfig, TaskConfig, TelemetryConfig)
-from inferedge_orchestrator.config.schema import (BOOL, CHOICE, ConfigError, CUSTOM, Field,
-                                                  FLOAT, INT, NAME, NAME_PATTERN, REQUIRED,
-                                                  schema, setting, STR_LIST)
-from inferedge_orchestrator.config.schema import with_marked_tables
-from inferedge_orchestrator.decoders.base import decoder_class
-from inferedge_orchestrator.workers.registry import worker_class
+from inferedge_orchestrator.config.model import (OrchestratorConfig, PoolConfig, SheddingConfig,
+                                                 TaskConfig, TelemetryConfig)
+from inferedge_orchestrator.config.schema import (BOOL, CHOICE, CUSTOM, Field, FLOAT, INT, NAME,
+                                                  NAME_PATTERN, REQUIRED, schema, setting,
+                                                  STR_LIST, with_marked_tables)
+from inferedge_orchestrator.contracts.errors import ConfigError
+from inferedge_orchestrator.contracts.kinds import DECODERS, WORKERS
 from inferedge_orchestrator_ros.conversion import AUTO, CONVERT_TO
 
 # The ROS parameter types the Fields are declared with.
@@ -174,9 +173,9 @@ def option_params(block: str, kind: str) -> Tuple[Param, ...]:
     config_file.
     """
     if block == WORKER_OPTIONS:
-        options, what = worker_class(kind).OPTIONS, 'worker'
+        options, what = WORKERS.cls(kind).OPTIONS, 'worker'
     else:
-        options, what = decoder_class(kind).OPTIONS, 'decoder'
+        options, what = DECODERS.cls(kind).OPTIONS, 'decoder'
     params = []
     for key, field in options.items():
         default = field.default

@@ -24,7 +24,7 @@ publishing after that many frames.
 
 import array
 
-from inferedge_orchestrator.frames.formats import CHANNELS
+from inferedge_orchestrator.contracts.formats import CHANNELS
 from inferedge_orchestrator.frames.synthetic import PatternSource
 from inferedge_orchestrator_ros.camera_patterns import CameraPattern, ENCODINGS
 from inferedge_orchestrator_ros.publishing import publish_unless_shut_down

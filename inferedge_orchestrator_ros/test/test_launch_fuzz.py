@@ -32,7 +32,7 @@ import os
 import time
 import unittest
 
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 import launch_testing
 import launch_testing.asserts
 import pytest

@@ -27,7 +27,7 @@ task whose dummy worker fails every call reports ERROR on /diagnostics; a health
 import array
 import unittest
 
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 import launch_testing
 import launch_testing.asserts
 import pytest

@@ -27,7 +27,7 @@ import os
 import tempfile
 import unittest
 
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 import launch_testing
 import launch_testing.asserts
 import pytest

@@ -24,7 +24,7 @@ and checks malformed == M by reason, both invariants, and that the node is still
 import array
 import unittest
 
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 import launch_testing
 import launch_testing.asserts
 import pytest

@@ -22,9 +22,9 @@ import array
 import os
 
 from inferedge_orchestrator.config.loader import load_config
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import ConfigError
 from inferedge_orchestrator.frames.synthetic import PatternSource
-from inferedge_orchestrator.telemetry import reasons
 from inferedge_orchestrator_ros import parameters as params
 from inferedge_orchestrator_ros.images import array_to_tensor, image_to_array, tensor_fields
 import numpy as np

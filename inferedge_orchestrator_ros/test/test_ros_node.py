@@ -25,7 +25,7 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.telemetry.counters import LATENCY_SERIES
 from inferedge_orchestrator.telemetry.invariants import check_invariants
 import numpy as np

@@ -28,7 +28,7 @@ import signal
 import subprocess
 import time
 
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.telemetry.invariants import check_invariants
 from inferedge_orchestrator.telemetry.snapshot import Snapshot
 from inferedge_orchestrator_ros.environment import executable

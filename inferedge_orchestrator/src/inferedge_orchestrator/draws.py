@@ -24,7 +24,6 @@ import math
 from statistics import NormalDist
 import zlib
 
-DISTRIBUTIONS = ('fixed', 'uniform', 'normal', 'lognormal')
 _MASK = (1 << 64) - 1
 _STANDARD_NORMAL = NormalDist()
 

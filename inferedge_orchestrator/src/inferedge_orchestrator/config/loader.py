@@ -27,9 +27,12 @@ from typing import Any, Dict, List
 
 from inferedge_orchestrator.config.model import (InputConfig, OrchestratorConfig, PoolConfig,
                                                  SheddingConfig, TaskConfig, TelemetryConfig)
-from inferedge_orchestrator.config.schema import (check_keys, ConfigError, NAME, parse_fields,
-                                                  parse_section, schema)
+from inferedge_orchestrator.config.prototype import convert_prototype
+from inferedge_orchestrator.config.schema import (check_keys, NAME, parse_fields, parse_section,
+                                                  schema)
 from inferedge_orchestrator.config.schema import Field
+from inferedge_orchestrator.contracts.errors import ConfigError
+from inferedge_orchestrator.contracts.kinds import DECODERS, WORKERS
 
 _BLOCK_NAME = Field('name', NAME, '', 'a name')
 TASK_KEYS = ['name'] + list(schema(TaskConfig))
@@ -50,12 +53,10 @@ def parse_task(where: str, data: Any, default_pool: str = 'cpu') -> TaskConfig:
     if task.max_rate_hz and task.min_rate_hz > task.max_rate_hz:
         raise ConfigError(f'{where}.min_rate_hz: {task.min_rate_hz:g} is above max_rate_hz '
                           f'{task.max_rate_hz:g}; allowed: min_rate_hz <= max_rate_hz')
-    from inferedge_orchestrator.workers.registry import validate_worker_options
-    task.worker_options = validate_worker_options(task.worker, task.worker_options,
-                                                  f'{where}.worker_options')
-    from inferedge_orchestrator.decoders.base import validate_decoder_options
-    task.decoder_options = validate_decoder_options(task.decoder, task.decoder_options,
-                                                    f'{where}.decoder_options')
+    task.worker_options = WORKERS.validate(task.worker, task.worker_options,
+                                           f'{where}.worker_options')
+    task.decoder_options = DECODERS.validate(task.decoder, task.decoder_options,
+                                             f'{where}.decoder_options')
     return task
 
 
@@ -73,7 +74,6 @@ def parse_config(data: Any) -> OrchestratorConfig:
     if not isinstance(data, dict):
         raise ConfigError(f'config: expected a mapping, got {type(data).__name__}')
     if 'run' in data:
-        from inferedge_orchestrator.config.prototype import convert_prototype
         native, warnings, extras = convert_prototype(data)
         config = parse_config(native)
         config.warnings.extend(warnings)
@@ -125,8 +125,7 @@ def parse_config(data: Any) -> OrchestratorConfig:
 
 def remote_tasks(config: OrchestratorConfig, pool: str) -> List[TaskConfig]:
     """Return the tasks of a pool whose workers run on a server (the triton kind)."""
-    from inferedge_orchestrator.workers.registry import worker_class
-    return [t for t in config.tasks if t.pool == pool and worker_class(t.worker).remote]
+    return [t for t in config.tasks if t.pool == pool and WORKERS.cls(t.worker).remote]
 
 
 def _check_server_pools(config: OrchestratorConfig) -> None:
@@ -136,7 +135,6 @@ def _check_server_pools(config: OrchestratorConfig) -> None:
     Their slots are requests to one server, so such a pool serves no local task, isolates
     nothing and names one server.
     """
-    from inferedge_orchestrator.workers.registry import worker_class
     for pool in config.pools.values():
         remote = remote_tasks(config, pool.name)
         if not remote:
@@ -152,9 +150,9 @@ def _check_server_pools(config: OrchestratorConfig) -> None:
                               f'is not allowed for the server pool of task {first.name} '
                               f'(worker {first.worker}): its model runs on the server, there '
                               'is no local worker to isolate; allowed: thread')
-        server = worker_class(first.worker).server(first.worker_options)
+        server = WORKERS.cls(first.worker).server(first.worker_options)
         for task in remote[1:]:
-            other = worker_class(task.worker).server(task.worker_options)
+            other = WORKERS.cls(task.worker).server(task.worker_options)
             if other != server:
                 raise ConfigError(f'tasks.{task.name}.worker_options.url: {other} is not the '
                                   f'server of pool {pool.name} ({server}, task {first.name}); '

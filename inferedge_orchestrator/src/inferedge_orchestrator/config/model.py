@@ -18,16 +18,13 @@ The config dataclasses: every setting declared once, with its schema (config/sch
 docs/config.md holds the same fields as tables, written from these declarations.
 """
 
-from dataclasses import asdict
-from dataclasses import dataclass
-from dataclasses import field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Tuple
 
-from inferedge_orchestrator.config.schema import ConfigError, CUSTOM, MAPPING, NAME, spec
-from inferedge_orchestrator.decoders.base import DECODER_KINDS
-from inferedge_orchestrator.draws import DISTRIBUTIONS
-from inferedge_orchestrator.frames.formats import CHANNELS
-from inferedge_orchestrator.workers.registry import WORKER_KINDS
+from inferedge_orchestrator.config.schema import CUSTOM, MAPPING, NAME, spec
+from inferedge_orchestrator.contracts.errors import ConfigError
+from inferedge_orchestrator.contracts.formats import CHANNELS
+from inferedge_orchestrator.contracts.kinds import DECODERS, DISTRIBUTIONS, WORKERS
 
 DROP_POLICIES = ('drop_oldest', 'drop_newest')
 ORDERS = ('oldest_first', 'newest_first')
@@ -155,11 +152,11 @@ class TaskConfig:
                               high=10000.0, unit='Hz', live=True)
     on_deadline: str = spec('drop', 'drop late frames (expired, predicted_late) or run them '
                             'anyway', choices=ON_DEADLINE, live=True)
-    worker: str = spec('dummy', 'worker kind', choices=tuple(WORKER_KINDS))
+    worker: str = spec('dummy', 'worker kind', choices=WORKERS.names)
     worker_options: Dict[str, Any] = spec({}, 'options of the worker (docs/workers.md)',
                                           kind=MAPPING)
     decoder: str = spec('none', 'what turns the outputs into detections or classes (none: '
-                        'raw tensors only)', choices=tuple(DECODER_KINDS))
+                        'raw tensors only)', choices=DECODERS.names)
     decoder_options: Dict[str, Any] = spec({}, 'options of the decoder (docs/decoders.md)',
                                            kind=MAPPING)
     expected_latency_ms: float = spec(0.0, 'typical service time before 5 measurements (0: '

@@ -29,13 +29,11 @@ import math
 import re
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from inferedge_orchestrator.contracts.errors import ConfigError
+
 NAME_PATTERN = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
 BOOL, INT, FLOAT, STR, NAME, CHOICE, MAPPING, STR_LIST, CUSTOM = (
     'bool', 'int', 'float', 'str', 'name', 'choice', 'mapping', 'str_list', 'custom')
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid: the message names the field, value and what is allowed."""
 
 
 class _Required:
@@ -241,17 +239,6 @@ def parse_fields(where: str, data: Any, fields: Dict[str, Field],
 def parse_section(where: str, data: Any, cls: type, **fixed: Any) -> Any:
     """Return an instance of a config dataclass from a mapping of its schema's fields."""
     return cls(**fixed, **parse_fields(where, data, schema(cls)))
-
-
-def class_of_kind(kinds: Dict[str, str], kind: str, what: str) -> type:
-    """Return the class registered for kind ('module:Class', imported now) of a registry."""
-    import importlib
-    try:
-        module_name, class_name = kinds[kind].split(':')
-    except KeyError:
-        raise ConfigError(f'{what}: {kind!r} is not allowed; allowed: '
-                          f'{", ".join(kinds)}') from None
-    return getattr(importlib.import_module(module_name), class_name)
 
 
 def check_options(where: str, options: Any, fields: Dict[str, Field], owner: str

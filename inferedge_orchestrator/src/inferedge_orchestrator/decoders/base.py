@@ -14,55 +14,15 @@
 
 """What every decoder shares: its results, its error, its options and the kinds by name."""
 
-from dataclasses import dataclass, field
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from inferedge_orchestrator.config.schema import check_options, class_of_kind, Field
+from inferedge_orchestrator.config.schema import check_options, Field
 from inferedge_orchestrator.config.schema import with_marked_tables
-from inferedge_orchestrator.workers.preprocess import Geometry
+from inferedge_orchestrator.contracts.errors import PostprocessError
+from inferedge_orchestrator.contracts.inference import Decoded, Geometry, ModelInfo
+from inferedge_orchestrator.contracts.kinds import DECODERS
 import numpy as np
-
-
-class PostprocessError(ValueError):
-    """A model output a decoder cannot read (that frame fails: reason postprocess_error)."""
-
-
-@dataclass
-class Detection:
-    """A box in source-image pixels (x1, y1) top-left, (x2, y2) bottom-right, clipped."""
-
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    score: float
-    class_index: int
-    label: str  # the class's label, or its index as text when there are no labels
-
-
-@dataclass
-class ClassScore:
-    class_index: int
-    label: str
-    score: float
-
-
-@dataclass
-class Decoded:
-    """A frame's decoded outputs: detections or classes, and the boxes filtered out."""
-
-    detections: List[Detection] = field(default_factory=list)
-    classes: List[ClassScore] = field(default_factory=list)
-    filtered: int = 0  # boxes of zero area or outside the image, dropped
-
-
-@dataclass
-class ModelInfo:
-    """What a loaded worker tells a decoder: output shapes (None: dynamic) and metadata."""
-
-    outputs: Dict[str, Sequence[Optional[int]]] = field(default_factory=dict)
-    metadata: Dict[str, str] = field(default_factory=dict)
 
 
 class Decoder:
@@ -111,25 +71,9 @@ class Decoder:
 
 
 # kind -> 'module:Class'; modules are imported when a task uses them
-DECODER_KINDS = {
-    'none': 'inferedge_orchestrator.decoders.base:Decoder',
-    'yolo': 'inferedge_orchestrator.decoders.detection:YoloDecoder',
-    'boxes': 'inferedge_orchestrator.decoders.detection:BoxesDecoder',
-    'classification': 'inferedge_orchestrator.decoders.classification:ClassificationDecoder',
-}
-
-
-def decoder_class(kind: str) -> type:
-    return class_of_kind(DECODER_KINDS, kind, 'decoder')
-
-
-def validate_decoder_options(kind: str, options: Dict[str, Any], where: str) -> Dict[str, Any]:
-    return decoder_class(kind).validate_options(options or {}, where)
-
-
 def create_decoder(kind: str, task_name: str, options: Dict[str, Any]) -> Optional[Decoder]:
     """Return the task's decoder, or None for kind none."""
-    return None if kind == 'none' else decoder_class(kind)(task_name, options)
+    return None if kind == 'none' else DECODERS.create(kind, task_name, options)
 
 
 def finite(name: str, values: np.ndarray) -> np.ndarray:
@@ -156,7 +100,7 @@ def output(outputs: Dict[str, np.ndarray], name: str, index: int = 0) -> np.ndar
 def options_table(kind: str) -> str:
     """Return the markdown table of a decoder kind's options, as docs/decoders.md holds it."""
     lines = ['| option | default | allowed | description |', '| --- | --- | --- | --- |']
-    for name, option in decoder_class(kind).OPTIONS.items():
+    for name, option in DECODERS.cls(kind).OPTIONS.items():
         default = option.default
         if isinstance(default, bool):
             text = str(default).lower()
@@ -170,5 +114,5 @@ def options_table(kind: str) -> str:
 
 def docs_with_tables(text: str) -> str:
     """Return docs/decoders.md's text with each <!-- options: KIND --> table made again."""
-    return with_marked_tables(text, {kind: options_table(kind) for kind in DECODER_KINDS},
+    return with_marked_tables(text, {kind: options_table(kind) for kind in DECODERS.names},
                               'options', required=False)

@@ -16,11 +16,12 @@
 
 from typing import Dict
 
+from inferedge_orchestrator.config import checkers as opt
 from inferedge_orchestrator.config.schema import setting, table
-from inferedge_orchestrator.decoders.base import (ClassScore, Decoded, Decoder, finite,
-                                                  ModelInfo, output, PostprocessError)
+from inferedge_orchestrator.contracts.errors import PostprocessError
+from inferedge_orchestrator.contracts.inference import ClassScore, Decoded, ModelInfo
+from inferedge_orchestrator.decoders.base import Decoder, finite, output
 from inferedge_orchestrator.decoders.labels import check_labels, resolve_labels
-from inferedge_orchestrator.workers import options as opt
 import numpy as np
 
 SOFTMAX = ('auto', 'yes', 'no')

@@ -22,12 +22,13 @@ counted; then the score threshold and, for yolo, class-aware NMS and max_detecti
 
 from typing import Dict, Optional, Tuple
 
+from inferedge_orchestrator.config import checkers as opt
 from inferedge_orchestrator.config.schema import setting, table
-from inferedge_orchestrator.decoders.base import (Decoded, Decoder, Detection, finite,
-                                                  ModelInfo, output, PostprocessError)
+from inferedge_orchestrator.contracts.errors import PostprocessError
+from inferedge_orchestrator.contracts.inference import Decoded, Detection, ModelInfo
+from inferedge_orchestrator.decoders.base import Decoder, finite, output
 from inferedge_orchestrator.decoders.labels import check_labels, resolve_labels
 from inferedge_orchestrator.decoders.nms import nms
-from inferedge_orchestrator.workers import options as opt
 import numpy as np
 
 YOLO_LAYOUTS = ('auto', 'yolov5', 'yolov8')

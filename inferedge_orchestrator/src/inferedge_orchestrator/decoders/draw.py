@@ -17,7 +17,7 @@
 import colorsys
 from typing import List
 
-from inferedge_orchestrator.decoders.base import Detection
+from inferedge_orchestrator.contracts.inference import Detection
 import numpy as np
 
 

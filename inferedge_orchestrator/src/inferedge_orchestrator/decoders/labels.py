@@ -24,7 +24,7 @@ of index to label (the `names` of Ultralytics exports).
 import os
 from typing import Any, Dict, List, Tuple
 
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.contracts.errors import ConfigError
 import yaml
 
 METADATA = 'metadata:'

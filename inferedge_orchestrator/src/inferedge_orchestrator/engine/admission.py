@@ -20,15 +20,12 @@ A mixin of Engine (engine.py), which holds the state; submit() is its entry poin
 
 from typing import Any, Optional
 
-from inferedge_orchestrator.engine.records import PAUSED
-from inferedge_orchestrator.engine.records import RUNNING
-from inferedge_orchestrator.engine.records import STOPPED
-from inferedge_orchestrator.engine.records import Submission
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.formats import CHANNELS, dtype_of
+from inferedge_orchestrator.engine.records import PAUSED, RUNNING, STOPPED, Submission
 from inferedge_orchestrator.frames.compressed import encoded_image_size
-from inferedge_orchestrator.frames.formats import CHANNELS, dtype_of
 from inferedge_orchestrator.frames.frame import Frame
 from inferedge_orchestrator.scheduling.policy import TaskState
-from inferedge_orchestrator.telemetry import reasons
 import numpy as np
 
 # The encoding of a single-channel array submitted without one, by its dtype.

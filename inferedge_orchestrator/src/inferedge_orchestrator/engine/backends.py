@@ -49,9 +49,9 @@ import time
 from typing import Callable, Dict, Optional
 
 from inferedge_orchestrator.config.model import PoolConfig, TaskConfig
-from inferedge_orchestrator.workers.base import Worker
+from inferedge_orchestrator.contracts.kinds import WORKERS
+from inferedge_orchestrator.workers.base import Worker, WorkerFactory
 from inferedge_orchestrator.workers.process import ChildSettings, ProcessWorker
-from inferedge_orchestrator.workers.registry import create_worker, WorkerFactory
 
 LOGGER = logging.getLogger('inferedge_orchestrator')
 
@@ -112,7 +112,7 @@ class ThreadBackend(PoolBackend):
                     create: Optional[WorkerFactory]) -> Worker:
         if create is not None:
             return create(task, slots)
-        return create_worker(task.worker, task.name, task.worker_options, slots)
+        return WORKERS.create(task.worker, task.name, task.worker_options, slots)
 
     def start_slot(self, slot, run: Callable[[object], None]) -> None:
         slot.inbox = queue.SimpleQueue()

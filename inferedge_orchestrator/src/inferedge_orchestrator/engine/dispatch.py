@@ -22,15 +22,11 @@ import math
 import time
 from typing import Optional
 
-from inferedge_orchestrator.engine.pool import Job
-from inferedge_orchestrator.engine.pool import Pool
-from inferedge_orchestrator.engine.records import PAUSED
-from inferedge_orchestrator.engine.records import RUNNING
-from inferedge_orchestrator.scheduling.policy import PROBE_AFTER
-from inferedge_orchestrator.scheduling.policy import select_fifo
-from inferedge_orchestrator.scheduling.policy import select_priority
-from inferedge_orchestrator.scheduling.policy import TaskState
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.engine.pool import Job, Pool
+from inferedge_orchestrator.engine.records import PAUSED, RUNNING
+from inferedge_orchestrator.scheduling.policy import (PROBE_AFTER, select_fifo, select_priority,
+                                                      TaskState)
 
 
 class Dispatch:

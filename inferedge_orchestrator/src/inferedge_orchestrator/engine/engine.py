@@ -29,43 +29,28 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from inferedge_orchestrator.config.loader import load_config, parse_task, remote_tasks
-from inferedge_orchestrator.config.model import OrchestratorConfig
-from inferedge_orchestrator.config.model import TaskConfig
-from inferedge_orchestrator.config.schema import ConfigError, schema
+from inferedge_orchestrator.config.model import OrchestratorConfig, TaskConfig
+from inferedge_orchestrator.config.schema import schema
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import ConfigError, WorkerLoadError
 from inferedge_orchestrator.decoders.base import create_decoder
 from inferedge_orchestrator.engine.admission import Admission
 from inferedge_orchestrator.engine.backends import create_backend
 from inferedge_orchestrator.engine.dispatch import Dispatch
-from inferedge_orchestrator.engine.pool import JOB_ABANDONED, JOB_RUNNING
-from inferedge_orchestrator.engine.pool import Pool
-from inferedge_orchestrator.engine.records import CLOSED
-from inferedge_orchestrator.engine.records import CREATED
-from inferedge_orchestrator.engine.records import LOGGER
-from inferedge_orchestrator.engine.records import PAUSED
-from inferedge_orchestrator.engine.records import REPORT_SCHEMA
-from inferedge_orchestrator.engine.records import Result
-from inferedge_orchestrator.engine.records import RUNNING
-from inferedge_orchestrator.engine.records import STOPPED
-from inferedge_orchestrator.engine.records import STOPPING
-from inferedge_orchestrator.engine.records import VirtualClock
+from inferedge_orchestrator.engine.pool import JOB_ABANDONED, JOB_RUNNING, Pool
+from inferedge_orchestrator.engine.records import (CLOSED, CREATED, LOGGER, PAUSED, REPORT_SCHEMA,
+                                                   Result, RUNNING, STOPPED, STOPPING,
+                                                   VirtualClock)
 from inferedge_orchestrator.engine.slots import SlotSupervision
-from inferedge_orchestrator.scheduling.policy import RiskSignals
-from inferedge_orchestrator.scheduling.policy import TaskState
+from inferedge_orchestrator.scheduling.policy import RiskSignals, TaskState
 from inferedge_orchestrator.scheduling.shedding import LoadShedder
-from inferedge_orchestrator.telemetry import reasons
-from inferedge_orchestrator.telemetry.counters import InputTelemetry
-from inferedge_orchestrator.telemetry.counters import ResourceMonitor
-from inferedge_orchestrator.telemetry.decisions import Decision
-from inferedge_orchestrator.telemetry.decisions import DecisionLog
+from inferedge_orchestrator.telemetry.counters import InputTelemetry, ResourceMonitor
+from inferedge_orchestrator.telemetry.decisions import Decision, DecisionLog
 from inferedge_orchestrator.telemetry.invariants import check_invariants
 from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
 from inferedge_orchestrator.telemetry.snapshot import (DecisionCounts, PoolSnapshot,
                                                        SheddingSnapshot, Snapshot, TaskSnapshot)
 from inferedge_orchestrator.workers.base import Worker
-
-
-class WorkerLoadError(RuntimeError):
-    """A worker failed to load or warm up; the message names the task."""
 
 
 class Engine(Admission, Dispatch, SlotSupervision):

@@ -23,23 +23,16 @@ import threading
 import time
 from typing import Optional
 
-from inferedge_orchestrator.decoders.base import PostprocessError
-from inferedge_orchestrator.engine.pool import Job, JOB_RUNNING, JOB_TIMED_OUT
-from inferedge_orchestrator.engine.pool import Pool, Slot
-from inferedge_orchestrator.engine.records import LOGGER
-from inferedge_orchestrator.engine.records import PAUSED
-from inferedge_orchestrator.engine.records import Result
-from inferedge_orchestrator.engine.records import RUNNING
-from inferedge_orchestrator.engine.records import STOPPING
-from inferedge_orchestrator.frames.compressed import DecodeError
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import (ChildError, DecodeError, PostprocessError,
+                                                     RequestDropped, RequestTimedOut,
+                                                     ServerUnavailable, WorkerCrashed)
+from inferedge_orchestrator.contracts.inference import InferenceOutput
+from inferedge_orchestrator.engine.pool import Job, JOB_RUNNING, JOB_TIMED_OUT, Pool, Slot
+from inferedge_orchestrator.engine.records import LOGGER, PAUSED, Result, RUNNING, STOPPING
 from inferedge_orchestrator.frames.frame import Frame
 from inferedge_orchestrator.scheduling.policy import TaskState
-from inferedge_orchestrator.telemetry import reasons
-from inferedge_orchestrator.workers.base import InferenceOutput
-from inferedge_orchestrator.workers.base import RequestDropped, RequestTimedOut
-from inferedge_orchestrator.workers.base import ServerUnavailable
 from inferedge_orchestrator.workers.base import Worker
-from inferedge_orchestrator.workers.process import ChildError, WorkerCrashed
 
 
 class SlotSupervision:

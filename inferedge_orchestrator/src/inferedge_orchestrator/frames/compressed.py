@@ -17,14 +17,8 @@
 import struct
 from typing import Optional, Tuple
 
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts.errors import DecodeError
 import numpy as np
-
-
-class DecodeError(RuntimeError):
-    """Encoded bytes could not be decoded into an image."""
-
-    reason = reasons.DECODE_ERROR
 
 
 def decode_image(data: bytes) -> Tuple[np.ndarray, str]:

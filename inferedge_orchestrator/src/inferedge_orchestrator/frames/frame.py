@@ -18,7 +18,8 @@ import threading
 import time
 from typing import Any, Optional
 
-from inferedge_orchestrator.frames.compressed import decode_image, DecodeError
+from inferedge_orchestrator.contracts.errors import DecodeError
+from inferedge_orchestrator.frames.compressed import decode_image
 import numpy as np
 
 

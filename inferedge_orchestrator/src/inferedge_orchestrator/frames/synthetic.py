@@ -18,7 +18,7 @@ Synthetic images, made one way: the synthetic camera's moving patterns and warm-
 Deterministic (a pattern, a frame index, a seed), in every encoding of frames/formats.py.
 """
 
-from inferedge_orchestrator.frames.formats import CHANNELS
+from inferedge_orchestrator.contracts.formats import CHANNELS
 import numpy as np
 
 ENCODING_OF_CHANNELS = {1: 'mono8', 3: 'rgb8', 4: 'rgba8'}

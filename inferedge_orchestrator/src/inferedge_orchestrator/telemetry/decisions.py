@@ -21,7 +21,7 @@ from dataclasses import field
 import threading
 from typing import Callable, Dict, List, Optional, Tuple
 
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 
 
 @dataclass

@@ -16,7 +16,7 @@
 
 from typing import List
 
-from inferedge_orchestrator.telemetry import reasons
+from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.telemetry.snapshot import Snapshot
 
 

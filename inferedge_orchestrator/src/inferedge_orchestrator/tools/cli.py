@@ -30,7 +30,7 @@ from typing import List, Optional
 
 from inferedge_orchestrator.config.loader import load_config
 
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.contracts.errors import ConfigError
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -217,7 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run a config in real time and write its report (exit 1 when a worker cannot load)."""
     check_writable(args.output, '--output')
     check_writable(args.trace, '--trace')
-    from inferedge_orchestrator.engine.engine import WorkerLoadError
+    from inferedge_orchestrator.contracts.errors import WorkerLoadError
     from inferedge_orchestrator.telemetry.snapshot import Snapshot
     from inferedge_orchestrator.tools import runner
     if args.seconds is not None and not args.seconds > 0:

@@ -27,7 +27,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from inferedge_orchestrator.config.loader import load_config
 from inferedge_orchestrator.config.prototype import DROP_POLICY_MAP
-from inferedge_orchestrator.config.schema import ConfigError
+from inferedge_orchestrator.contracts.errors import ConfigError
 
 LATENCY_KEYS = ('expected_latency_ms', 'mean_latency_ms', 'p95_latency_ms', 'latency_ms')
 DEFAULT_MULTIPLIER = 1.5

@@ -33,8 +33,8 @@ from typing import Any, Callable, Dict, List, Optional
 from inferedge_orchestrator import draws
 from inferedge_orchestrator.config.loader import load_config
 from inferedge_orchestrator.config.model import InputConfig, OrchestratorConfig
+from inferedge_orchestrator.contracts.formats import CHANNELS, dtype_of
 from inferedge_orchestrator.engine.engine import Engine, Result
-from inferedge_orchestrator.frames.formats import CHANNELS, dtype_of
 from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
 from inferedge_orchestrator.telemetry.snapshot import LatencySummary, Snapshot
 from inferedge_orchestrator.telemetry.stats import LogHistogram

@@ -31,16 +31,13 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from inferedge_orchestrator import draws
 from inferedge_orchestrator.config.loader import load_config
 from inferedge_orchestrator.config.model import OrchestratorConfig
-from inferedge_orchestrator.config.schema import ConfigError
-from inferedge_orchestrator.engine.engine import Engine
-from inferedge_orchestrator.engine.engine import Result
-from inferedge_orchestrator.engine.engine import VirtualClock
-from inferedge_orchestrator.telemetry.job_trace import DROPPED
-from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
+from inferedge_orchestrator.contracts.errors import ConfigError
+from inferedge_orchestrator.contracts.inference import InferenceOutput
+from inferedge_orchestrator.contracts.kinds import WORKERS
+from inferedge_orchestrator.engine.engine import Engine, Result, VirtualClock
+from inferedge_orchestrator.telemetry.job_trace import DROPPED, TraceRecorder
 from inferedge_orchestrator.telemetry.snapshot import Snapshot
-from inferedge_orchestrator.workers.base import InferenceOutput
 from inferedge_orchestrator.workers.base import Worker
-from inferedge_orchestrator.workers.registry import worker_class
 import numpy as np
 
 _ARRIVAL, _COMPLETE, _WAKE = 0, 1, 2
@@ -91,7 +88,7 @@ class Simulation:
             factory = (lambda task, slots: _Replayed(task.name, recorded[task.name], slots))
         else:
             for task in self.config.tasks:
-                if not worker_class(task.worker).simulates:
+                if not WORKERS.cls(task.worker).simulates:
                     raise ConfigError(f'tasks.{task.name}.worker: {task.worker!r} cannot run '
                                       'under the virtual clock; allowed: dummy (or replay a '
                                       'recorded trace: simulate --trace)')

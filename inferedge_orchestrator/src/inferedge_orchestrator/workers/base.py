@@ -20,47 +20,10 @@ loading, sessions, contexts), warmup(n), infer(frame) -> InferenceOutput, close(
 validated by the worker class without importing its runtime (onnxruntime, tensorrt).
 """
 
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict
 
 from inferedge_orchestrator.config.schema import check_options, Field
-import numpy as np
-
-
-@dataclass
-class InferenceOutput:
-    """What infer() returns: named output arrays and the time spent in each phase (s)."""
-
-    outputs: Dict[str, np.ndarray]
-    preprocess_s: float = 0.0
-    inference_s: float = 0.0
-    geometry: Any = None  # how the image reached the model input (preprocess.Geometry)
-    decoded: Any = None  # the decoder's Decoded, set after infer() when the task has one
-    postprocess_s: float = 0.0
-    # time.monotonic() when the model call (infer and decode) began and ended; set by the
-    # engine's slot, or by the child process that ran it: the hand-off costs are measured to it
-    span: Optional[Tuple[float, float]] = None
-
-
-class ServerUnavailable(RuntimeError):
-    """A remote worker's request did not reach its server (reason server_unavailable)."""
-
-
-class RequestDropped(RuntimeError):
-    """
-    The server dropped a request by its own queue policy, without running it.
-
-    reason: expired (the request's timeout, the frame's remaining budget, passed while it was
-    queued there) or queue_overflow (the server's queue was full); the message is the server's.
-    """
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-class RequestTimedOut(RuntimeError):
-    """A remote worker's request got no answer within its transport timeout (reason timeout)."""
+from inferedge_orchestrator.contracts.inference import InferenceOutput
 
 
 class Worker:
@@ -119,7 +82,7 @@ class Worker:
 
     def model_info(self):
         """Return the loaded model's output shapes and metadata (decoders check them)."""
-        from inferedge_orchestrator.decoders.base import ModelInfo
+        from inferedge_orchestrator.contracts.inference import ModelInfo
         return ModelInfo()
 
     def expected_latency_s(self) -> float:
@@ -133,3 +96,6 @@ class Worker:
     def simulated_service_time(self, frame) -> float:
         """Return the service time of frame without running it (virtual-clock simulation)."""
         raise NotImplementedError(f'worker {self.kind!r} cannot run under the virtual clock')
+
+
+WorkerFactory = Callable[[Any, int], Worker]  # (TaskConfig, slots) -> Worker

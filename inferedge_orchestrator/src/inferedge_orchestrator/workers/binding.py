@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import statistics
 from typing import Any, Dict, List, Optional, Sequence
 
-from inferedge_orchestrator.workers.base import InferenceOutput
+from inferedge_orchestrator.contracts.inference import InferenceOutput
 from inferedge_orchestrator.workers.preprocess import constant_input, Preprocessor
 import numpy as np
 

@@ -22,7 +22,8 @@ from typing import List
 
 from inferedge_orchestrator import draws
 from inferedge_orchestrator.config.schema import setting, table
-from inferedge_orchestrator.workers.base import InferenceOutput
+from inferedge_orchestrator.contracts.inference import InferenceOutput
+from inferedge_orchestrator.contracts.kinds import DISTRIBUTIONS
 from inferedge_orchestrator.workers.base import Worker
 import numpy as np
 
@@ -50,7 +51,7 @@ class DummyWorker(Worker):
         setting('latency_ms', 10.0, 'mean latency', low=0.0, unit='ms'),
         setting('jitter_ms', 0.0, 'spread (standard deviation; uniform: half-width)', low=0.0,
                 unit='ms'),
-        setting('distribution', 'fixed', 'latency distribution', choices=draws.DISTRIBUTIONS),
+        setting('distribution', 'fixed', 'latency distribution', choices=DISTRIBUTIONS),
         setting('seed', 0, 'seed of its draws', low=0, high=2 ** 31),
         setting('busy_wait', False, 'spin instead of sleeping: holds the GIL, as pure-Python '
                 'preprocessing would'),

@@ -25,10 +25,11 @@ import os
 import time
 from typing import Any, Dict, List, Tuple
 
-from inferedge_orchestrator.config.schema import ConfigError, CUSTOM, REQUIRED, setting, table
-from inferedge_orchestrator.decoders.base import ModelInfo
-from inferedge_orchestrator.workers import options as opt
-from inferedge_orchestrator.workers.base import InferenceOutput, Worker
+from inferedge_orchestrator.config import checkers as opt
+from inferedge_orchestrator.config.schema import CUSTOM, REQUIRED, setting, table
+from inferedge_orchestrator.contracts.errors import ConfigError, WorkerRuntimeMissing
+from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
+from inferedge_orchestrator.workers.base import Worker
 from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
 from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS, static_dims
 import numpy as np
@@ -49,10 +50,6 @@ ORT_TYPES = {
     'tensor(int16)': np.int16, 'tensor(int32)': np.int32, 'tensor(int64)': np.int64,
     'tensor(uint32)': np.uint32, 'tensor(uint64)': np.uint64, 'tensor(bool)': np.bool_,
 }
-
-
-class WorkerRuntimeMissing(RuntimeError):
-    """The worker's runtime library is not installed; the message says what to install."""
 
 
 def providers(where: str, value: Any) -> Tuple[str, ...]:

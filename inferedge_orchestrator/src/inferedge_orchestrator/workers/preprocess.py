@@ -22,14 +22,16 @@ by the caller, e.g. a pinned host buffer). Dynamic height and width come from `i
 from the image (rounded up to `size_multiple`). See docs/workers.md.
 """
 
-from dataclasses import dataclass
 import math
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from inferedge_orchestrator.config.schema import ConfigError, setting, table
+from inferedge_orchestrator.config import checkers as opt
+from inferedge_orchestrator.config.schema import setting, table
+from inferedge_orchestrator.contracts.errors import ConfigError
+from inferedge_orchestrator.contracts.inference import (center_crop_box, Geometry,
+                                                        letterbox_geometry)
 from inferedge_orchestrator.frames.synthetic import synthetic_image
-from inferedge_orchestrator.workers import options as opt
 import numpy as np
 
 RESIZE_MODES = ('stretch', 'letterbox', 'center_crop')
@@ -182,79 +184,6 @@ def _linear_taps(size: int, new_size: int):
     low = np.floor(position).astype(np.intp)
     high = np.minimum(low + 1, size - 1)
     return low, high, (position - low).astype(np.float32)
-
-
-def letterbox_geometry(height: int, width: int, target_h: int, target_w: int
-                       ) -> Tuple[float, int, int, int, int]:
-    """
-    Return (scale, new_h, new_w, top, left) of a letterbox: the image scaled to fit, centred.
-
-    A point (x, y) of the model input maps back to the image as ((x - left) / scale,
-    (y - top) / scale).
-    """
-    scale = min(target_h / height, target_w / width)
-    new_h = min(target_h, max(1, int(round(height * scale))))
-    new_w = min(target_w, max(1, int(round(width * scale))))
-    return scale, new_h, new_w, (target_h - new_h) // 2, (target_w - new_w) // 2
-
-
-def center_crop_box(height: int, width: int, target_h: int, target_w: int, short: int = 0
-                    ) -> Tuple[int, int, int, int]:
-    """
-    Return (top, left, crop_h, crop_w) of the region a center_crop keeps.
-
-    It is the centred source region that, once the image is scaled so that its short side is
-    `short` pixels (0: just enough to cover the target), is target_h x target_w; it is resized
-    afterwards to target_h x target_w.
-    """
-    scale = max(target_h / height, target_w / width)
-    if short:
-        scale = max(scale, short / min(height, width))
-    crop_h = min(height, max(1, int(round(target_h / scale))))
-    crop_w = min(width, max(1, int(round(target_w / scale))))
-    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """
-    How a source image became the model input, to map model coordinates back to its pixels.
-
-    A source point (x, y) lands at ((x - crop_left) * scale_x + pad_left,
-    (y - crop_top) * scale_y + pad_top) of the input (stretch: scales only; letterbox: one
-    scale and the padding; center_crop: the crop offset and the crop's scales).
-    """
-
-    source_h: int
-    source_w: int
-    input_h: int
-    input_w: int
-    scale_x: float = 1.0
-    scale_y: float = 1.0
-    pad_left: float = 0.0
-    pad_top: float = 0.0
-    crop_left: float = 0.0
-    crop_top: float = 0.0
-
-    @classmethod
-    def of(cls, mode: str, height: int, width: int, target_h: int, target_w: int,
-           short: int = 0) -> 'Geometry':
-        """Return the geometry of resize mode `mode` (Preprocessor's) for these sizes."""
-        size = (height, width, target_h, target_w)
-        if mode == 'stretch' or (height, width) == (target_h, target_w):
-            return cls(*size, target_w / width, target_h / height)
-        if mode == 'center_crop':
-            top, left, crop_h, crop_w = center_crop_box(height, width, target_h, target_w,
-                                                        short)
-            return cls(*size, target_w / crop_w, target_h / crop_h, crop_left=left,
-                       crop_top=top)
-        _, new_h, new_w, top, left = letterbox_geometry(height, width, target_h, target_w)
-        return cls(*size, new_w / width, new_h / height, pad_left=left, pad_top=top)
-
-    def to_source(self, xs: np.ndarray, ys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Map model-input coordinates to source pixels (not clipped)."""
-        return ((xs - self.pad_left) / self.scale_x + self.crop_left,
-                (ys - self.pad_top) / self.scale_y + self.crop_top)
 
 
 def _dim(value: Any) -> Optional[int]:

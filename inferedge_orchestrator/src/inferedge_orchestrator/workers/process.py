@@ -36,8 +36,12 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from inferedge_orchestrator.config.model import parse_cpus
-from inferedge_orchestrator.decoders.base import PostprocessError
-from inferedge_orchestrator.workers.base import InferenceOutput, Worker
+from inferedge_orchestrator.contracts.errors import ChildError, PostprocessError, WorkerCrashed
+from inferedge_orchestrator.contracts.inference import InferenceOutput
+from inferedge_orchestrator.contracts.kinds import WORKERS
+from inferedge_orchestrator.decoders.base import create_decoder
+from inferedge_orchestrator.frames.frame import Frame
+from inferedge_orchestrator.workers.base import Worker
 import numpy as np
 
 LOGGER = logging.getLogger('inferedge_orchestrator')
@@ -49,18 +53,6 @@ BACKOFF_MAX_S = 5.0
 
 # The thread-count variables of the numeric libraries a worker may load (read at their import).
 THREAD_VARIABLES = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
-
-
-class WorkerCrashed(RuntimeError):
-    """The child process of a slot died while it held a job (reason worker_crashed)."""
-
-
-class ChildError(RuntimeError):
-    """A job failed inside the child: the exception's type name and message, as raised there."""
-
-    def __init__(self, type_name: str, message: str):
-        super().__init__(message)
-        self.type_name = type_name
 
 
 @dataclass(frozen=True)
@@ -83,9 +75,8 @@ def settle_child(settings: ChildSettings, kind: str, options: Dict[str, Any]) ->
     if settings.threads:
         for variable in THREAD_VARIABLES:
             os.environ[variable] = str(settings.threads)
-        from inferedge_orchestrator.workers.registry import worker_class
         if not options.get('intra_op_threads') and \
-                'intra_op_threads' in worker_class(kind).OPTIONS:
+                'intra_op_threads' in WORKERS.cls(kind).OPTIONS:
             options = dict(options, intra_op_threads=settings.threads)
     return options
 
@@ -94,11 +85,8 @@ def _child_main(connection, kind: str, task_name: str, options: Dict[str, Any],
                 decoder: Tuple[str, Dict[str, Any]], settings: ChildSettings) -> None:
     """Run in the child: make the real worker, then serve frames until the pipe closes."""
     from multiprocessing import shared_memory
-    from inferedge_orchestrator.decoders.base import create_decoder
-    from inferedge_orchestrator.frames.frame import Frame
-    from inferedge_orchestrator.workers.registry import create_worker
     options = settle_child(settings, kind, options)
-    worker = create_worker(kind, task_name, options, 1)
+    worker = WORKERS.create(kind, task_name, options, 1)
     try:
         worker.load()
         worker.warmup(int(options.get('warmup', 0) or 0))

@@ -35,14 +35,14 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from inferedge_orchestrator.config import checkers as opt
 from inferedge_orchestrator.config.schema import CUSTOM, REQUIRED, setting, table
-from inferedge_orchestrator.decoders.base import ModelInfo
-from inferedge_orchestrator.workers import options as opt
-from inferedge_orchestrator.workers.base import InferenceOutput, Worker
+from inferedge_orchestrator.contracts.errors import WorkerRuntimeMissing
+from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
+from inferedge_orchestrator.workers.base import Worker
 from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
-from inferedge_orchestrator.workers.onnx import WorkerRuntimeMissing
-from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS, Preprocessor
-from inferedge_orchestrator.workers.preprocess import static_dims, string_list
+from inferedge_orchestrator.workers.preprocess import (PREPROCESS_OPTIONS, Preprocessor,
+                                                       static_dims, string_list)
 import numpy as np
 
 

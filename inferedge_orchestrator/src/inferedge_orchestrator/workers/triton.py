@@ -43,14 +43,14 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from inferedge_orchestrator.config.schema import ConfigError, REQUIRED, setting, table
-from inferedge_orchestrator.decoders.base import ModelInfo
-from inferedge_orchestrator.telemetry import reasons
-from inferedge_orchestrator.workers import options as opt
-from inferedge_orchestrator.workers.base import InferenceOutput, RequestDropped
-from inferedge_orchestrator.workers.base import RequestTimedOut, ServerUnavailable, Worker
+from inferedge_orchestrator.config import checkers as opt
+from inferedge_orchestrator.config.schema import REQUIRED, setting, table
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import (ConfigError, RequestDropped, RequestTimedOut,
+                                                     ServerUnavailable, WorkerRuntimeMissing)
+from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
+from inferedge_orchestrator.workers.base import Worker
 from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
-from inferedge_orchestrator.workers.onnx import WorkerRuntimeMissing
 from inferedge_orchestrator.workers.preprocess import int_list, PREPROCESS_OPTIONS, static_dims
 import numpy as np
 

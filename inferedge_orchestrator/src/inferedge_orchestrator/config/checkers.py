@@ -17,7 +17,8 @@
 import json
 from typing import Any, Dict, Tuple
 
-from inferedge_orchestrator.config.schema import ConfigError, CUSTOM, setting
+from inferedge_orchestrator.config.schema import CUSTOM, setting
+from inferedge_orchestrator.contracts.errors import ConfigError
 
 
 def text(where: str, value: Any) -> str:
