@@ -21,7 +21,7 @@ Core benchmark (a script, not a test): scheduling overhead, worker hand-off and 
    of submit() (admission, routing, queueing) and of complete() (accounting, telemetry, decide,
    dequeue) per frame, and of poll() (expiry, timers); with 8 inputs (a frame goes to one task)
    and with 1 input (a frame goes to all 8 tasks). The engine runs without threads
-   (virtual=True) but on the real clock, so these are real CPU times.
+   (virtual back-ends: nothing runs) but on the real clock, so these are real CPU times.
 2. Hand-off: submit() start -> the worker's infer() entry on a slot thread (thread wake-up).
 3. Memory: 8 tasks on 4 inputs at 25 frames/s each (100 frames/s), telemetry and decisions on,
    simulated for --minutes under the virtual clock; RSS sampled every simulated minute.
@@ -70,8 +70,7 @@ def overhead(cycles: int, inputs: int) -> dict:
     queues and dequeuing the next job: so queue depths stay at 4.
     """
     started = []
-    engine = Engine(eight_tasks(inputs), virtual=True, clock=time.monotonic)
-    engine.virtual_start = started.append
+    engine = Engine(eight_tasks(inputs), virtual=started.append, clock=time.monotonic)
     engine.start()
     for index in range(inputs):
         for _ in range(4):

@@ -118,7 +118,7 @@ def test_unknown_input_and_caller_rejections(engine_factory):
     engine = engine_factory(config({'name': 'a'}))
     engine.start()
     assert engine.submit('nope', IMAGE, 0.0).reason == reasons.UNKNOWN_INPUT
-    engine.reject('camera', reasons.STEP_TOO_SMALL)
+    engine.submit('camera', malformed=reasons.STEP_TOO_SMALL)
     snapshot = engine.snapshot()
     assert snapshot.unknown_input == 1
     assert snapshot.inputs['camera'].malformed_by_reason == {reasons.STEP_TOO_SMALL: 1}

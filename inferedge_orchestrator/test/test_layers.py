@@ -104,22 +104,22 @@ def test_no_import_goes_up_a_layer():
 
 
 def test_the_source_check_catches_a_planted_upward_import():
-    planted = textwrap.dedent('''
+    planted = textwrap.dedent("""
         def late():
             from inferedge_orchestrator.engine.engine import Engine
             return Engine
-    ''')
+    """)
     assert upward_imports(planted, 'inferedge_orchestrator.config.planted') == [
         ('inferedge_orchestrator.engine.engine', 4)]
     assert upward_imports(planted, 'inferedge_orchestrator.tools.planted') == []
 
 
-LOADED = textwrap.dedent('''
+LOADED = textwrap.dedent("""
     import importlib, json, sys
     for name in sys.argv[1:]:
         importlib.import_module(name)
     print(json.dumps(sorted(m for m in sys.modules if m.startswith('inferedge_orchestrator'))))
-''')
+""")
 
 
 def loaded_by(modules: list, path: str = '') -> list:
@@ -156,7 +156,7 @@ def test_the_run_time_check_catches_a_planted_upward_import(tmp_path):
 
 def test_a_fresh_interpreter_validates_a_task_of_every_kind():
     """No validation runs against a registry still waiting for its modules."""
-    script = textwrap.dedent('''
+    script = textwrap.dedent("""
         import sys
         from inferedge_orchestrator.config.loader import load_config
         workers, decoders = sys.argv[1].split(','), sys.argv[2].split(',')
@@ -174,7 +174,7 @@ def test_a_fresh_interpreter_validates_a_task_of_every_kind():
                                                          'server': {'slots': 1}}},
                               'tasks': tasks})
         print(len(config.tasks))
-    ''')
+    """)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(ROOT), os.environ.get('PYTHONPATH', '')]))
     done = subprocess.run([sys.executable, '-c', script, ','.join(WORKERS.names),

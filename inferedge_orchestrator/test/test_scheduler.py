@@ -19,16 +19,11 @@ import math
 import random
 
 from inferedge_orchestrator.config.loader import load_config
-from inferedge_orchestrator.scheduling.policy import FAST_QUANTILE
-from inferedge_orchestrator.scheduling.policy import FAST_Z
-from inferedge_orchestrator.scheduling.policy import hold_for
-from inferedge_orchestrator.scheduling.policy import predicted_lognormal_quantile
-from inferedge_orchestrator.scheduling.policy import select_fifo
-from inferedge_orchestrator.scheduling.policy import select_priority
-from inferedge_orchestrator.scheduling.policy import student_t_quantile
-from inferedge_orchestrator.scheduling.policy import TaskState
-from inferedge_orchestrator.tools.simulation import periodic_trace
-from inferedge_orchestrator.tools.simulation import Simulation
+from inferedge_orchestrator.scheduling.policy import hold_for, select_fifo, select_priority
+from inferedge_orchestrator.scheduling.task import (FAST_QUANTILE, FAST_Z,
+                                                    predicted_lognormal_quantile,
+                                                    student_t_quantile, TaskState)
+from inferedge_orchestrator.tools.simulation import periodic_trace, Simulation
 
 from .conftest import two_tasks
 

@@ -16,8 +16,8 @@
 
 from inferedge_orchestrator.config.loader import load_config
 from inferedge_orchestrator.config.model import SheddingConfig
-from inferedge_orchestrator.scheduling.policy import TaskState
 from inferedge_orchestrator.scheduling.shedding import LoadShedder
+from inferedge_orchestrator.scheduling.task import TaskState
 from inferedge_orchestrator.telemetry.counters import RateMeter
 from inferedge_orchestrator.telemetry.decisions import DecisionLog
 

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.frames.checks import plane_fault, size_fault
 from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS
-from inferedge_orchestrator_ros.images import image_to_array, plane_fault, samples
+from inferedge_orchestrator_ros.images import image_to_array, samples
 import numpy as np
 
 TARGETS = ('bgr8', 'rgb8', 'mono8')
@@ -174,10 +175,9 @@ class Converter:
         spec = CAMERA_ENCODINGS.get(encoding)
         if spec is None:
             return None, '', reasons.UNKNOWN_ENCODING
-        if height <= 0 or width <= 0:
-            return None, '', reasons.ZERO_SIZE
-        if height * width > max_pixels:
-            return None, '', reasons.TOO_MANY_PIXELS
+        fault = size_fault(height, width, max_pixels)
+        if fault:
+            return None, '', fault
         if target == PASSTHROUGH:
             if not spec.raw:
                 return None, '', reasons.UNSUPPORTED_ENCODING

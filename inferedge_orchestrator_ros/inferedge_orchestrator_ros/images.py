@@ -27,6 +27,7 @@ from typing import Any, Optional, Tuple
 
 from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.contracts.formats import CHANNELS, dtype_of
+from inferedge_orchestrator.frames.checks import plane_fault, size_fault
 import numpy as np
 
 # The encodings taken as views, each with the engine encoding it becomes: the engine's own and
@@ -54,10 +55,9 @@ def image_to_array(encoding: str, height: int, width: int, step: int, is_bigendi
     channels = CHANNELS.get(encoding)
     if channels is None:
         return None, reasons.UNKNOWN_ENCODING
-    if height <= 0 or width <= 0:
-        return None, reasons.ZERO_SIZE
-    if height * width > max_pixels:
-        return None, reasons.TOO_MANY_PIXELS
+    fault = size_fault(height, width, max_pixels)
+    if fault:
+        return None, fault
     native = np.dtype(dtype_of(encoding))
     itemsize = native.itemsize
     row = width * channels * itemsize
@@ -68,22 +68,6 @@ def image_to_array(encoding: str, height: int, width: int, step: int, is_bigendi
     if step != row:
         rows = rows[:, :width * channels]
     return rows.reshape(height, width, channels), ''
-
-
-def plane_fault(step: int, row: int, rows: int, misfit: int, data: Any) -> str:
-    """
-    Return why rows of step bytes do not fit a frame's data ('' when they do).
-
-    row: the bytes of a row's pixels; misfit: nonzero when step or the size cannot hold whole
-    samples or macropixels.
-    """
-    if step < row:
-        return reasons.STEP_TOO_SMALL
-    if misfit:
-        return reasons.BAD_ARRAY
-    if len(data) * memoryview(data).itemsize < step * rows:
-        return reasons.DATA_TOO_SHORT
-    return ''
 
 
 def samples(data: Any, native: np.dtype, step: int, height: int, is_bigendian: int

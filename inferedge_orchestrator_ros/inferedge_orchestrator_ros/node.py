@@ -703,7 +703,7 @@ class OrchestratorNode(LifecycleNode):
                                                   max_pixels, target)
                 convert_s = monotonic() - start
             if reason:
-                engine.reject(name, reason)
+                engine.submit(name, malformed=reason)
                 self._log_malformed(name, reason, msg)
                 return
             meta = FrameMeta(msg.header, entry, age, convert_s)

@@ -28,9 +28,8 @@ from typing import Any, Dict, List
 from inferedge_orchestrator.config.model import (InputConfig, OrchestratorConfig, PoolConfig,
                                                  SheddingConfig, TaskConfig, TelemetryConfig)
 from inferedge_orchestrator.config.prototype import convert_prototype
-from inferedge_orchestrator.config.schema import (check_keys, NAME, parse_fields, parse_section,
-                                                  schema)
-from inferedge_orchestrator.config.schema import Field
+from inferedge_orchestrator.config.schema import (check_keys, Field, NAME, parse_fields,
+                                                  parse_section, schema)
 from inferedge_orchestrator.contracts.errors import ConfigError
 from inferedge_orchestrator.contracts.kinds import DECODERS, WORKERS
 
@@ -58,6 +57,16 @@ def parse_task(where: str, data: Any, default_pool: str = 'cpu') -> TaskConfig:
     task.decoder_options = DECODERS.validate(task.decoder, task.decoder_options,
                                              f'{where}.decoder_options')
     return task
+
+
+def updated_task(task: TaskConfig, changes: Dict[str, Any]) -> TaskConfig:
+    """Return task with changes applied, validated; ConfigError names a field not live."""
+    live = [key for key, field in schema(TaskConfig).items() if field.live]
+    for key in changes:
+        if key not in live:
+            raise ConfigError(f'tasks.{task.name}.{key}: cannot change while running; '
+                              f'allowed: {", ".join(live)}')
+    return parse_task(f'tasks.{task.name}', dict(vars(task), **changes), task.pool)
 
 
 def _blocks(where: str, data: Any) -> Dict[str, Any]:

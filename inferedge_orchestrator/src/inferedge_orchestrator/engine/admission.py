@@ -15,165 +15,127 @@
 """
 Admission: a frame checked, routed to its input's tasks and queued, or dropped with a reason.
 
-A mixin of Engine (engine.py), which holds the state; submit() is its entry point.
+Admission owns the inputs' counters and routes; the engine calls admit() under its lock.
 """
 
-from typing import Any, Optional
+import math
+from typing import Any, Dict, List, Optional, Tuple
 
+from inferedge_orchestrator.config.model import OrchestratorConfig
 from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.contracts.formats import CHANNELS, dtype_of
-from inferedge_orchestrator.engine.records import PAUSED, RUNNING, STOPPED, Submission
-from inferedge_orchestrator.frames.compressed import encoded_image_size
+from inferedge_orchestrator.engine.expiry import ExpiryIndex
+from inferedge_orchestrator.engine.ledger import Ledger
+from inferedge_orchestrator.engine.records import Submission
+from inferedge_orchestrator.frames.checks import check_data
 from inferedge_orchestrator.frames.frame import Frame
-from inferedge_orchestrator.scheduling.policy import TaskState
-import numpy as np
-
-# The encoding of a single-channel array submitted without one, by its dtype.
-_SINGLE_CHANNEL = {'uint8': 'mono8', 'uint16': 'mono16', 'float32': '32FC1'}
+from inferedge_orchestrator.scheduling.queues import Entry
+from inferedge_orchestrator.scheduling.task import TaskState
+from inferedge_orchestrator.telemetry.counters import InputTelemetry
 
 
 class Admission:
-    """Admission of frames: submit(), reject() and the drops they count."""
+    """Checks, routes and queues submitted frames; counts what each input received."""
 
-    def reject(self, input_name: str, reason: str) -> None:
-        """Count a frame the caller found malformed before submit() (e.g. a bad image message)."""
-        with self._lock:
-            inp = self._inputs[input_name]
-            inp.received += 1
-            inp.malformed[reason] = inp.malformed.get(reason, 0) + 1
+    def __init__(self, config: OrchestratorConfig, expiry: ExpiryIndex, ledger: Ledger):
+        self.config = config
+        self._expiry = expiry
+        self._ledger = ledger
+        self._fifo = config.mode == 'fifo'
+        self.inputs: Dict[str, InputTelemetry] = {name: InputTelemetry()
+                                                  for name in config.inputs}
+        self.routes: Dict[str, List[TaskState]] = {name: [] for name in config.inputs}
+        self.unknown_input = 0
+        self._seq = 0
 
-    def submit(self, input_name: str, data: Any, age_s: Optional[float] = None,
-               encoding: Optional[str] = None, meta: Any = None) -> Submission:
+    def route(self, task: TaskState) -> None:
+        """Feed task the frames of its input."""
+        self.routes[task.config.input].append(task)
+
+    def count_decode_error(self, frame: Frame) -> None:
+        """Count an accepted frame whose bytes failed to decode (whichever task saw it first)."""
+        if not frame.decode_error_counted:
+            self.inputs[frame.input].decode_errors += 1
+            frame.decode_error_counted = True
+
+    def admit(self, now: float, input_name: str, data: Any, age_s: Optional[float],
+              encoding: Optional[str], meta: Any, malformed: str, admitting: Optional[str]
+              ) -> Tuple[Submission, Optional[Frame], float]:
         """
-        Route one frame to the tasks of input_name; never runs inference.
+        Count, check, route and queue one frame.
 
-        data is an HxWxC (or HxW) uint8 array (uint16 for mono16 and 16UC1, float32 for 32FC1)
-        or encoded JPEG/PNG bytes.
-        age_s is the frame's age at arrival measured by the caller's clock (now - stamp); None,
-        a stamp more than max_stamp_lead_ms in the future or older than max_stamp_age_ms
-        count as stamp_fallback and use 0; a stamp less ahead than that uses 0 uncounted.
+        admitting: None while the engine admits frames, else the reason its tasks drop them
+        (deactivated, shutdown). Return (the Submission, the frame or None when refused, when
+        the earliest frame it queued may become late).
         """
-        now = self._clock()
-        with self._lock:
-            inp = self._inputs.get(input_name)
-            if inp is None:
-                self.unknown_input += 1
-                return Submission(False, reasons.UNKNOWN_INPUT)
-            inp.received += 1
+        inp = self.inputs.get(input_name)
+        if inp is None:
+            self.unknown_input += 1
+            return Submission(False, reasons.UNKNOWN_INPUT), None, math.inf
+        inp.received += 1
+        image, encoded = None, None
+        if not malformed:
             inp.rate.add(now)
-            image, encoded, encoding, malformed = self._check_data(data, encoding)
-            if malformed:
-                inp.malformed[malformed] = inp.malformed.get(malformed, 0) + 1
-                return Submission(False, malformed)
-            inp.accepted += 1
-            config = self.config
-            if age_s is None or age_s * 1000.0 < -config.max_stamp_lead_ms or \
-                    age_s * 1000.0 > config.max_stamp_age_ms:
-                inp.stamp_fallback += 1
-                age_s = 0.0
-            elif age_s < 0.0:  # within the clocks' offset or step: it arrived as stamped
-                age_s = 0.0
-            self._seq += 1
-            frame = Frame(input_name, self._seq, now, age_s, image, encoded, encoding, meta)
-            dropped = []
-            admitting = self._state == RUNNING
-            fifo = self._fifo
-            for task in self._routes[input_name]:
-                telemetry = task.telemetry
-                telemetry.routed += 1
-                task.note_arrival(now, age_s)
-                if not admitting:
-                    reason = reasons.DEACTIVATED if self._state in (PAUSED, STOPPED) \
-                        else reasons.SHUTDOWN
-                elif not task.config.enabled:
-                    reason = reasons.DISABLED
-                elif not fifo and not task.admit(now):
-                    reason = reasons.RATE_LIMITED
-                else:
-                    pool = task.pool
-                    pool.advance(now)
-                    deadline = now + task.budget_s - age_s
-                    queue_ = task.queue
-                    if len(queue_) >= queue_.capacity and not queue_.drop_oldest and \
-                            task.drops_late and not fifo:
-                        # A full drop_newest queue: its likely late frames make room.
-                        self._next_late = min(self._next_late,
-                                              self._expire_pool(pool, now, making_room=task))
-                    out = queue_.push((deadline, frame, task.lower_busy))
-                    depth = len(queue_)
-                    if depth > telemetry.max_queue_depth:
-                        telemetry.max_queue_depth = depth
-                    if deadline - task.fast_s < self._next_late:
-                        self._next_late = deadline - task.fast_s
-                    if out is None:
-                        if deadline - task.fast_s < self._timer_wake:
-                            self._cond.notify()
-                        continue
-                    reason = reasons.QUEUE_OVERFLOW
-                    if not fifo:
-                        task.risk.loss(reason, pool.lower_running(task.priority))
-                    if out[1] is not frame:  # drop_oldest: an older frame made room
-                        self._drop_entries(task, [out], reason, now)
-                        continue
-                self._drop_frame(task, frame, reason, now)
+            image, encoded, encoding, malformed = check_data(data, encoding,
+                                                             self.config.max_image_pixels)
+        if malformed:
+            inp.malformed[malformed] = inp.malformed.get(malformed, 0) + 1
+            return Submission(False, malformed), None, math.inf
+        inp.accepted += 1
+        age_s = self._age(inp, age_s)
+        self._seq += 1
+        frame = Frame(input_name, self._seq, now, age_s, image, encoded, encoding, meta)
+        dropped, late_at = [], math.inf
+        for task in self.routes[input_name]:
+            task.count_routed(now, age_s)
+            reason = admitting or self._refusal(task, now)
+            if not reason:
+                reason, queued_late_at = self._queue(task, frame, now)
+                late_at = min(late_at, queued_late_at)
+            if reason:
+                self._ledger.drop_frame(task, frame, reason, now)
                 dropped.append((task.name, reason))
-            frame.submitted = self._clock()
-            if admitting:
-                wake = self._dispatch(frame.submitted)
-                if wake < self._timer_wake:
-                    self._cond.notify()
-        return Submission(True, '', frame.seq, tuple(dropped))
+        return Submission(True, '', frame.seq, tuple(dropped)), frame, late_at
 
-    def _check_data(self, data: Any, encoding: Optional[str]):
-        """Return (image, encoded, encoding, malformed reason or '')."""
-        if isinstance(data, np.ndarray):
-            if data.ndim == 2:
-                data = data[:, :, None]
-            if data.ndim != 3 or data.dtype not in (np.uint8, np.uint16, np.float32):
-                return None, None, None, reasons.BAD_ARRAY
-            height, width, channels = data.shape
-            if data.size == 0:
-                return None, None, None, reasons.ZERO_SIZE
-            if height * width > self.config.max_image_pixels:
-                return None, None, None, reasons.TOO_MANY_PIXELS
-            if encoding is None:
-                encoding = {1: _SINGLE_CHANNEL.get(data.dtype.name, 'mono8'),
-                            3: 'rgb8', 4: 'rgba8'}.get(channels)
-            if CHANNELS.get(encoding) != channels:
-                return None, None, None, reasons.UNKNOWN_ENCODING
-            if data.dtype.name != dtype_of(encoding):
-                return None, None, None, reasons.BAD_ARRAY
-            return data, None, encoding, ''
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            data = bytes(data)
-            if not data:
-                return None, None, None, reasons.ZERO_SIZE
-            size = encoded_image_size(data)
-            if size is not None:
-                if size[0] * size[1] == 0:
-                    return None, None, None, reasons.ZERO_SIZE
-                if size[0] * size[1] > self.config.max_image_pixels:
-                    return None, None, None, reasons.TOO_MANY_PIXELS
-            return None, data, encoding or 'encoded', ''
-        return None, None, None, reasons.BAD_ARRAY
+    def _age(self, inp: InputTelemetry, age_s: Optional[float]) -> float:
+        """Return the age the frame counts with; a stamp out of range falls back to 0."""
+        config = self.config
+        if age_s is None or age_s * 1000.0 < -config.max_stamp_lead_ms or \
+                age_s * 1000.0 > config.max_stamp_age_ms:
+            inp.stamp_fallback += 1
+            return 0.0
+        return max(0.0, age_s)  # a little ahead: within the clocks' offset, as stamped
 
-    def _drop_entries(self, task: TaskState, entries: list, reason: str, now: float) -> None:
-        """Count queue entries of task that leave without running."""
-        if entries:
-            task.telemetry.drop(reason, len(entries))
-            self.decisions.count_drop(task.name, reason, len(entries))
-            if self._trace is not None:
-                for entry in entries:
-                    self._trace.dropped(task.name, entry[1], reason, now)
+    def _refusal(self, task: TaskState, now: float) -> str:
+        """Return why task takes no frame now ('' if it does): disabled, rate_limited."""
+        if not task.config.enabled:
+            return reasons.DISABLED
+        if not self._fifo and not task.admit(now):
+            return reasons.RATE_LIMITED
+        return ''
 
-    def _drop_frame(self, task: TaskState, frame: Frame, reason: str, now: float,
-                    detail: str = '') -> None:
+    def _queue(self, task: TaskState, frame: Frame, now: float) -> Tuple[str, float]:
         """
-        Count a frame of task that leaves without running: not queued, abandoned, or dropped.
+        Queue frame for task; return (why it was refused or '', when it may become late).
 
-        detail: why, for the DROP decision of the period (a server's message).
+        A full queue drops its oldest frame (counted here) or refuses the new one
+        (queue_overflow). When it may become late: for a frame queued in a free place, the
+        timer must look at it by then (inf otherwise).
         """
-        task.telemetry.drop(reason)
-        self.decisions.count_drop(task.name, reason, detail=detail)
-        if self._trace is not None:
-            self._trace.dropped(task.name, frame, reason, now)
+        pool = task.pool
+        pool.advance(now)
+        deadline = now + task.budget_s - frame.age
+        queue_ = task.queue
+        if len(queue_) >= queue_.capacity and not queue_.drop_oldest and task.drops_late and \
+                not self._fifo:
+            self._expiry.make_room(pool, task, now)  # its likely late frames make room
+        out = queue_.push(Entry(deadline, frame, task.lower_busy))
+        task.count_queued()
+        late_at = self._expiry.queued(task, deadline)
+        if out is None:
+            return '', late_at
+        if not self._fifo:
+            task.risk.loss(reasons.QUEUE_OVERFLOW, pool.lower_running(task.priority))
+        if out.frame is not frame:  # drop_oldest: an older frame made room
+            self._ledger.drop_entries(task, [out], reasons.QUEUE_OVERFLOW, now)
+            return '', math.inf
+        return reasons.QUEUE_OVERFLOW, math.inf

@@ -29,7 +29,11 @@ what executes a slot's jobs (docs/engine_api.md, "Pool back-ends"):
 - retires_stuck: a slot whose job never returns (3 x timeout_ms) is retired (a thread cannot
   be stopped); a replaceable worker (Worker.replaceable) then gets a fresh one on a new slot;
 - call(job, budget_left_s): the model call of a job, on its slot's thread;
-- down, lost(started), stop(): a server pool's circuit breaker (below).
+- down, lost(started), stop(): a server pool's circuit breaker (below);
+- threaded: whether its slots run on threads (all but the virtual clock's).
+
+Under the virtual clock (VirtualBackend: tools/simulation.py) nothing runs: a job handed to a
+slot is given to the simulation, which completes it at its virtual end (Engine.complete).
 
 A dead or broken slot is detected in band: its call raises WorkerCrashed (reason
 worker_crashed), and the back-end replaces what died before the slot's next job.
@@ -59,8 +63,9 @@ LOGGER = logging.getLogger('inferedge_orchestrator')
 class PoolBackend:
     """The interface of a pool back-end (the methods are described in the module's text)."""
 
-    kind = ''  # thread, process or server: in the pool's telemetry
+    kind = ''  # thread, process, server or virtual: in the pool's telemetry
     retires_stuck = True
+    threaded = True
     down = False  # a server pool whose breaker is open: its frames are dropped at dispatch
     outages = probes = 0
 
@@ -73,7 +78,10 @@ class PoolBackend:
 
     def make_worker(self, task: TaskConfig, slots: int,
                     create: Optional[WorkerFactory]) -> Worker:
-        raise NotImplementedError
+        """Return the task's worker, in this process (create: the caller's factory)."""
+        if create is not None:
+            return create(task, slots)
+        return WORKERS.create(task.worker, task.name, task.worker_options, slots)
 
     def start_slot(self, slot, run: Callable[[object], None]) -> None:
         raise NotImplementedError
@@ -107,12 +115,6 @@ class ThreadBackend(PoolBackend):
     """Slots run by threads of the engine's process: the jobs call the task's worker there."""
 
     kind = 'thread'
-
-    def make_worker(self, task: TaskConfig, slots: int,
-                    create: Optional[WorkerFactory]) -> Worker:
-        if create is not None:
-            return create(task, slots)
-        return WORKERS.create(task.worker, task.name, task.worker_options, slots)
 
     def start_slot(self, slot, run: Callable[[object], None]) -> None:
         slot.inbox = queue.SimpleQueue()
@@ -259,21 +261,47 @@ class ServerBackend(ThreadBackend):
             return
 
 
+class VirtualBackend(PoolBackend):
+    """
+    A pool under the virtual clock: its slots run nothing; a job handed is given to `start`.
+
+    The simulation (tools/simulation.py) draws the job's service time and completes it at its
+    virtual end with Engine.complete(); no thread is started.
+    """
+
+    kind = 'virtual'
+    threaded = False
+
+    def __init__(self, config: PoolConfig, start: Callable[[object], None]):
+        super().__init__(config)
+        self._start = start
+
+    def start_slot(self, slot, run: Callable[[object], None]) -> None:
+        pass
+
+    def hand(self, slot, job) -> None:
+        self._start(job)
+
+    def stop_slot(self, slot) -> Optional[threading.Thread]:
+        return None
+
+    def abort(self, job) -> bool:
+        return False
+
+
 BACKENDS = {backend.kind: backend for backend in (ThreadBackend, ProcessBackend)}
 
 
-def create_backend(config: PoolConfig, virtual: bool, remote: bool = False,
+def create_backend(config: PoolConfig, remote: bool = False,
                    on_respawn: Optional[Callable[[str, str], None]] = None,
-                   on_server_up: Optional[Callable[[str, str], None]] = None) -> PoolBackend:
+                   on_server_up: Optional[Callable[[str, str], None]] = None,
+                   virtual: Optional[Callable[[object], None]] = None) -> PoolBackend:
     """
     Return the back-end of a pool; remote: its tasks' workers run on a server.
 
-    The virtual clock runs every pool in the thread back-end.
+    virtual: under the virtual clock, every pool is a VirtualBackend handing its jobs to it.
     """
-    if virtual:
-        backend = ThreadBackend
-    elif remote:
-        backend = ServerBackend
-    else:
-        backend = BACKENDS[config.isolation]
+    if virtual is not None:
+        return VirtualBackend(config, virtual)
+    backend = ServerBackend if remote else BACKENDS[config.isolation]
     return backend(config, on_respawn, on_server_up)

@@ -24,7 +24,7 @@ import threading
 from typing import List, Optional
 
 from inferedge_orchestrator.frames.frame import Frame
-from inferedge_orchestrator.scheduling.policy import TaskState
+from inferedge_orchestrator.scheduling.task import TaskState
 
 # Job states.
 JOB_RUNNING, JOB_TIMED_OUT, JOB_ABANDONED = 0, 1, 2
@@ -44,7 +44,7 @@ class Slot:
 
 class Job:
     __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker', 'blocking',
-                 'probe', 'hold_probe', 'handed')
+                 'probe', 'hold_probe')
 
     def __init__(self, task: TaskState, frame: Frame, deadline: float, slot: Slot,
                  start: float, blocking: float):
@@ -58,7 +58,6 @@ class Job:
         self.blocking = blocking  # how long lower-priority jobs held the pool while it waited
         self.probe = False  # it ran although its prediction said late
         self.hold_probe = False  # it ran although the priority hold would have kept it back
-        self.handed = 0.0  # time.monotonic() when its slot was given it (real time)
 
 
 class Pool:
@@ -89,6 +88,13 @@ class Pool:
         self.slots.append(slot)
         self.free.append(slot)
         return slot
+
+    def close_period(self, now: float, period_s: float) -> None:
+        """End a telemetry period: its utilisation is the busy share of its slot time."""
+        busy = self.busy_seconds(now)
+        capacity = max(1, len(self.slots))
+        self.utilisation = min(1.0, (busy - self.period_busy) / (period_s * capacity))
+        self.period_busy = busy
 
     def busy_seconds(self, now: float) -> float:
         return self.busy_time + sum(now - s.job.start for s in self.slots if s.job is not None)

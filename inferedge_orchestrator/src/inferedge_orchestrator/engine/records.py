@@ -14,8 +14,7 @@
 
 """The engine's records: a job's Result, a Submission, its states and its virtual clock."""
 
-from dataclasses import dataclass
-from dataclasses import field
+from dataclasses import dataclass, field
 import logging
 from typing import Any, Dict, Tuple
 
@@ -69,9 +68,7 @@ class Result:
     decoded: Any = None  # the decoder's Decoded (decoders/base.py); None without a decoder
     image: Any = None  # with a decoder: the source image (HxWxC) and its encoding, to draw on
     encoding: str = ''
-    # The hand-off (real time only): from the job's start to its model call beginning (its
-    # slot and, with process isolation, the child), and from the call ending to on_result.
-    handoff_in_s: float = 0.0
+    # From the model call's end to on_result (real time only): the hand-off back.
     handoff_out_s: float = 0.0
     model_span: Tuple[float, float] = (0.0, 0.0)  # time.monotonic() at the call's begin, end
 

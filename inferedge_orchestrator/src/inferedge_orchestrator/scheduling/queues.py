@@ -12,14 +12,19 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Bounded per-task queues of (deadline, frame, lower_busy at arrival) entries."""
+"""Bounded per-task queues of entries: a frame, its deadline and the blocking integral."""
 
 from collections import deque
 import math
-from typing import List, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple
 
-# (deadline on the engine clock, Frame, the task's lower_busy integral when it was queued)
-Entry = Tuple[float, object, float]
+
+class Entry(NamedTuple):
+    """A queued frame of a task."""
+
+    deadline: float  # on the engine clock
+    frame: Any  # the Frame (frames/frame.py)
+    lower_busy: float  # the task's lower_busy integral when it was queued
 
 
 class TaskQueue:

@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Tuple
 
 from inferedge_orchestrator.config.model import SheddingConfig
 from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.scheduling.policy import RiskSignals, TaskState
+from inferedge_orchestrator.scheduling.task import RiskSignals, TaskState
 from inferedge_orchestrator.telemetry.decisions import DecisionLog
 from inferedge_orchestrator.telemetry.stats import percentile
 

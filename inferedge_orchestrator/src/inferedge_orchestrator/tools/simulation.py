@@ -93,9 +93,8 @@ class Simulation:
                                       'under the virtual clock; allowed: dummy (or replay a '
                                       'recorded trace: simulate --trace)')
         self.engine = Engine(self.config, on_result=self._result, clock=self.clock,
-                             virtual=True, trace=trace, worker_factory=factory)
+                             virtual=self._start_job, trace=trace, worker_factory=factory)
         self.trace = trace
-        self.engine.virtual_start = self._start_job
         self._service_time = service_time or (
             lambda job: job.worker.simulated_service_time(job.frame))
         self._image = np.zeros(frame_shape, dtype=np.uint8)

@@ -39,9 +39,9 @@ from inferedge_orchestrator.config.model import parse_cpus
 from inferedge_orchestrator.contracts.errors import ChildError, PostprocessError, WorkerCrashed
 from inferedge_orchestrator.contracts.inference import InferenceOutput
 from inferedge_orchestrator.contracts.kinds import WORKERS
-from inferedge_orchestrator.decoders.base import create_decoder
 from inferedge_orchestrator.frames.frame import Frame
 from inferedge_orchestrator.workers.base import Worker
+from inferedge_orchestrator.workers.jobs import bound_decoder, bring_up, run_model
 import numpy as np
 
 LOGGER = logging.getLogger('inferedge_orchestrator')
@@ -88,15 +88,12 @@ def _child_main(connection, kind: str, task_name: str, options: Dict[str, Any],
     options = settle_child(settings, kind, options)
     worker = WORKERS.create(kind, task_name, options, 1)
     try:
-        worker.load()
-        worker.warmup(int(options.get('warmup', 0) or 0))
+        bring_up(worker)
         model_info = worker.model_info()
-        postprocess = create_decoder(decoder[0], task_name, decoder[1])
-        if postprocess is not None:
-            try:
-                postprocess.bind(model_info)
-            except ValueError:
-                postprocess = None  # the engine binds it again with model_info and says why
+        try:
+            postprocess = bound_decoder(decoder[0], task_name, decoder[1], model_info)
+        except ValueError:
+            postprocess = None  # the engine binds it again with model_info and says why
     except BaseException as error:  # noqa: B902 - reported to the parent, which raises it
         connection.send(('load_error', f'{type(error).__name__}: {error}'))
         return
@@ -118,11 +115,7 @@ def _child_main(connection, kind: str, task_name: str, options: Dict[str, Any],
         image = np.ndarray(shape, dtype=dtype, buffer=segment.buf)
         frame = Frame(*frame_fields, image=image, encoding=encoding)
         try:
-            entered = time.monotonic()
-            output = worker.infer(frame)
-            if postprocess is not None:
-                postprocess.decode_into(output, shape)
-            output.span = (entered, time.monotonic())  # one clock for all processes (Linux)
+            output = run_model(lambda: worker.infer(frame), postprocess, frame)
             connection.send(('ok', output))
         except MemoryError:
             os._exit(3)  # out of its address space: its state is not to be trusted, respawn

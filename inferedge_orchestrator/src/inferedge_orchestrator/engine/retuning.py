@@ -1,0 +1,69 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Live retuning: a task's run-time settings validated, then applied between two decisions."""
+
+from typing import Any, Callable, Dict
+
+from inferedge_orchestrator.config.loader import updated_task
+from inferedge_orchestrator.config.model import OrchestratorConfig, TaskConfig
+from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator.contracts.errors import ConfigError
+from inferedge_orchestrator.engine.expiry import ExpiryIndex
+from inferedge_orchestrator.engine.ledger import Ledger
+from inferedge_orchestrator.scheduling.shedding import LoadShedder
+from inferedge_orchestrator.scheduling.task import TaskState
+from inferedge_orchestrator.telemetry.decisions import Decision
+
+
+class Retuner:
+    """Validates task updates (any thread) and applies them (under the engine's lock)."""
+
+    def __init__(self, config: OrchestratorConfig, tasks: Dict[str, TaskState],
+                 ledger: Ledger, expiry: ExpiryIndex, shedder: LoadShedder,
+                 queue_depths: Callable[[], Dict[str, int]]):
+        self._config = config
+        self._tasks = tasks  # by name
+        self._ledger = ledger
+        self._expiry = expiry
+        self._shedder = shedder
+        self._queue_depths = queue_depths
+
+    def validate(self, name: str, changes: Dict[str, Any]) -> TaskConfig:
+        """Return task name's config with changes applied, validated; ConfigError names why."""
+        task = self._tasks.get(name)
+        if task is None:
+            raise ConfigError(f'tasks: {name!r} is not a task; allowed: '
+                              f'{", ".join(self._tasks)}')
+        return updated_task(task.config, changes)
+
+    def apply(self, name: str, config: TaskConfig, changes: Dict[str, Any],
+              now: float) -> Decision:
+        """Apply a validated config to task name; announce it as a PARAM_CHANGE decision."""
+        task = self._tasks[name]
+        old = task.config
+        dropped = task.reconfigure(config, self._config.mode == 'fifo')
+        self._config.tasks[task.index] = config
+        self._ledger.drop_entries(task, dropped, reasons.QUEUE_RESIZED, now)
+        task.pool.sort_tasks()
+        self._expiry.rescan()
+        if config.priority != old.priority or config.enabled != old.enabled:
+            self._shedder.reset(now, list(self._tasks.values()), self._queue_depths())
+        if not config.enabled:
+            self._ledger.drop_entries(task, task.queue.clear(), reasons.DISABLED, now)
+        detail = ', '.join(f'{key}: {getattr(old, key)!r} -> {getattr(config, key)!r}'
+                           for key in changes if getattr(old, key) != getattr(config, key))
+        return self._ledger.decisions.add(now, reasons.PARAM_CHANGE_EVENT, reasons.PARAM_CHANGE,
+                                          task=name, queue_depths=self._queue_depths(),
+                                          count=len(dropped), detail=detail or 'no change')

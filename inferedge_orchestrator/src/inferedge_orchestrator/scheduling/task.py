@@ -1,0 +1,417 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""
+Per-task scheduling state: the predictions of its service time, its arrivals, its counters.
+
+TaskState is the one owner of a task's run-time state: its queue, its in-flight count and its
+frame counters (the count_* methods are their only writers: the invariant routed = executed +
+failed + dropped + queued + in_flight rests on them), and the predictions the scheduler reads
+(fast, median and high quantiles of the next service time; the next expected frame).
+"""
+
+import bisect
+from collections import deque
+import functools
+import math
+from statistics import NormalDist
+from typing import Dict, List, Optional, Tuple
+
+from inferedge_orchestrator.config.model import TaskConfig
+from inferedge_orchestrator.scheduling.queues import Entry, TaskQueue
+from inferedge_orchestrator.telemetry.counters import RateMeter, TaskTelemetry
+
+SERVICE_HISTORY = 50  # service times kept for the predictions
+MIN_SAMPLES = 5  # measurements before the predictions replace expected_latency_ms
+# The drop predictor: a frame is predicted late only if even a fast run (this quantile of the
+# task's next service time) cannot end it in time: a dropped frame had at most this chance.
+# It is predicted from a lognormal fitted to the recent service times (positive, skewed right),
+# with the uncertainty of the fit (few samples give a lower quantile): the empirical quantile
+# of a few dozen samples is one of the fastest few, noisy enough to call frames late that fit.
+# Before MIN_SAMPLES it is the worker's own fast guess (0 when it has none: no frame is dropped
+# for a service time nobody has measured).
+FAST_QUANTILE = 0.05
+FAST_Z = NormalDist().inv_cdf(FAST_QUANTILE)
+# The hold predictor (and predicted_service_ms): a quantile that a job rarely exceeds.
+HIGH_QUANTILE = 0.95
+# Whether a frame is in time started now (the choice of the next frame, level_order): the same
+# quantile predicted from the lognormal fit with its uncertainty, as the fast one is. The
+# empirical p95 of a few dozen samples is one of the slowest few, and of fewer it is the
+# slowest: too low a bound early in a run, when frames it calls in time would end late.
+HIGH_Z = NormalDist().inv_cdf(HIGH_QUANTILE)
+# After this many predicted_late drops of frames that its own fast service time made late from
+# their arrival (started at once, they would still end after their deadline: nothing else can
+# let them run, so no new measurement would come), a task's next frame runs anyway (a probe): a
+# stale prediction is measured again instead of dropping every frame. A probe that ends late makes
+# the next one wait, first one latency budget, doubling up to PROBE_INTERVAL_MAX_S, so that a
+# task that cannot make it wastes little slot time yet is measured at least that often; a job
+# within budget ends the wait.
+PROBE_AFTER = 3
+# A task whose service times change (a slow start under contention, a slow spell that ends)
+# must not keep its old predictions until 50 new samples replace them: this many samples in a
+# row outside the predicted band on the same side (below the fast quantile, or above the high
+# one; each 5% likely, so by chance 1 in 8000) start the history again from them.
+SHIFT_AFTER = 3
+PROBE_INTERVAL_MAX_S = 1.0
+RESOLUTION_S = 1e-6  # service times closer than this are the same (clock and float noise)
+INTERARRIVAL_SMOOTHING = 0.1
+IDLE_INTERARRIVALS = 2.0  # a source silent for this many mean intervals is not expected
+# Transport ages vary: the next frame may arrive as early as its stamp plus the smallest of
+# the recent ages, which is when the hold must expect it.
+AGE_HISTORY = 16
+
+
+def quantile(ordered: List[float], q: float) -> float:
+    """Return the nearest-rank quantile q (0 < q <= 1) of a sorted, non-empty list."""
+    return ordered[min(len(ordered) - 1, max(0, int(math.ceil(q * len(ordered))) - 1))]
+
+
+@functools.lru_cache(maxsize=None)  # called per job with the same few (z, dof)
+def student_t_quantile(z: float, dof: int) -> float:
+    """Return Student's t quantile with dof degrees of freedom at the normal's z (A&S 26.7.5)."""
+    g1 = (z ** 3 + z) / 4.0
+    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96.0
+    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384.0
+    g4 = (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160.0
+    return z + g1 / dof + g2 / dof ** 2 + g3 / dof ** 3 + g4 / dof ** 4
+
+
+def predicted_lognormal_quantile(count: int, log_sum: float, log_square_sum: float,
+                                 z: float) -> float:
+    """
+    Return the quantile at z of the next sample, for count positive samples taken as lognormal.
+
+    Given the sum of their logs and of their squares. The prediction bound in log space
+    (Student's t: mean and spread both estimated) is wider than the fitted quantile: the fewer
+    the samples, the lower a low quantile, so that a handful of them cannot make frames that
+    would still fit look late.
+    """
+    mean = log_sum / count
+    variance = max(0.0, (log_square_sum - count * mean * mean) / (count - 1))
+    bound = student_t_quantile(z, count - 1) * math.sqrt(variance * (1.0 + 1.0 / count))
+    return math.exp(mean + bound)
+
+
+class RiskSignals:
+    """
+    What one shedding tick saw of a task, with each loss attributed.
+
+    A loss (a frame dropped as expired, predicted_late or queue_overflow, a deadline miss or a
+    timeout) is blocked when lower-priority work explains it: without the time a lower-priority
+    job held the slot while the frame waited, it would have made its deadline (by the drop
+    predictor), or, for an overflow, a lower-priority job was running. Every other loss is
+    explained by the task's own service time and by higher-priority work.
+    """
+
+    __slots__ = ('blocked', 'own', 'end_to_end', 'unblocked_end_to_end', 'blocking', 'service')
+
+    def __init__(self):
+        self.blocked: Dict[str, int] = {}  # reason -> losses that blocking explains
+        self.own: Dict[str, int] = {}  # reason -> losses it does not
+        self.end_to_end: List[float] = []  # executed frames (s)
+        self.unblocked_end_to_end: List[float] = []  # the same, less each frame's blocking
+        self.blocking: List[float] = []  # per started frame (s)
+        self.service: List[float] = []  # per executed frame (s)
+
+    def loss(self, reason: str, blocked: bool, count: int = 1) -> None:
+        counts = self.blocked if blocked else self.own
+        counts[reason] = counts.get(reason, 0) + count
+
+
+class TaskState:
+    """Everything the engine tracks about one task at run time."""
+
+    def __init__(self, config: TaskConfig, index: int, window_s: float, window_samples: int):
+        self.config = config
+        self.name = config.name
+        self.index = index
+        self.queue = TaskQueue(config.queue_size, config.drop_policy, config.order)
+        self.telemetry = TaskTelemetry(window_s, window_samples)
+        self.worker = None
+        self.decoder = None  # its Decoder (decoders/base.py), set when the engine loads
+        self.pool = None  # the engine's pool object that runs the task
+        self.priority_rank = 0  # 0: the highest priority of its pool (pool.sort_tasks)
+        self.in_flight = 0
+        self.busy_s = 0.0  # slot time its jobs took, since start (s)
+        self.expected_s = config.expected_latency_ms / 1000.0
+        self._service = deque(maxlen=SERVICE_HISTORY)  # arrival order
+        self._ordered: List[float] = []  # the same values, sorted
+        self._log_sum = self._log_square_sum = 0.0  # of their logs: the lognormal fit
+        self.predicted_s = self.expected_s  # high quantile: holds, telemetry
+        self.in_time_s = self.expected_s  # its fitted bound: a frame in time started now
+        self.fast_s = 0.0  # low quantile: predicted_late
+        self.median_s = self.expected_s  # the load a job adds
+        self.late_streak = 0  # predicted_late drops late from arrival since a job started
+        self.hold_streak = 0  # frames the priority hold kept back since a job started
+        self._measured = False  # MIN_SAMPLES reached: the predictions are the measurements'
+        self._shift_side, self._shift_count = 0, 0
+        self._shift_band = (0.0, 0.0)  # (fast, high) when the streak began
+        self.probe_interval_s = 0.0  # the wait after a probe that ended late
+        self.probe_not_before = -math.inf  # no probe before then
+        # Slot-seconds of lower-priority jobs on the pool, divided by its slots, since start:
+        # the blocking a frame suffered is the growth of this integral while it waited.
+        self.lower_busy = 0.0
+        self.last_arrival: Optional[float] = None
+        self.last_stamp = 0.0  # the last frame's arrival less its age: when it was taken
+        self.mean_interarrival: Optional[float] = None  # of the stamps: the source's period
+        self._ages = deque(maxlen=AGE_HISTORY)  # the last frames' transport ages
+        self.routed_rate = RateMeter()
+        self.admitted_rate = RateMeter()
+        self.started_rate = RateMeter()
+        self.last_start = -math.inf  # when its last job started: how long it has waited
+        self.share_s = 0.0  # slot time charged to it (a median per job): its level's share
+        self.tokens = 1.0
+        self.token_time = 0.0
+        self.shed_limit_hz = 0.0  # 0: not limited by shedding
+        self.held_seq = -1
+        self.risk = RiskSignals()
+
+    # -- configuration that can change at run time ---------------------------------------
+    @property
+    def config(self) -> TaskConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: TaskConfig) -> None:
+        # The fields the hot paths read, as plain attributes.
+        self._config = config
+        self.priority = config.priority
+        self.budget_s = config.budget_s
+        self.drops_late = config.on_deadline == 'drop'
+
+    def reconfigure(self, config: TaskConfig, fifo: bool) -> List[Entry]:
+        """Apply a validated config at run time; return the entries a smaller queue dropped."""
+        old = self.config
+        self.config = config
+        dropped = self.queue.configure(config.queue_size, config.drop_policy,
+                                       'oldest_first' if fifo else config.order)
+        if config.expected_latency_ms != old.expected_latency_ms and config.expected_latency_ms:
+            self.set_expected(config.expected_latency_ms / 1000.0)
+        return dropped
+
+    def rate_limit_hz(self) -> float:
+        """Return the admission limit in force: max_rate_hz and the shedding limit (0 = none)."""
+        cap = self.config.max_rate_hz
+        shed = self.shed_limit_hz
+        if cap and shed:
+            return min(cap, shed)
+        return cap or shed
+
+    def next_entry(self, now: float) -> Entry:
+        """
+        Return the queued entry its next job takes (its queue must not be empty).
+
+        The head, in the task's order, unless the head is a gamble (its high service time,
+        in_time_s, started now would end after its deadline): then the first later frame in
+        time, or with none in time the newest, the likeliest to make it. The slot time is
+        better spent on a frame likely to make it than on one likely not to (its task's and
+        its level's next frames wait for it alike). The head stays queued until the drop
+        predictor finds that even a fast run cannot fit. Frames that never drop (on_deadline:
+        run) and newest_first queues (the head is the freshest) take the head.
+        """
+        queue_ = self.queue
+        entries = queue_.entries
+        if queue_.newest_first:
+            return entries[-1]
+        head = entries[0]
+        room = now + self.in_time_s
+        if head[0] >= room or not self.drops_late or len(entries) == 1:
+            return head
+        for entry in entries:
+            if entry[0] >= room:
+                return entry
+        return max(entries, key=lambda entry: entry[0])
+
+    # -- the frame counters: their only writers ---------------------------------------------
+    def count_routed(self, now: float, age: float) -> None:
+        """Count a frame routed to the task (its input feeds it), arrived now at age."""
+        self.telemetry.routed += 1
+        self.note_arrival(now, age)
+
+    def count_queued(self) -> None:
+        """Note the depth of its queue after a frame joined it."""
+        depth = len(self.queue.entries)
+        if depth > self.telemetry.max_queue_depth:
+            self.telemetry.max_queue_depth = depth
+
+    def count_start(self, now: float) -> None:
+        """Count a job started now: in flight, the rate, the wait and the share it takes."""
+        self.in_flight += 1
+        self.late_streak = self.hold_streak = 0
+        self.started_rate.add(now)
+        self.last_start = now
+        self.share_s += self.median_s
+
+    def count_end(self) -> None:
+        """Count a job no longer in flight (it ended, failed, timed out or was abandoned)."""
+        self.in_flight -= 1
+
+    def count_executed(self, met_deadline: bool) -> None:
+        self.telemetry.executed += 1
+        if met_deadline:
+            self.telemetry.within_budget += 1
+
+    def count_failed(self, reason: str) -> None:
+        self.telemetry.fail(reason)
+
+    def count_dropped(self, reason: str, count: int = 1) -> None:
+        self.telemetry.drop(reason, count)
+
+    def count_held(self, seq: int) -> None:
+        """Count the frame seq kept back by the priority hold (once per frame)."""
+        if self.held_seq != seq:
+            self.held_seq = seq
+            self.hold_streak += 1
+            self.telemetry.held_for_priority += 1
+
+    # -- observations -----------------------------------------------------------------------
+    def may_probe(self, now: float) -> bool:
+        """Whether a late frame should run anyway, to measure the task again."""
+        return self.late_streak >= PROBE_AFTER and now >= self.probe_not_before
+
+    def may_probe_hold(self, now: float) -> bool:
+        """Whether a frame the hold keeps back may run anyway, to measure the task again."""
+        return self.hold_streak >= PROBE_AFTER and now >= self.probe_not_before
+
+    def probe_ended(self, now: float, met_deadline: bool) -> None:
+        """Space the next probe out after a probe that confirmed the prediction."""
+        if met_deadline:
+            self.probe_interval_s = 0.0
+        else:
+            self.probe_interval_s = min(max(2.0 * self.probe_interval_s, self.budget_s),
+                                        PROBE_INTERVAL_MAX_S)
+        self.probe_not_before = now + self.probe_interval_s
+
+    def set_expected(self, seconds: float, fast: float = 0.0) -> None:
+        """Set the guesses used before measurements: typical and fast service time (s)."""
+        self.expected_s = seconds
+        if len(self._service) < MIN_SAMPLES:
+            self.predicted_s = self.median_s = self.in_time_s = seconds
+            self.fast_s = fast
+
+    def record_service(self, seconds: float) -> float:
+        """Add a measured service time; return how much the drop predictor grew (s)."""
+        side = 0
+        if self._measured:
+            # Against the band the history predicted when the streak began: the first sample
+            # of a shift widens the fit (one 2 ms run among 100 ms ones puts its fast quantile
+            # near 0), and the rest must not be judged by it.
+            if self._shift_count:
+                low, high = self._shift_band
+            else:
+                low, high = self.fast_s, self.predicted_s
+            if seconds < low - RESOLUTION_S:
+                side = -1
+            elif seconds > high + RESOLUTION_S:
+                side = 1
+        if side and side == self._shift_side:
+            self._shift_count += 1
+        elif side:
+            self._shift_side, self._shift_count = side, 1
+            self._shift_band = (self.fast_s, self.predicted_s)
+        else:
+            self._shift_side = self._shift_count = 0
+        history, ordered = self._service, self._ordered
+        if self._shift_count >= SHIFT_AFTER:  # the task changed: its recent samples only
+            recent = list(history)[-(SHIFT_AFTER - 1):]
+            history.clear()
+            ordered.clear()
+            self._log_sum = self._log_square_sum = 0.0
+            self._shift_side, self._shift_count = 0, 0
+            for sample in recent:
+                self._add_sample(sample)
+        elif len(history) == SERVICE_HISTORY:
+            oldest = history[0]  # it leaves
+            del ordered[bisect.bisect_left(ordered, oldest)]
+            log = math.log(max(oldest, 1e-9))
+            self._log_sum -= log
+            self._log_square_sum -= log * log
+        self._add_sample(seconds)
+        count = len(ordered)
+        if count >= MIN_SAMPLES:
+            self._measured = True
+        if not self._measured:  # too few for a p95: no job is expected to exceed the slowest
+            self.predicted_s = self.in_time_s = max(self.expected_s, ordered[-1])
+            return 0.0
+        previous = self.fast_s
+        self.predicted_s = quantile(ordered, HIGH_QUANTILE)
+        self.median_s = quantile(ordered, 0.5)
+        # A low quantile is below the median; without spread the fit's exp(log) round trip
+        # could put it a hair above every sample, all of which would then look faster.
+        self.fast_s = min(self.median_s, predicted_lognormal_quantile(
+            count, self._log_sum, self._log_square_sum, FAST_Z))
+        self.in_time_s = predicted_lognormal_quantile(count, self._log_sum,
+                                                      self._log_square_sum, HIGH_Z)
+        return max(0.0, self.fast_s - previous)
+
+    def _add_sample(self, seconds: float) -> None:
+        self._service.append(seconds)
+        bisect.insort(self._ordered, seconds)
+        log = math.log(max(seconds, 1e-9))
+        self._log_sum += log
+        self._log_square_sum += log * log
+
+    def note_arrival(self, now: float, age: float) -> None:
+        stamp = now - age
+        if self.last_arrival is not None:
+            # The stamps' gaps: the source's period, without the transport's jitter (a frame
+            # whose stamp went back, reordered or restamped, counts by its arrival).
+            gap = stamp - self.last_stamp
+            if gap <= 0.0:
+                gap = now - self.last_arrival
+            if self.mean_interarrival is None:
+                self.mean_interarrival = gap
+            else:
+                self.mean_interarrival += INTERARRIVAL_SMOOTHING * (gap - self.mean_interarrival)
+        self.last_arrival = now
+        self.last_stamp = stamp
+        self._ages.append(age)
+        self.routed_rate.add(now)
+
+    def admit(self, now: float) -> bool:
+        """Apply the rate limit (a one-token bucket); True when the frame may be queued."""
+        limit = self.rate_limit_hz()
+        if limit:
+            tokens = min(1.0, self.tokens + (now - self.token_time) * limit)
+            self.token_time = now
+            # 10% slack so that arrival jitter does not halve the admitted rate.
+            if tokens < 0.9:
+                self.tokens = tokens
+                return False
+            self.tokens = tokens - 1.0
+        self.admitted_rate.add(now)
+        return True
+
+    def next_expected_frame(self, now: float) -> Optional[Tuple[float, float]]:
+        """
+        Return (the earliest the next frame may arrive, its deadline); None if unknown or quiet.
+
+        Its stamp is the last one plus the source's period; it arrives as early as that plus
+        the smallest recent transport age, and its deadline is its stamp plus the budget.
+        After a single arrival the interval is unknown: the next frame may come at once, and
+        is expected so for one latency budget.
+        """
+        if self.last_arrival is None or now >= self.expectation_ends():
+            return None
+        if self.mean_interarrival is None:
+            return now, now + self.budget_s - self._ages[-1]
+        stamp = self.last_stamp + self.mean_interarrival
+        return max(now, stamp + min(self._ages)), stamp + self.budget_s
+
+    def expectation_ends(self) -> float:
+        """Return the time after which a silent source is no longer expected to send a frame."""
+        if self.mean_interarrival is None:
+            return self.last_arrival + self.budget_s
+        return self.last_arrival + IDLE_INTERARRIVALS * self.mean_interarrival
