@@ -181,3 +181,10 @@ def test_a_fresh_interpreter_validates_a_task_of_every_kind():
                            ','.join(DECODERS.names)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == len(WORKERS.names) + len(DECODERS.names)
+
+
+def test_the_public_api_names_resolve_and_the_face_loads_nothing_before_use():
+    assert loaded_by([PACKAGE]) == [PACKAGE]
+    for name in inferedge_orchestrator.__all__:
+        assert getattr(inferedge_orchestrator, name) is not None, name
+    assert set(inferedge_orchestrator.__all__) <= set(dir(inferedge_orchestrator))

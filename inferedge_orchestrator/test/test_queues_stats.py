@@ -16,16 +16,14 @@
 
 import math
 
-from inferedge_orchestrator.scheduling.queues import TaskQueue
-from inferedge_orchestrator.telemetry.stats import LatencyWindow
-from inferedge_orchestrator.telemetry.stats import LogHistogram
-from inferedge_orchestrator.telemetry.stats import percentile
+from inferedge_orchestrator.scheduling.queues import Entry, TaskQueue
+from inferedge_orchestrator.telemetry.stats import LatencyWindow, LogHistogram, percentile
 import numpy as np
 import pytest
 
 
 def entries(*deadlines):
-    return [(d, f'frame{i}') for i, d in enumerate(deadlines)]
+    return [Entry(d, f'frame{i}', 0.0) for i, d in enumerate(deadlines)]
 
 
 def test_drop_oldest_makes_room():
@@ -82,8 +80,8 @@ def test_configure_shrinks_oldest():
     for entry in entries(1.0, 2.0, 3.0):
         queue.push(entry)
     dropped = queue.configure(1, 'drop_newest', 'oldest_first')
-    assert [d for d, _ in dropped] == [1.0, 2.0] and len(queue) == 1
-    assert queue.push((9.0, 'x')) == (9.0, 'x')
+    assert [d for d, _, _ in dropped] == [1.0, 2.0] and len(queue) == 1
+    assert queue.push(Entry(9.0, 'x', 0.0)) == (9.0, 'x', 0.0)
 
 
 def test_percentile_matches_numpy():

@@ -20,6 +20,7 @@ import random
 
 from inferedge_orchestrator.config.loader import load_config
 from inferedge_orchestrator.scheduling.policy import hold_for, select_fifo, select_priority
+from inferedge_orchestrator.scheduling.queues import Entry
 from inferedge_orchestrator.scheduling.task import (FAST_QUANTILE, FAST_Z,
                                                     predicted_lognormal_quantile,
                                                     student_t_quantile, TaskState)
@@ -43,9 +44,9 @@ def test_strict_priority_then_earliest_deadline():
     low, high_a, high_b = states({'name': 'low', 'priority': 1},
                                  {'name': 'a', 'priority': 5},
                                  {'name': 'b', 'priority': 5})
-    low.queue.push((0.1, FakeFrame(1)))
-    high_a.queue.push((0.9, FakeFrame(2)))
-    high_b.queue.push((0.5, FakeFrame(3)))
+    low.queue.push(Entry(0.1, FakeFrame(1), 0.0))
+    high_a.queue.push(Entry(0.9, FakeFrame(2), 0.0))
+    high_b.queue.push(Entry(0.5, FakeFrame(3), 0.0))
     tasks = sorted([low, high_a, high_b], key=lambda t: -t.priority)
     chosen, holds = select_priority(tasks, 0.0, True, True)
     assert chosen is high_b and holds == []
@@ -76,8 +77,8 @@ def test_hold_when_the_job_would_overflow_a_higher_priority_queue():
 
 def test_fifo_takes_arrival_order():
     a, b = states({'name': 'a', 'priority': 9}, {'name': 'b'})
-    b.queue.push((5.0, FakeFrame(1)))
-    a.queue.push((0.1, FakeFrame(2)))
+    b.queue.push(Entry(5.0, FakeFrame(1), 0.0))
+    a.queue.push(Entry(0.1, FakeFrame(2), 0.0))
     assert select_fifo([a, b]) is b
 
 

@@ -27,9 +27,7 @@ orchestrator does, so that one subscriber measures both alike. The benchmark's b
 import sys
 import time
 
-from inferedge_orchestrator.config.loader import load_config
-from inferedge_orchestrator.contracts.kinds import WORKERS
-from inferedge_orchestrator.frames.frame import Frame
+from inferedge_orchestrator import Frame, load_config, WORKERS
 from inferedge_orchestrator_msgs.msg import InferenceResult
 from inferedge_orchestrator_ros.images import image_to_array
 import rclpy

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from inferedge_orchestrator.telemetry.process_stats import read_process_stats
+from inferedge_orchestrator import read_process_stats
 from ros_launch import ros_environment, ScriptNode, start_demo
 
 NODE = '/inferedge_orchestrator'

@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 
-from inferedge_orchestrator.decoders.draw import draw_detections
+from inferedge_orchestrator import draw_detections
 from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
 from sensor_msgs.msg import Image
 

@@ -24,7 +24,7 @@ OpenCV has no inverse of demosaicing: a Bayer frame keeps, at each pixel, the ch
 
 from typing import Optional
 
-from inferedge_orchestrator.frames.synthetic import PatternSource
+from inferedge_orchestrator import PatternSource
 from inferedge_orchestrator_ros.conversion import CAMERA_ENCODINGS
 from inferedge_orchestrator_ros.images import ZERO_COPY
 import numpy as np

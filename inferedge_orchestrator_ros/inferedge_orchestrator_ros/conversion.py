@@ -35,9 +35,7 @@ range through lookup tables and converted with OpenCV's YCrCb formulas.
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.frames.checks import plane_fault, size_fault
-from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS
+from inferedge_orchestrator import plane_fault, PREPROCESS_OPTIONS, reasons, size_fault
 from inferedge_orchestrator_ros.images import image_to_array, samples
 import numpy as np
 

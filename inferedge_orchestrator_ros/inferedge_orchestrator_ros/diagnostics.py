@@ -24,8 +24,7 @@ import json
 from typing import Any, Dict
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.telemetry.snapshot import InputSnapshot, Snapshot
+from inferedge_orchestrator import InputSnapshot, reasons, Snapshot
 
 TASK_VALUES = ('priority', 'routed', 'executed', 'completed_within_budget', 'failed', 'dropped',
                'queued', 'in_flight', 'shed_limit_hz', 'executed_rate_hz')

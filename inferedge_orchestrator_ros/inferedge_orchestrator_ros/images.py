@@ -25,15 +25,13 @@ import array
 import sys
 from typing import Any, Optional, Tuple
 
-from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.contracts.formats import CHANNELS, dtype_of
-from inferedge_orchestrator.frames.checks import plane_fault, size_fault
+from inferedge_orchestrator import formats, plane_fault, reasons, size_fault
 import numpy as np
 
 # The encodings taken as views, each with the engine encoding it becomes: the engine's own and
 # cv_bridge's generic 8-bit types (8UC3 and 8UC4 hold OpenCV's BGR order: cv_bridge's
 # cv2_to_imgmsg labels an OpenCV image so).
-ZERO_COPY = dict({encoding: encoding for encoding in CHANNELS},
+ZERO_COPY = dict({encoding: encoding for encoding in formats.CHANNELS},
                  **{'8UC1': 'mono8', '8UC3': 'bgr8', '8UC4': 'bgra8'})
 # Tensor.msg DTYPE_* values by numpy kind and item size.
 TENSOR_DTYPES = {'b1': 1, 'u1': 2, 'i1': 3, 'u2': 4, 'i2': 5, 'u4': 6, 'i4': 7, 'u8': 8,
@@ -52,13 +50,13 @@ def image_to_array(encoding: str, height: int, width: int, step: int, is_bigendi
     skipped), except for 16- and 32-bit samples in the non-native byte order, which are
     byte-swapped into a copy.
     """
-    channels = CHANNELS.get(encoding)
+    channels = formats.CHANNELS.get(encoding)
     if channels is None:
         return None, reasons.UNKNOWN_ENCODING
     fault = size_fault(height, width, max_pixels)
     if fault:
         return None, fault
-    native = np.dtype(dtype_of(encoding))
+    native = np.dtype(formats.dtype_of(encoding))
     itemsize = native.itemsize
     row = width * channels * itemsize
     reason = plane_fault(step, row, height, step % itemsize, data)

@@ -23,10 +23,8 @@ builders add what has no twin (nested lists, node-side QoS counts, the node's la
 import array
 from typing import Any, Callable, Dict, List, Optional
 
-from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.telemetry.counters import LATENCY_SERIES
-from inferedge_orchestrator.telemetry.snapshot import LatencySummary as LatencySummaryData
-from inferedge_orchestrator.telemetry.snapshot import Snapshot
+from inferedge_orchestrator import (LATENCY_SERIES, LatencySummary as LatencySummaryData, reasons,
+                                    Snapshot)
 from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, LatencySummary,
                                              OrchestratorTelemetry, PoolStats, ReasonCount,
                                              SchedulerDecision, TaskStats, Tensor)

@@ -36,15 +36,10 @@ from typing import Any, Dict, List, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 import diagnostic_updater
-from inferedge_orchestrator.config.loader import load_config, parse_task
-from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.contracts.errors import ConfigError, WorkerLoadError
-from inferedge_orchestrator.contracts.kinds import DECODERS
-from inferedge_orchestrator.engine.engine import Engine
-from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
-from inferedge_orchestrator.telemetry.snapshot import (LatencySummary as LatencySummaryData,
-                                                       Snapshot)
-from inferedge_orchestrator.telemetry.stats import LatencyWindow, LogHistogram
+from inferedge_orchestrator import (ConfigError, DECODERS, Engine,
+                                    LatencySummary as LatencySummaryData, LatencyWindow,
+                                    load_config, LogHistogram, reasons, Snapshot, TraceRecorder,
+                                    WorkerLoadError)
 from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, OrchestratorTelemetry,
                                              SchedulerDecision)
 from inferedge_orchestrator_ros import messages, parameters as params
@@ -315,8 +310,7 @@ class OrchestratorNode(LifecycleNode):
         # Every task's merged settings are valid, so that a refusal changes nothing.
         try:
             for task, changes in task_changes.items():
-                current = self._engine.tasks[task].config
-                parse_task(f'tasks.{task}', dict(vars(current), **changes), current.pool)
+                self._engine.validate_task_update(task, **changes)
         except ConfigError as error:
             return SetParametersResult(successful=False, reason=str(error))
         if not self._post_set:

@@ -27,19 +27,15 @@ descriptors from here and checks every value with Field.check on set; docs/node.
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from inferedge_orchestrator.config.model import (OrchestratorConfig, PoolConfig, SheddingConfig,
-                                                 TaskConfig, TelemetryConfig)
-from inferedge_orchestrator.config.schema import (BOOL, CHOICE, CUSTOM, Field, FLOAT, INT, NAME,
-                                                  NAME_PATTERN, REQUIRED, schema, setting,
-                                                  STR_LIST, with_marked_tables)
-from inferedge_orchestrator.contracts.errors import ConfigError
-from inferedge_orchestrator.contracts.kinds import DECODERS, WORKERS
+from inferedge_orchestrator import (ConfigError, DECODERS, OrchestratorConfig, PoolConfig, schema,
+                                    SheddingConfig, TaskConfig, TelemetryConfig, WORKERS)
 from inferedge_orchestrator_ros.conversion import AUTO, CONVERT_TO
 
 # The ROS parameter types the Fields are declared with.
 BOOLEAN, INTEGER, DOUBLE, STRING, STRING_ARRAY, ANY = (
     'bool', 'integer', 'double', 'string', 'string_array', 'any')
-_ROS_TYPES = {BOOL: BOOLEAN, INT: INTEGER, FLOAT: DOUBLE, STR_LIST: STRING_ARRAY}
+_ROS_TYPES = {schema.BOOL: BOOLEAN, schema.INT: INTEGER, schema.FLOAT: DOUBLE,
+              schema.STR_LIST: STRING_ARRAY}
 
 RELIABILITIES = ('best_effort', 'reliable')
 DURABILITIES = ('volatile', 'transient_local')
@@ -58,7 +54,7 @@ class Param:
     """One ROS parameter: its name (within its block) and the Field that checks it."""
 
     name: str
-    field: Field
+    field: schema.Field
     kind: str  # the ROS parameter type: BOOLEAN, INTEGER, DOUBLE, STRING, STRING_ARRAY, ANY
 
     @property
@@ -85,13 +81,14 @@ class Param:
 
     def range_text(self) -> str:
         field = self.field
-        if field.kind in (INT, FLOAT) or field.choices:
+        if field.kind in (schema.INT, schema.FLOAT) or field.choices:
             return field.allowed()
         return ''
 
 
-def _param(field: Field, name: Optional[str] = None) -> Param:
-    kind = _ROS_TYPES.get(field.kind, STRING if field.kind in (CHOICE, NAME, 'str') else ANY)
+def _param(field: schema.Field, name: Optional[str] = None) -> Param:
+    kind = _ROS_TYPES.get(field.kind, STRING if field.kind in (schema.CHOICE, schema.NAME, 'str')
+                          else ANY)
     return Param(name or field.name, field, kind)
 
 
@@ -103,7 +100,7 @@ def _core(cls: type, prefix: str = '', skip: Tuple[str, ...] = (),
 
 
 def _node(name: str, default: Any, description: str, **settings: Any) -> Param:
-    return _param(setting(name, default, description, **settings))
+    return _param(schema.setting(name, default, description, **settings))
 
 
 GLOBAL_PARAMS = (
@@ -112,9 +109,9 @@ GLOBAL_PARAMS = (
     _node('config_file', '', 'a core YAML/JSON config with the tasks (instead of the tasks '
           'parameter; both given: configure fails)'),
     _node('inputs', [], 'input names; each has a block of input parameters (inputs named only '
-          'by tasks get the defaults)', kind=STR_LIST),
-    _node('tasks', [], 'task names; each has a block of task parameters', kind=STR_LIST),
-    _node('pools', ['cpu'], 'pools of worker slots; each has <pool>.slots', kind=STR_LIST),
+          'by tasks get the defaults)', kind=schema.STR_LIST),
+    _node('tasks', [], 'task names; each has a block of task parameters', kind=schema.STR_LIST),
+    _node('pools', ['cpu'], 'pools of worker slots; each has <pool>.slots', kind=schema.STR_LIST),
 ) + _core(OrchestratorConfig, skip=('name',)) + _core(SheddingConfig, 'shedding.') + \
     _core(TelemetryConfig, 'telemetry.', renames={'period_s': 'telemetry_period_s'}) + (
     _node('publish_tensors', False, 'put the output tensors into the results', live=True),
@@ -179,15 +176,15 @@ def option_params(block: str, kind: str) -> Tuple[Param, ...]:
     params = []
     for key, field in options.items():
         default = field.default
-        text = 'required' if default is REQUIRED else f'default {default!r}'
-        if default is REQUIRED or isinstance(default, dict) or \
+        text = 'required' if default is schema.REQUIRED else f'default {default!r}'
+        if default is schema.REQUIRED or isinstance(default, dict) or \
                 isinstance(default, (list, tuple)) and not default:
             default = None  # no ROS parameter value: unset unless given
         elif isinstance(default, tuple):
             default = list(default)
-        option = setting(f'{block}.{key}', default,
-                         f'{kind} {what} option {key} ({text}): {field.description}',
-                         kind=CUSTOM, checker=_unchecked)
+        option = schema.setting(f'{block}.{key}', default,
+                                f'{kind} {what} option {key} ({text}): {field.description}',
+                                kind=schema.CUSTOM, checker=_unchecked)
         params.append(Param(option.name, option, ANY))
     return tuple(params)
 
@@ -195,7 +192,7 @@ def option_params(block: str, kind: str) -> Tuple[Param, ...]:
 def check_names(kind: str, names: List[str], taken: Dict[str, str]) -> List[str]:
     """Validate block names (inputs, tasks, pools): unique, well formed, not reserved."""
     for name in names:
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        if not isinstance(name, str) or not schema.NAME_PATTERN.match(name):
             raise ConfigError(f'{kind}: {name!r} is not a valid name; allowed: a letter '
                               'followed by letters, digits or underscores')
         if name in RESERVED_NAMES:
@@ -285,7 +282,7 @@ def docs_table(params: Tuple[Param, ...]) -> str:
 
 def docs_with_tables(text: str) -> str:
     """Return text (docs/node.md) with every marked table made again from the schema."""
-    return with_marked_tables(text, {name: docs_table(params)
+    return schema.with_marked_tables(text, {name: docs_table(params)
                                      for name, params in DOCS_TABLES.items()}, 'parameters')
 
 

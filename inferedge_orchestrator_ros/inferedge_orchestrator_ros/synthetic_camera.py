@@ -24,11 +24,10 @@ publishing after that many frames.
 
 import array
 
-from inferedge_orchestrator.contracts.formats import CHANNELS
-from inferedge_orchestrator.frames.synthetic import PatternSource
+from inferedge_orchestrator import formats, PatternSource
 from inferedge_orchestrator_ros.camera_patterns import CameraPattern, ENCODINGS
-from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
-from inferedge_orchestrator_ros.publishing import spin_once_unless_shut_down
+from inferedge_orchestrator_ros.publishing import (publish_unless_shut_down,
+                                                   spin_once_unless_shut_down)
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.duration import Duration
@@ -70,9 +69,9 @@ class SyntheticCamera(Node):
             'deadline_ms', 0.0, 'offered QoS deadline (0: none); a subscription that requests '
             'a deadline needs a publisher that offers one at least as strict', low=0.0,
             high=1e9, dynamic=True))
-        if self.format != 'raw' and self.encoding not in CHANNELS:
+        if self.format != 'raw' and self.encoding not in formats.CHANNELS:
             raise ValueError(f'encoding: {self.encoding!r} cannot be sent as {self.format}; '
-                             f'allowed: {", ".join(CHANNELS)}')
+                             f'allowed: {", ".join(formats.CHANNELS)}')
         self.source = CameraPattern(self.width, self.height, self.encoding, self.pattern,
                                     rotation=self.rotation)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.depth,

@@ -40,11 +40,11 @@ LOCAL_TASKS = ('classifier', 'recognizer')
 
 def local_server(detector_model: str):
     """Return a LocalTriton (not started) that serves detector_model as model detector."""
-    from inferedge_orchestrator.tools.local_triton import LocalTriton, write_onnx_model
+    from inferedge_orchestrator import local_triton
     folder = tempfile.mkdtemp(prefix='triton_demo_')
     repository = os.path.join(folder, 'models')
-    write_onnx_model(repository, 'detector', detector_model, intra_op_threads=2)
-    return LocalTriton(repository, folder)
+    local_triton.write_onnx_model(repository, 'detector', detector_model, intra_op_threads=2)
+    return local_triton.LocalTriton(repository, folder)
 
 
 def launch_nodes(context):

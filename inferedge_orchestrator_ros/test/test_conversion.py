@@ -28,9 +28,7 @@ The frames are the synthetic camera's patterns made with OpenCV's inverse conver
 
 import sys
 
-from inferedge_orchestrator.config.loader import load_config
-from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.frames.synthetic import PatternSource
+from inferedge_orchestrator import load_config, PatternSource, reasons
 from inferedge_orchestrator_ros import conversion
 from inferedge_orchestrator_ros.camera_patterns import camera_image, CameraPattern, ENCODINGS
 from inferedge_orchestrator_ros.conversion import CAMERA_ENCODINGS, Converter

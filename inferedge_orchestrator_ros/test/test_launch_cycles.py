@@ -23,13 +23,13 @@ benchmarks/lifecycle_cycles.py runs 1000 (docs/reliability.md).
 
 import unittest
 
-from inferedge_orchestrator.telemetry.process_stats import read_process_stats
+from inferedge_orchestrator import read_process_stats
 import launch_testing
 import launch_testing.asserts
 import pytest
 
-from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
-from .ros_test_env import orchestrator_node, package_available
+from .ros_test_env import (camera_node, launch_test_description, NOT_BUILT, orchestrator_node,
+                           package_available)
 
 BUILT = package_available()
 DOMAIN_ID = 54

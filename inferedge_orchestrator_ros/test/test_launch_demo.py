@@ -24,7 +24,7 @@ Counts and order only: no wall-clock latency is asserted.
 
 import unittest
 
-from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator import reasons
 from inferedge_orchestrator_ros.environment import share
 from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource

@@ -32,13 +32,12 @@ import os
 import time
 import unittest
 
-from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator import reasons
 import launch_testing
 import launch_testing.asserts
 import pytest
 
-from .ros_test_env import launch_test_description, NOT_BUILT, orchestrator_node
-from .ros_test_env import package_available
+from .ros_test_env import launch_test_description, NOT_BUILT, orchestrator_node, package_available
 
 BUILT = package_available()
 DOMAIN_ID = 51

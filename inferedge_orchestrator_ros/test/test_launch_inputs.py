@@ -27,14 +27,14 @@ task whose dummy worker fails every call reports ERROR on /diagnostics; a health
 import array
 import unittest
 
-from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator import reasons
 import launch_testing
 import launch_testing.asserts
 import pytest
 
 from . import ros_test_env
-from .ros_test_env import by_name, camera_node, launch_test_description, NOT_BUILT
-from .ros_test_env import orchestrator_node, package_available
+from .ros_test_env import (by_name, camera_node, launch_test_description, NOT_BUILT,
+                           orchestrator_node, package_available)
 
 BUILT = package_available()
 DOMAIN_ID = 46

@@ -27,13 +27,13 @@ import os
 import tempfile
 import unittest
 
-from inferedge_orchestrator.contracts import reasons
+from inferedge_orchestrator import reasons
 import launch_testing
 import launch_testing.asserts
 import pytest
 
-from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
-from .ros_test_env import orchestrator_node, package_available
+from .ros_test_env import (camera_node, launch_test_description, NOT_BUILT, orchestrator_node,
+                           package_available)
 
 BUILT = package_available()
 DOMAIN_ID = 44

@@ -27,20 +27,20 @@ import os
 import tempfile
 import unittest
 
-from inferedge_orchestrator.tools.local_triton import unsupported_reason
+from inferedge_orchestrator import local_triton
 import launch_testing
 import launch_testing.asserts
 import pytest
 
 from . import ros_test_env
 from .generated_models import detector_model
-from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
-from .ros_test_env import orchestrator_node, package_available
+from .ros_test_env import (camera_node, launch_test_description, NOT_BUILT, orchestrator_node,
+                           package_available)
 
 DOMAIN_ID = 55
 NODE = '/inferedge_orchestrator'
 TOPIC = '/triton_test/image'
-SKIP = NOT_BUILT if not package_available() else unsupported_reason()
+SKIP = NOT_BUILT if not package_available() else local_triton.unsupported_reason()
 SERVER_FILES = []  # the folder of the server's model repository and backends, once made
 
 
@@ -53,12 +53,12 @@ def server_processes():
 @pytest.mark.skipif(bool(SKIP), reason=SKIP or 'runs')
 def generate_test_description():
     from launch.actions import ExecuteProcess
-    from inferedge_orchestrator.tools.local_triton import LocalTriton, write_onnx_model
     folder = tempfile.mkdtemp(prefix='triton_launch_test_')
     SERVER_FILES.append(folder)
     models = os.path.join(folder, 'models')
-    write_onnx_model(models, 'detector', detector_model(os.path.join(folder, 'detector.onnx')))
-    server = LocalTriton(models, folder)  # ServerMissing (no environment): a failure
+    local_triton.write_onnx_model(models, 'detector',
+                                  detector_model(os.path.join(folder, 'detector.onnx')))
+    server = local_triton.LocalTriton(models, folder)  # ServerMissing (no environment): a failure
     tritonserver = ExecuteProcess(cmd=server.command(), env=server.environment(),
                                   name='tritonserver', output='log')
     orchestrator = orchestrator_node({
@@ -128,10 +128,9 @@ class TestTriton(ros_test_env.ListenerTestCase):
         self.assertEqual(box.results[0].hypothesis.class_id, 'car')
 
     def test_2_the_server_listens_on_loopback_only(self):
-        from inferedge_orchestrator.tools.local_triton import is_loopback, listening_sockets
-        sockets = listening_sockets(server_processes())
+        sockets = local_triton.listening_sockets(server_processes())
         self.assertEqual(len(sockets), 3, sockets)  # HTTP, gRPC, metrics
-        self.assertTrue(all(is_loopback(address) for address, _ in sockets), sockets)
+        self.assertTrue(all(local_triton.is_loopback(address) for address, _ in sockets), sockets)
 
 
 @launch_testing.post_shutdown_test()

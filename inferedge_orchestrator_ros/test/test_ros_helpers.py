@@ -21,10 +21,7 @@ These run without ROS 2.
 import array
 import os
 
-from inferedge_orchestrator.config.loader import load_config
-from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.contracts.errors import ConfigError
-from inferedge_orchestrator.frames.synthetic import PatternSource
+from inferedge_orchestrator import ConfigError, load_config, PatternSource, reasons
 from inferedge_orchestrator_ros import parameters as params
 from inferedge_orchestrator_ros.images import array_to_tensor, image_to_array, tensor_fields
 import numpy as np
@@ -210,7 +207,7 @@ def test_the_parameter_tables_of_the_docs_are_made_from_the_schema():
 
 
 def test_every_malformed_reason_of_the_node_is_documented():
-    # A new reason goes into reasons.py, docs/node.md and InputStats.msg in one change.
+    # A new reason goes into contracts/reasons.py, docs/node.md and InputStats.msg in one change.
     here = os.path.dirname(__file__)
     with open(os.path.join(here, '..', '..', 'docs', 'node.md'), encoding='utf-8') as stream:
         docs = stream.read()

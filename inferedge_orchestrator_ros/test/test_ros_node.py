@@ -25,9 +25,7 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.telemetry.counters import LATENCY_SERIES
-from inferedge_orchestrator.telemetry.invariants import check_invariants
+from inferedge_orchestrator import check_invariants, LATENCY_SERIES, reasons
 import numpy as np
 import pytest
 import rclpy
@@ -458,7 +456,7 @@ def test_shutdown_from_any_state(make_node, steps):
 
 
 def test_trace_path_writes_one_line_per_job_until_cleanup(make_node, tmp_path):
-    from inferedge_orchestrator.telemetry.job_trace import read_trace
+    from inferedge_orchestrator import read_trace
     path = tmp_path / 'trace.jsonl'
     node = make_node(trace_path=str(path))
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS

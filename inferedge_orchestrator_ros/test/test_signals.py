@@ -28,9 +28,7 @@ import signal
 import subprocess
 import time
 
-from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.telemetry.invariants import check_invariants
-from inferedge_orchestrator.telemetry.snapshot import Snapshot
+from inferedge_orchestrator import check_invariants, reasons, Snapshot
 from inferedge_orchestrator_ros.environment import executable
 import pytest
 import rclpy  # noqa: F401 - marks a ROS test module (skipped by name without ROS)

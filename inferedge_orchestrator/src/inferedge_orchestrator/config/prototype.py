@@ -59,51 +59,52 @@ def convert_prototype(data: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str], 
             extras[key] = data[key]
             warnings.append(f'{key}: unknown prototype key kept in extras, not used')
 
-    tasks = []
-    for index, proto in enumerate(data.get('tasks') or []):
-        if not isinstance(proto, dict):
-            tasks.append(proto)  # parse_config reports the error
-            continue
-        name = proto.get('name', f'tasks[{index}]')
-        task = {key: proto[key] for key in NATIVE_TASK_KEYS if key in proto}
-        kept = extras['tasks'].setdefault(str(name), {})
-        worker = proto.get('worker', 'dummy')
-        task['worker'] = worker
-        options: Dict[str, Any] = {}
-        if 'drop_policy' in proto:
-            task['drop_policy'] = DROP_POLICY_MAP.get(proto['drop_policy'], proto['drop_policy'])
-        if 'simulated_latency_ms' in proto:
-            if worker == 'dummy':
-                options['latency_ms'] = proto['simulated_latency_ms']
-            else:
-                kept['simulated_latency_ms'] = proto['simulated_latency_ms']
-        for path_key in ('model_path', 'engine_path'):
-            if path_key not in proto:
-                continue
-            wanted = {'onnxruntime': 'model_path', 'tensorrt': 'engine_path'}.get(worker)
-            if wanted == path_key:
-                options[path_key] = proto[path_key]
-            else:
-                kept[path_key] = proto[path_key]
-        if 'target_fps' in proto:
-            kept['target_fps'] = proto['target_fps']  # informational, never a rate or a cap
-        for key, value in (proto.get('worker_options') or {}).items():
-            if key == 'warmup_runs' and worker != 'dummy':
-                options['warmup'] = value
-            elif key == 'device_id' and worker == 'tensorrt':
-                options['device_id'] = value
-            else:
-                kept.setdefault('worker_options', {})[key] = value
-                warnings.append(f'tasks.{name}.worker_options.{key}: prototype option kept in '
-                                'extras, not used')
-        known = set(NATIVE_TASK_KEYS) | {'worker', 'drop_policy', 'simulated_latency_ms',
-                                         'model_path', 'engine_path', 'target_fps',
-                                         'worker_options'}
-        for key in proto:
-            if key not in known:
-                kept[key] = proto[key]
-                warnings.append(f'tasks.{name}.{key}: unknown prototype key kept in extras, '
-                                'not used')
-        task['worker_options'] = options
-        tasks.append(task)
+    tasks = [_convert_task(index, proto, extras, warnings)
+             for index, proto in enumerate(data.get('tasks') or [])]
     return {'orchestrator': orchestrator, 'tasks': tasks}, warnings, extras
+
+
+def _convert_task(index: int, proto: Any, extras: Dict[str, Any], warnings: List[str]) -> Any:
+    """Return one prototype task as a native task block; what is not used goes to extras."""
+    if not isinstance(proto, dict):
+        return proto  # parse_config reports the error
+    name = proto.get('name', f'tasks[{index}]')
+    task = {key: proto[key] for key in NATIVE_TASK_KEYS if key in proto}
+    kept = extras['tasks'].setdefault(str(name), {})
+    worker = proto.get('worker', 'dummy')
+    task['worker'] = worker
+    options: Dict[str, Any] = {}
+    if 'drop_policy' in proto:
+        task['drop_policy'] = DROP_POLICY_MAP.get(proto['drop_policy'], proto['drop_policy'])
+    if 'simulated_latency_ms' in proto:
+        if worker == 'dummy':
+            options['latency_ms'] = proto['simulated_latency_ms']
+        else:
+            kept['simulated_latency_ms'] = proto['simulated_latency_ms']
+    for path_key in ('model_path', 'engine_path'):
+        if path_key not in proto:
+            continue
+        wanted = {'onnxruntime': 'model_path', 'tensorrt': 'engine_path'}.get(worker)
+        if wanted == path_key:
+            options[path_key] = proto[path_key]
+        else:
+            kept[path_key] = proto[path_key]
+    if 'target_fps' in proto:
+        kept['target_fps'] = proto['target_fps']  # informational, never a rate or a cap
+    for key, value in (proto.get('worker_options') or {}).items():
+        if key == 'warmup_runs' and worker != 'dummy':
+            options['warmup'] = value
+        elif key == 'device_id' and worker == 'tensorrt':
+            options['device_id'] = value
+        else:
+            kept.setdefault('worker_options', {})[key] = value
+            warnings.append(f'tasks.{name}.worker_options.{key}: prototype option kept in '
+                            'extras, not used')
+    known = set(NATIVE_TASK_KEYS) | {'worker', 'drop_policy', 'simulated_latency_ms',
+                                     'model_path', 'engine_path', 'target_fps', 'worker_options'}
+    for key in proto:
+        if key not in known:
+            kept[key] = proto[key]
+            warnings.append(f'tasks.{name}.{key}: unknown prototype key kept in extras, not used')
+    task['worker_options'] = options
+    return task

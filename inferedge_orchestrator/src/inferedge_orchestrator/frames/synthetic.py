@@ -15,7 +15,7 @@
 """
 Synthetic images, made one way: the synthetic camera's moving patterns and warm-up images.
 
-Deterministic (a pattern, a frame index, a seed), in every encoding of frames/formats.py.
+Deterministic (a pattern, a frame index, a seed), in every encoding of contracts/formats.py.
 """
 
 from inferedge_orchestrator.contracts.formats import CHANNELS

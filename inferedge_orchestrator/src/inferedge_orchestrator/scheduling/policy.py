@@ -106,10 +106,10 @@ def level_order(level: List[TaskState], now: float, free_at: Sequence[float] = (
     """
     nexts = {task: task.next_entry(now) for task in level}
     frames = sorted(((entry, task) for task in level for entry in task.queue.entries),
-                    key=lambda item: (item[0][0], item[1].last_start, item[1].index))
+                    key=lambda item: (item[0].deadline, item[1].last_start, item[1].index))
     free_at = sorted(free_at) if free_at else [now]
     planned = _in_time(frames, free_at)
-    waited = sorted(level, key=lambda t: (t.last_start, nexts[t][0], t.index))
+    waited = sorted(level, key=lambda t: (t.last_start, nexts[t].deadline, t.index))
     floor = max(t.share_s for t in level) - sum(t.median_s for t in level)
     for task in level:
         if task.share_s < floor:
@@ -120,8 +120,8 @@ def level_order(level: List[TaskState], now: float, free_at: Sequence[float] = (
         entry = nexts[task]
         leader = charged[-2] if task.share_s >= charged[-1] else charged[-1]
         owed = task.share_s + task.median_s <= leader
-        if now + task.in_time_s > entry[0]:  # a gamble: never ahead of a frame in time,
-            if owed and now + task.median_s <= entry[0]:  # unless owed and likely to fit
+        if now + task.in_time_s > entry.deadline:  # a gamble: never ahead of a frame in time,
+            if owed and now + task.median_s <= entry.deadline:  # unless owed and likely to fit
                 first = task
                 break
             continue
@@ -133,9 +133,9 @@ def level_order(level: List[TaskState], now: float, free_at: Sequence[float] = (
             first = task
             break
     if first is None:  # stable: in waited order
-        first = min(waited, key=lambda t: now + t.median_s > nexts[t][0])
+        first = min(waited, key=lambda t: now + t.median_s > nexts[t].deadline)
     others = sorted((t for t in level if t is not first),
-                    key=lambda t: (nexts[t][0], t.last_start, t.index))
+                    key=lambda t: (nexts[t].deadline, t.last_start, t.index))
     return [first] + others
 
 
@@ -146,7 +146,7 @@ def _in_time(frames: List[Tuple[Entry, TaskState]], free_at: List[float]) -> int
     count = 0
     for entry, task in frames:
         end = free_at[0] + task.median_s
-        if end <= entry[0]:
+        if end <= entry.deadline:
             count += 1
             heapq.heapreplace(free_at, end)
     return count
@@ -222,7 +222,7 @@ def select_fifo(tasks: List[TaskState]) -> Optional[TaskState]:
         head = task.queue.head()
         if head is None:
             continue
-        key = (head[1].seq, task.index)
+        key = (head.frame.seq, task.index)
         if best_key is None or key < best_key:
             best, best_key = task, key
     return best

@@ -72,9 +72,9 @@ class TaskQueue:
                 return entry
             dropped = entries.popleft()
         entries.append(entry)
-        if entry[0] < self.earliest_deadline:
-            self.earliest_deadline = entry[0]
-        elif dropped is not None and dropped[0] <= self.earliest_deadline:
+        if entry.deadline < self.earliest_deadline:
+            self.earliest_deadline = entry.deadline
+        elif dropped is not None and dropped.deadline <= self.earliest_deadline:
             self._recompute_earliest()
         return dropped
 
@@ -86,7 +86,7 @@ class TaskQueue:
 
     def pop(self) -> Entry:
         entry = self.entries.pop() if self.newest_first else self.entries.popleft()
-        if entry[0] <= self.earliest_deadline:
+        if entry.deadline <= self.earliest_deadline:
             self._recompute_earliest()
         return entry
 
@@ -96,7 +96,7 @@ class TaskQueue:
         if entry is (entries[-1] if self.newest_first else entries[0]):
             return self.pop()
         entries.remove(entry)
-        if entry[0] <= self.earliest_deadline:
+        if entry.deadline <= self.earliest_deadline:
             self._recompute_earliest()
         return entry
 
@@ -107,12 +107,13 @@ class TaskQueue:
 
         Every entry whose deadline is before now is expired; every other one whose deadline is
         before limit is predicted late, except with keep_probe when no entry that is not late
-        would stay: then the one with the latest deadline stays (the probe, engine/dispatch.py).
+        would stay: then the one with the latest deadline stays (the probe, engine/expiry.py).
         """
         if limit <= self.earliest_deadline and now <= self.earliest_deadline:
             return [], []
-        expired = [e for e in self.entries if e[0] < now]
-        late = sorted((e for e in self.entries if now <= e[0] < limit), key=lambda e: e[0])
+        expired = [e for e in self.entries if e.deadline < now]
+        late = sorted((e for e in self.entries if now <= e.deadline < limit),
+                      key=lambda e: e.deadline)
         if keep_probe and late and len(expired) + len(late) == len(self.entries):
             late.pop()
         if expired or late:
@@ -129,4 +130,4 @@ class TaskQueue:
         return entries
 
     def _recompute_earliest(self) -> None:
-        self.earliest_deadline = min((e[0] for e in self.entries), default=math.inf)
+        self.earliest_deadline = min((e.deadline for e in self.entries), default=math.inf)

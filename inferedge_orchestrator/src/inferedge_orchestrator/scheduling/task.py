@@ -230,9 +230,9 @@ class TaskState:
         if head[0] >= room or not self.drops_late or len(entries) == 1:
             return head
         for entry in entries:
-            if entry[0] >= room:
+            if entry.deadline >= room:
                 return entry
-        return max(entries, key=lambda entry: entry[0])
+        return max(entries, key=lambda entry: entry.deadline)
 
     # -- the frame counters: their only writers ---------------------------------------------
     def count_routed(self, now: float, age: float) -> None:

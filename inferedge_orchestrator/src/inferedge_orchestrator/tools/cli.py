@@ -29,7 +29,6 @@ import sys
 from typing import List, Optional
 
 from inferedge_orchestrator.config.loader import load_config
-
 from inferedge_orchestrator.contracts.errors import ConfigError
 
 EXIT_USAGE = 2
@@ -333,6 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument('--plot', help='PNG of latency CDFs (needs matplotlib)')
     compare.set_defaults(handler=cmd_compare_overload)
 
+    _add_run(commands)
+
+    _add_simulate(commands)
+
+    report = commands.add_parser('report', help='per-task summary table of a report file')
+    report.add_argument('report', nargs='?', help='report JSON (run or compare-overload)')
+    report.add_argument('--input', help=argparse.SUPPRESS)  # the prototype's spelling
+    report.set_defaults(handler=cmd_report)
+
+    _add_from_inferedge(commands)
+    return parser
+
+
+def _add_run(commands) -> None:
+    """Add the run command: a config in real time."""
     run = commands.add_parser('run', help='run a config in real time on synthetic frames or an '
                               'image folder, then write the report')
     run.add_argument('--config', required=True, help='config file (YAML or JSON)')
@@ -352,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument('--trace', help='write the job trace there (JSON lines, one per job)')
     run.set_defaults(handler=cmd_run)
 
+
+def _add_simulate(commands) -> None:
+    """Add the simulate command: a config under the virtual clock."""
     simulate = commands.add_parser(
         'simulate', help='run a config under the virtual clock: replay a recorded job trace, '
         'or periodic frames at the rate_hz of each input')
@@ -366,11 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help='seed of the draws (transport ages, unrecorded service times)')
     simulate.set_defaults(handler=cmd_simulate)
 
-    report = commands.add_parser('report', help='per-task summary table of a report file')
-    report.add_argument('report', nargs='?', help='report JSON (run or compare-overload)')
-    report.add_argument('--input', help=argparse.SUPPRESS)  # the prototype's spelling
-    report.set_defaults(handler=cmd_report)
 
+def _add_from_inferedge(commands) -> None:
+    """Add the from-inferedge command: a task from a result.json."""
     inferedge = commands.add_parser(
         'from-inferedge', help='a task config from an InferEdge result.json latency')
     inferedge.add_argument('--result', required=True, help='InferEdge result.json')
@@ -388,7 +403,6 @@ def build_parser() -> argparse.ArgumentParser:
     inferedge.add_argument('--budget-multiplier', type=float, default=1.5,
                            help='latency_budget_ms = ceil(max(latency x this, 1)); default 1.5')
     inferedge.set_defaults(handler=cmd_from_inferedge)
-    return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:

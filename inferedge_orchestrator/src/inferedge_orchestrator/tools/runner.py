@@ -159,76 +159,30 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
     """
     if (seconds is None) == (frames is None):
         raise ValueError('give exactly one of seconds and frames')
-    base: OrchestratorConfig = load_config(config)
-    if mode is not None and mode != base.mode:
-        data = base.to_dict()
-        data['orchestrator']['mode'] = mode
-        base = load_config(data)
+    base = with_mode(load_config(config), mode)
     stop = stop_event if stop_event is not None else threading.Event()
     first = FirstResults(on_result)
     trace = TraceRecorder(trace_path) if trace_path else None
     engine = Engine(base, on_result=first, worker_factory=worker_factory, trace=trace)
-    ages = {name: draws.TransportAge(inp) for name, inp in base.inputs.items()}
-    sources = {name: (ImageFolderSource(images) if images else SyntheticSource(inp))
-               for name, inp in base.inputs.items()}
-    submitted = dict.fromkeys(sources, 0)
-    skipped = dict.fromkeys(sources, 0)
-    periods = {name: 1.0 / base.inputs[name].rate_hz for name in sources}
-    interrupted = False
+    feed = Feed(base, images, seconds, frames, stop)
     load_start = time.monotonic()
     engine.load()
     load_s = time.monotonic() - load_start
     if drain_s is None:
         drain_s = max(1.0, max(t.latency_budget_ms for t in base.tasks) / 1000.0)
-    start = time.monotonic()
     previous_handler = _catch_sigint(stop)
     try:
         engine.start()
-        start = time.monotonic()
-        due = {name: start for name in sources}
-        next_progress = start + progress_every_s
-        while True:
-            if stop.is_set():
-                interrupted = True
-                break
-            active = [name for name in sources if frames is None or submitted[name] < frames]
-            if not active:
-                break
-            name = min(active, key=lambda n: due[n])
-            when = due[name]
-            if seconds is not None and when - start >= seconds:
-                break
-            now = time.monotonic()
-            if on_progress is not None and now >= next_progress:
-                on_progress(progress_line(engine.snapshot(), now - start))
-                next_progress += progress_every_s * max(1, math.ceil(
-                    (now - next_progress) / progress_every_s))
-            if when > now:
-                stop.wait(min(when - now, max(0.0, next_progress - now) or when - now))
-                continue
-            period = periods[name]
-            if now - when > period:  # fell behind: a camera would have dropped these
-                missed = int((now - when) / period)
-                skipped[name] += missed
-                when += missed * period
-            data, encoding = sources[name].read()
-            age = time.monotonic() - when + (ages[name].draw() if not images else 0.0)
-            # An image's path travels as the frame's meta: failure warnings name the file.
-            engine.submit(name, data, age_s=max(0.0, age), encoding=encoding,
-                          meta=getattr(sources[name], 'path', None))
-            submitted[name] += 1
-            due[name] = when + period
-        sources_s = time.monotonic() - start
-        if not interrupted:
+        feed.run(engine, on_progress, progress_every_s)
+        if not feed.interrupted:
             engine.drain(drain_s)
     except KeyboardInterrupt:
-        interrupted = True
-        sources_s = time.monotonic() - start
+        feed.interrupted = True
     finally:
         try:
             engine.stop(timeout=drain_s)
         except KeyboardInterrupt:  # a second Ctrl-C: give up waiting, still report
-            interrupted = True
+            feed.interrupted = True
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler[0] or signal.SIG_DFL)
     report = engine.report()
@@ -238,12 +192,85 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
     report['run'] = {
         'schema': RUN_SCHEMA, 'source': 'images' if images else 'synthetic',
         'images': images, 'mode': base.mode, 'seconds': seconds, 'frames': frames,
-        'interrupted': interrupted, 'load_s': load_s, 'duration_s': sources_s,
-        'submitted': submitted, 'source_skipped': skipped,
+        'interrupted': feed.interrupted, 'load_s': load_s, 'duration_s': feed.duration_s,
+        'submitted': feed.submitted, 'source_skipped': feed.skipped,
         'first_results': dict(first.first), 'service_ms': first.service_ms(),
         'tegrastats': tegrastats.summary() if tegrastats is not None else None,
     }
     return report
+
+
+def with_mode(config: OrchestratorConfig, mode: Optional[str]) -> OrchestratorConfig:
+    """Return config in mode (priority | fifo; None: as it is)."""
+    if mode is None or mode == config.mode:
+        return config
+    data = config.to_dict()
+    data['orchestrator']['mode'] = mode
+    return load_config(data)
+
+
+class Feed:
+    """The frames of every input's source, submitted at its rate until the run's end."""
+
+    def __init__(self, config: OrchestratorConfig, images: Optional[str],
+                 seconds: Optional[float], frames: Optional[int], stop: threading.Event):
+        self._images = images
+        self._seconds, self._frames = seconds, frames
+        self._stop = stop
+        self._ages = {name: draws.TransportAge(inp) for name, inp in config.inputs.items()}
+        self._sources = {name: (ImageFolderSource(images) if images else SyntheticSource(inp))
+                         for name, inp in config.inputs.items()}
+        self._periods = {name: 1.0 / config.inputs[name].rate_hz for name in self._sources}
+        self.submitted = dict.fromkeys(self._sources, 0)
+        self.skipped = dict.fromkeys(self._sources, 0)  # frames a camera would have dropped
+        self.interrupted = False
+        self.duration_s = 0.0
+
+    def run(self, engine: Engine, on_progress: Optional[Callable[[str], None]],
+            progress_every_s: float) -> None:
+        """Submit every source's frames when due until the end, or until stopped."""
+        start = time.monotonic()
+        due = {name: start for name in self._sources}
+        next_progress = start + progress_every_s
+        try:
+            while not self._stop.is_set():
+                active = [name for name in self._sources
+                          if self._frames is None or self.submitted[name] < self._frames]
+                if not active:
+                    return
+                name = min(active, key=lambda n: due[n])
+                when = due[name]
+                if self._seconds is not None and when - start >= self._seconds:
+                    return
+                now = time.monotonic()
+                if on_progress is not None and now >= next_progress:
+                    on_progress(progress_line(engine.snapshot(), now - start))
+                    next_progress += progress_every_s * max(1, math.ceil(
+                        (now - next_progress) / progress_every_s))
+                if when > now:
+                    self._stop.wait(min(when - now, max(0.0, next_progress - now) or
+                                        when - now))
+                    continue
+                due[name] = self._submit(engine, name, when, now)
+            self.interrupted = True
+        finally:
+            self.duration_s = time.monotonic() - start
+
+    def _submit(self, engine: Engine, name: str, when: float, now: float) -> float:
+        """Submit the frame of source name due at when; return when its next one is due."""
+        period = self._periods[name]
+        if now - when > period:  # fell behind: a camera would have dropped these
+            missed = int((now - when) / period)
+            self.skipped[name] += missed
+            when += missed * period
+        source = self._sources[name]
+        data, encoding = source.read()
+        age = time.monotonic() - when + (self._ages[name].draw() if not self._images else 0.0)
+        # An image's path travels as the frame's meta: failure warnings name the file.
+        engine.submit(name, data, age_s=max(0.0, age), encoding=encoding,
+                      meta=getattr(source, 'path', None))
+        self.submitted[name] += 1
+        return when + period
 
 
 def _catch_sigint(stop: threading.Event):

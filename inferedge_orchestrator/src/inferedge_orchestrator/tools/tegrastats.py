@@ -36,7 +36,7 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 _DATE = re.compile(r'^\s*(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s+')
 _RAM = re.compile(r'\bRAM (\d+)/(\d+)MB(?: \(lfb (\d+)x(\d+)MB\))?')
@@ -83,20 +83,7 @@ def parse_line(line: str) -> Optional[Dict[str, Any]]:
         sample['iram_total_kb'] = float(match.group(2))
     match = _CPU.search(line)
     if match:
-        percents: List[Optional[float]] = []
-        freqs: List[Optional[float]] = []
-        common = float(match.group(2)) if match.group(2) else None
-        for core in match.group(1).split(','):
-            core = core.strip()
-            if not core or core == 'off':
-                percents.append(None)
-                freqs.append(None)
-                continue
-            load, _, freq = core.partition('@')
-            percents.append(float(load.rstrip('%')) if load.rstrip('%') else None)
-            freqs.append(float(freq) if freq else common)
-        sample['cpu_percent'] = percents
-        sample['cpu_freq_mhz'] = freqs
+        sample['cpu_percent'], sample['cpu_freq_mhz'] = _cores(match)
     engines = {}
     for name, percent, freq in _FREQ.findall(line):
         engines[name] = float(percent)
@@ -121,6 +108,23 @@ def parse_line(line: str) -> Optional[Dict[str, Any]]:
         sample['power_mw'] = power
         sample['power_avg_mw'] = average
     return sample
+
+
+def _cores(match) -> Tuple[List[Optional[float]], List[Optional[float]]]:
+    """Return each CPU core's load percent and frequency (None for a core that is off)."""
+    percents: List[Optional[float]] = []
+    freqs: List[Optional[float]] = []
+    common = float(match.group(2)) if match.group(2) else None
+    for core in match.group(1).split(','):
+        core = core.strip()
+        if not core or core == 'off':
+            percents.append(None)
+            freqs.append(None)
+            continue
+        load, _, freq = core.partition('@')
+        percents.append(float(load.rstrip('%')) if load.rstrip('%') else None)
+        freqs.append(float(freq) if freq else common)
+    return percents, freqs
 
 
 def read_log(path: str) -> Iterator[Dict[str, Any]]:
