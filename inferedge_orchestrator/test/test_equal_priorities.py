@@ -30,28 +30,16 @@ The examples are derandomized; PROPERTY_SEED=N draws others (docs/scheduling.md 
 seeds run).
 """
 
-import math
-import os
-
 from hypothesis import given
-from hypothesis import HealthCheck
-from hypothesis import seed
-from hypothesis import settings
 from hypothesis import strategies as st
 from inferedge_orchestrator import draws
 from inferedge_orchestrator.telemetry.invariants import check_invariants
 from inferedge_orchestrator.tools.simulation import Simulation
 
+from .property_settings import p99_ms, property_test
+
 SECONDS = 20.0
-Z99 = 2.326  # the standard normal's 99th percentile
 
-
-def p99_ms(mean, jitter):
-    """Return the 99th percentile of the lognormal with this mean and standard deviation."""
-    if jitter <= 0.0:
-        return mean
-    sigma2 = math.log1p((jitter / mean) ** 2)
-    return math.exp(math.log(mean) - sigma2 / 2.0 + math.sqrt(sigma2) * Z99)
 
 
 def camera_level(cameras, rate_hz, budget_ms, queue_size, latency_ms, jitter_ms, slots=1,
@@ -153,16 +141,6 @@ def overloaded_levels(draw):
         phases = [draw(st.floats(0.0, 1.0 / rate)) for _ in range(cameras)]
     return config, phases
 
-
-OTHER_SEED = os.environ.get('PROPERTY_SEED')
-SETTINGS = settings(max_examples=100, derandomize=OTHER_SEED is None, deadline=None,
-                    database=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def property_test(test):
-    """Apply the settings, and PROPERTY_SEED when given."""
-    test = SETTINGS(test)
-    return seed(int(OTHER_SEED))(test) if OTHER_SEED else test
 
 
 @property_test

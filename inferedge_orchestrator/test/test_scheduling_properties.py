@@ -41,9 +41,6 @@ import os
 import tempfile
 
 from hypothesis import given
-from hypothesis import HealthCheck
-from hypothesis import seed
-from hypothesis import settings
 from hypothesis import strategies as st
 from inferedge_orchestrator import draws
 from inferedge_orchestrator.contracts import reasons
@@ -51,16 +48,10 @@ from inferedge_orchestrator.telemetry.invariants import check_invariants
 from inferedge_orchestrator.telemetry.job_trace import read_trace, TraceRecorder
 from inferedge_orchestrator.tools.simulation import Simulation
 
+from .property_settings import p99_ms, property_test
+
 SECONDS = 8.0
-Z99 = 2.326  # the standard normal's 99th percentile
 
-
-def p99_ms(mean, jitter):
-    """Return the 99th percentile of the lognormal with this mean and standard deviation."""
-    if jitter <= 0.0:
-        return mean
-    sigma2 = math.log1p((jitter / mean) ** 2)
-    return math.exp(math.log(mean) - sigma2 / 2.0 + math.sqrt(sigma2) * Z99)
 
 
 @st.composite
@@ -183,16 +174,6 @@ def idle_windows(config, task, window_s=2.0):
     edges = [0.0] + starts + [SECONDS]
     return [(a, b) for a, b in zip(edges, edges[1:]) if b - a > window_s]
 
-
-OTHER_SEED = os.environ.get('PROPERTY_SEED')
-SETTINGS = settings(max_examples=100, derandomize=OTHER_SEED is None, deadline=None,
-                    database=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def property_test(test):
-    """Apply the settings, and PROPERTY_SEED when given."""
-    test = SETTINGS(test)
-    return seed(int(OTHER_SEED))(test) if OTHER_SEED else test
 
 
 @property_test

@@ -96,7 +96,7 @@ def _core(cls: type, prefix: str = '', skip: Tuple[str, ...] = (),
           renames: Optional[Dict[str, str]] = None) -> Tuple[Param, ...]:
     renames = renames or {}
     return tuple(_param(field, renames.get(key, prefix + key))
-                 for key, field in schema(cls).items() if key not in skip)
+                 for key, field in schema.schema(cls).items() if key not in skip)
 
 
 def _node(name: str, default: Any, description: str, **settings: Any) -> Param:
@@ -209,7 +209,7 @@ def check_names(kind: str, names: List[str], taken: Dict[str, str]) -> List[str]
 def _section(prefix: str, cls: type, get: Callable[[str], Any],
              renames: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     renames = renames or {}
-    return {key: get(renames.get(key, prefix + key)) for key in schema(cls)}
+    return {key: get(renames.get(key, prefix + key)) for key in schema.schema(cls)}
 
 
 def config_from_parameters(get: Callable[[str], Any], inputs: List[str], tasks: List[str],
@@ -219,7 +219,7 @@ def config_from_parameters(get: Callable[[str], Any], inputs: List[str], tasks: 
 
     The core validates the result (load_config), naming the failing field.
     """
-    orchestrator = {key: get(key) for key in schema(OrchestratorConfig) if key != 'name'}
+    orchestrator = {key: get(key) for key in schema.schema(OrchestratorConfig) if key != 'name'}
     orchestrator.update(
         name='inferedge_orchestrator',
         pools={pool: _section(f'{pool}.', PoolConfig, get) for pool in pools},
