@@ -175,7 +175,6 @@ def idle_windows(config, task, window_s=2.0):
     return [(a, b) for a, b in zip(edges, edges[1:]) if b - a > window_s]
 
 
-
 @property_test
 @given(scenarios())
 def test_drop_mode_keeps_what_run_mode_makes_and_runs_fewer_late_frames(scenario):
