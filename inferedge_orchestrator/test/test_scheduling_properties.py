@@ -53,7 +53,6 @@ from .property_settings import p99_ms, property_test
 SECONDS = 8.0
 
 
-
 @st.composite
 def scenarios(draw, light=False):
     inputs = {}
