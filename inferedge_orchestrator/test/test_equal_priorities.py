@@ -142,7 +142,6 @@ def overloaded_levels(draw):
     return config, phases
 
 
-
 @property_test
 @given(overloaded_levels())
 def test_tasks_of_one_priority_share_an_overloaded_pool_fairly(scenario):
