@@ -41,7 +41,6 @@ from .property_settings import p99_ms, property_test
 SECONDS = 20.0
 
 
-
 def camera_level(cameras, rate_hz, budget_ms, queue_size, latency_ms, jitter_ms, slots=1,
                  age_ms=5.0, age_jitter_ms=2.0):
     """Return a config of one detector task per camera, all at priority 100."""
