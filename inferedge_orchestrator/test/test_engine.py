@@ -71,6 +71,23 @@ def test_results_carry_timings_and_meta(engine_factory):
     assert threading.active_count() == before - 2  # one slot thread and the timer joined
 
 
+def test_the_callers_latency_series_are_kept_with_the_tasks():
+    engine = Engine(config({'name': 'a'}), latency_series=('transport', 'node_overhead'))
+    for transport in (0.004, None, -0.002):
+        engine.record_latency('a', {'transport': transport, 'node_overhead': 0.001})
+    live = engine.snapshot().tasks['a'].latency
+    assert live['transport'].count == 2 and live['node_overhead'].count == 3
+    assert live['transport'].max_ms == pytest.approx(4.0)
+    assert live['inference'].count == 0  # the engine's own series beside them
+    run = engine.report()['final']['tasks']['a']['run_latency']
+    assert run['transport']['count'] == 2
+    # A stamp ahead of the clock counts as 0: the mean is of 4 ms and 0.
+    assert run['transport']['mean_ms'] == pytest.approx(2.0)
+    with pytest.raises(KeyError):
+        engine.record_latency('a', {'undeclared': 0.001})
+    engine.close()
+
+
 @pytest.mark.parametrize('data, expected', [
     (np.zeros((0, 4, 3), np.uint8), reasons.ZERO_SIZE),
     (np.zeros((4, 4, 3), np.float32), reasons.BAD_ARRAY),

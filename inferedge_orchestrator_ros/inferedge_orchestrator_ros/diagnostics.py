@@ -21,10 +21,13 @@ happened in the last period (a failure an hour ago is no error now).
 
 from dataclasses import dataclass
 import json
-from typing import Any, Dict
+import math
+import time
+from typing import Any, Callable, Dict, List, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from inferedge_orchestrator import InputSnapshot, reasons, Snapshot
+import diagnostic_updater
+from inferedge_orchestrator import Engine, InputSnapshot, reasons, Snapshot
 
 TASK_VALUES = ('priority', 'routed', 'executed', 'completed_within_budget', 'failed', 'dropped',
                'queued', 'in_flight', 'shed_limit_hz', 'executed_rate_hz')
@@ -45,15 +48,64 @@ class InputState:
 
 
 class Diagnostics:
-    """Statuses with the counts of their previous update."""
+    """
+    The node's diagnostic updater and its statuses, with the counts of their previous update.
 
-    def __init__(self):
+    configure() adds a status per task and input of a configuration, release() removes them;
+    the updater calls task_status and input_status at its period.
+    """
+
+    def __init__(self, node, state_label: Callable[[], str]):
+        # diagnostic_updater declares its own parameter: one updater per node, never recreated.
+        self._updater = diagnostic_updater.Updater(node)
+        self._updater.setHardwareID('inferedge_orchestrator')
+        self._state_label = state_label
         self._previous: Dict[str, Dict[str, Any]] = {}
+        self._labels: List[str] = []
+        self._engine: Optional[Engine] = None
+        self._inputs: Dict[str, Any] = {}  # name -> ingress.Input
+        self._get: Callable[[str], Any] = None  # a node parameter's value
+        self._snapshot: Optional[Snapshot] = None
+        self._snapshot_time = -math.inf
+        self.activated_at = time.monotonic()  # a silent input counts from here
 
-    def reset(self) -> None:
+    def configure(self, engine: Engine, inputs: Dict[str, Any],
+                  get: Callable[[str], Any]) -> None:
+        self._engine, self._inputs, self._get = engine, inputs, get
         self._previous.clear()
+        for task in engine.tasks:
+            self._add(f'task {task}', self.task_status, task)
+        for name in inputs:
+            self._add(f'input {name}', self.input_status, name)
 
-    def task_status(self, stat, task: str, snapshot: Snapshot, state_label: str):
+    def release(self) -> None:
+        for label in self._labels:
+            self._updater.removeByName(label)
+        self._labels.clear()
+        self._engine, self._inputs = None, {}
+
+    def _add(self, label: str, function, name: str) -> None:
+        self._updater.add(label, lambda stat: function(stat, name))
+        self._labels.append(label)
+
+    def _current(self) -> Optional[Snapshot]:
+        """Return the engine's snapshot, taken at most every 0.1 s (one per updater round)."""
+        engine = self._engine
+        if engine is None:
+            return None
+        now = time.monotonic()
+        if now - self._snapshot_time > 0.1:
+            self._snapshot = engine.snapshot()
+            self._snapshot_time = now
+        return self._snapshot
+
+    def task_status(self, stat, task: str):
+        """Fill the status of a task (the updater's callback)."""
+        snapshot = self._current()
+        if snapshot is None or task not in snapshot.tasks:
+            stat.summary(DiagnosticStatus.OK, 'not configured')
+            return stat
+        state_label = self._state_label()
         data = snapshot.tasks[task]
         pool = snapshot.pools[data.pool]
         failed = data.failed_by_reason
@@ -104,8 +156,21 @@ class Diagnostics:
         stat.add('end_to_end_p95_ms', str(data.latency['end_to_end'].p95_ms))
         return stat
 
-    def input_status(self, stat, name: str, data: InputSnapshot, state_label: str,
-                     state: InputState):
+    def input_status(self, stat, name: str):
+        """Fill the status of an input (the updater's callback)."""
+        snapshot = self._current()
+        item = self._inputs.get(name)
+        if snapshot is None or item is None:
+            stat.summary(DiagnosticStatus.OK, 'not configured')
+            return stat
+        last = item.last_message if item.last_message is not None else self.activated_at
+        state = InputState(item.resolved_topic, item.deadline_missed, item.incompatible_qos,
+                           time.monotonic() - last, self._get(f'{name}.stale_after_s'),
+                           self._get(f'{name}.expected_rate_hz'))
+        return self._input_status(stat, name, snapshot.inputs[name], self._state_label(), state)
+
+    def _input_status(self, stat, name: str, data: InputSnapshot, state_label: str,
+                      state: InputState):
         stat.add('topic', state.topic)
         for key in INPUT_VALUES:
             stat.add(key, str(getattr(data, key)))

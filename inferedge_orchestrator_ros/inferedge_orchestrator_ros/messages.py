@@ -17,7 +17,7 @@ The node's messages, built from the engine's typed records (rclpy-free: message 
 
 copy_fields() sets every primitive field of a message from the record attribute of the same
 name, so a field added to both the .msg and the snapshot dataclass needs no code here; the
-builders add what has no twin (nested lists, node-side QoS counts, the node's latency series).
+builders add what has no twin (nested lists, node-side QoS counts).
 """
 
 import array
@@ -34,6 +34,7 @@ from vision_msgs.msg import (BoundingBox2D, Classification, Detection2D, Detecti
 
 STATUS_CODES = {reasons.OK: InferenceResult.OK, reasons.FAILED: InferenceResult.FAILED,
                 reasons.TIMED_OUT: InferenceResult.TIMED_OUT}
+# The node's own latency series, kept by the engine's telemetry (Engine(latency_series=...)).
 NODE_SERIES = ('transport', 'convert', 'node_overhead')
 NAN = float('nan')
 _INTEGER_TYPES = {'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64',
@@ -124,14 +125,12 @@ def decision_message(decision, stamp) -> SchedulerDecision:
 
 
 def telemetry_message(snapshot: Snapshot, stamp, node_state: str,
-                      input_stats: Callable[[str], InputStats],
-                      node_latency: Callable[[str], Dict[str, LatencySummaryData]]
-                      ) -> OrchestratorTelemetry:
+                      input_stats: Callable[[str], InputStats]) -> OrchestratorTelemetry:
     """
-    Return the telemetry message of a snapshot.
+    Return the telemetry message of a snapshot (its tasks' latency holds the node's series).
 
     input_stats(name) gives an input's message with the node's own fields (topic, type, QoS
-    event counts) set; node_latency(task) the node's live latency series of a task.
+    event counts) set.
     """
     msg = copy_fields(OrchestratorTelemetry(node_state=node_state), snapshot,
                       skip=('node_state',))
@@ -146,8 +145,7 @@ def telemetry_message(snapshot: Snapshot, stamp, node_state: str,
         stats = copy_fields(TaskStats(name=name), data, skip=('name',))
         stats.failed_by_reason = reason_counts(data.failed_by_reason)
         stats.dropped_by_reason = reason_counts(data.dropped_by_reason)
-        latency = dict(data.latency)
-        latency.update(node_latency(name))
+        latency = data.latency
         stats.latency = [latency_summary(series, latency[series])
                          for series in LATENCY_SERIES + NODE_SERIES if series in latency]
         msg.tasks.append(stats)

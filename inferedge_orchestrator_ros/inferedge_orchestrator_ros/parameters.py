@@ -13,23 +13,28 @@
 # limitations under the License.
 
 """
-The orchestrator node's parameters and their mapping to the core config (no rclpy here).
+The orchestrator node's parameters: their schema, their blocks and their mapping to the config.
 
 Parameters follow the Nav2 idiom: `inputs`, `tasks` and `pools` list names, and each name has a
 block of parameters (`detector.priority`, `camera.topic`, `cpu.slots`). Every parameter that
 sets a core setting is that setting's Field from the core schema (inferedge_orchestrator's
 config/model.py): its type, default, range, unit, description and whether it may change while
 the node is configured (Field.live). The node's own settings (topics, QoS, lifecycle, files)
-are Fields of the same kind, declared below. The node declares its parameters and their
-descriptors from here and checks every value with Field.check on set; docs/node.md lists them.
+are Fields of the same kind, declared below. NodeParameters declares them with their
+descriptors, checks every value with Field.check on set and applies the live ones after the
+set; docs/node.md lists them.
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from inferedge_orchestrator import (ConfigError, DECODERS, OrchestratorConfig, PoolConfig, schema,
-                                    SheddingConfig, TaskConfig, TelemetryConfig, WORKERS)
+from inferedge_orchestrator import (ConfigError, DECODERS, load_config, OrchestratorConfig,
+                                    PoolConfig, schema, SheddingConfig, TaskConfig,
+                                    TelemetryConfig, WORKERS)
 from inferedge_orchestrator_ros.conversion import AUTO, CONVERT_TO
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.parameter import Parameter
 
 # The ROS parameter types the Fields are declared with.
 BOOLEAN, INTEGER, DOUBLE, STRING, STRING_ARRAY, ANY = (
@@ -250,6 +255,223 @@ def task_parameter_values(task: TaskConfig) -> Dict[str, Any]:
 
 def default_topic(input_name: str) -> str:
     return f'{input_name}/image_raw'
+
+
+class NodeParameters:
+    """
+    The node's parameters: declared from the schema, checked on set, applied after the set.
+
+    It owns which parameters are the node's (their Param) and the block that declared each.
+    Live changes are applied once the whole set is accepted: after it where rclpy has a
+    post-set callback (Iron and later), else in the on-set callback once every change is valid
+    (Humble). A task's go to the engine (update_task); the node's own to on_node_change(name,
+    value).
+    """
+
+    def __init__(self, node, on_node_change: Callable[[str, Any], None]):
+        self.engine = None  # the node's engine while configured: task changes go there
+        self._node = node
+        self._on_node_change = on_node_change
+        self._specs: Dict[str, Param] = {}
+        self._blocks: Dict[str, Set[str]] = {}  # block name -> full names of its parameters
+        for spec in GLOBAL_PARAMS:
+            self._declare(spec.name, spec)
+        node.add_on_set_parameters_callback(self._on_set)
+        self._post_set = hasattr(node, 'add_post_set_parameters_callback')
+        if self._post_set:
+            node.add_post_set_parameters_callback(self._apply)
+
+    def get(self, name: str) -> Any:
+        return self._node.get_parameter(name).value
+
+    def configuration(self) -> Tuple[OrchestratorConfig, List[str]]:
+        """
+        Declare the blocks the parameters name and return the config and the input names.
+
+        Blocks of removed tasks and options of another worker or decoder kind are undeclared.
+        """
+        config_file, task_names = self.get('config_file'), self.get('tasks') or []
+        if config_file and task_names:
+            raise ConfigError('config_file and tasks are both given; allowed: one of them '
+                              '(config_file names a core config with its own task list)')
+        if not config_file and not task_names:
+            raise ConfigError('no tasks: set the tasks parameter (with one parameter block '
+                              'per task) or config_file')
+        taken: Dict[str, str] = {}
+        if config_file:
+            config = load_config(config_file)
+            check_names('tasks', [t.name for t in config.tasks], taken)
+            input_names = check_names('inputs', list(config.inputs), taken)
+            for task in config.tasks:
+                self.declare_block(task.name, TASK_PARAMS, task_parameter_values(task))
+        else:
+            pools = check_names('pools', self.get('pools') or [], taken)
+            for pool in pools:
+                self.declare_block(pool, POOL_PARAMS)
+            check_names('tasks', task_names, taken)
+            input_names = list(self.get('inputs') or [])
+            for task in task_names:
+                self.declare_block(task, TASK_PARAMS)
+                for block, kind_field in OPTION_BLOCKS.items():
+                    self.declare_block(task, option_params(block,
+                                                           self.get(f'{task}.{kind_field}')))
+                if self.get(f'{task}.input') not in input_names:
+                    input_names.append(self.get(f'{task}.input'))
+            check_names('inputs', input_names, taken)
+        for name in input_names:
+            self.declare_block(name, INPUT_PARAMS)
+        self._undeclare_except({name for block in taken for name in self._blocks.get(block, ())
+                                if self._wanted(name)})
+        if not config_file:
+            config = load_config(config_from_parameters(self.get, input_names, task_names,
+                                                        pools))
+        return config, input_names
+
+    def input_settings(self, name: str) -> Dict[str, Any]:
+        """Return an input's block as a dict, the default topic filled in."""
+        settings = {spec.name: self.get(f'{name}.{spec.name}') for spec in INPUT_PARAMS}
+        settings['topic'] = settings['topic'] or default_topic(name)
+        if settings['message_type'] != 'image' and settings['convert_to'] != AUTO:
+            raise ConfigError(
+                f'{name}.convert_to: {settings["convert_to"]!r} is not allowed with '
+                f'message_type {settings["message_type"]}; allowed: auto (decoded JPEG/PNG '
+                'images are bgr8; convert_to applies to raw images)')
+        return settings
+
+    def declare_block(self, block: str, specs, values: Optional[Dict[str, Any]] = None
+                      ) -> None:
+        """Declare (or, with values, overwrite) the parameters `<block>.<name>`."""
+        names = self._blocks.setdefault(block, set())
+        for spec in specs:
+            full = f'{block}.{spec.name}'
+            names.add(full)
+            value = None if values is None else values[spec.name]
+            if self._node.has_parameter(full):
+                self._specs[full] = spec
+                if values is not None and self.get(full) != value:
+                    result = self._node.set_parameters([Parameter(full, value=value)])[0]
+                    if not result.successful:
+                        raise ConfigError(result.reason)
+                continue
+            try:
+                self._declare(full, spec, value, ignore_override=values is not None)
+            except Exception as error:  # noqa: B902 - rclpy raises several exception types
+                raise ConfigError(f'{full}: {error}') from None
+
+    def _declare(self, name: str, spec: Param, value: Any = None,
+                 ignore_override: bool = False) -> None:
+        self._specs[name] = spec
+        default = spec.default if value is None else value
+        dynamic = spec.kind in (DOUBLE, ANY, STRING_ARRAY)
+        if dynamic and isinstance(default, list) and not default:
+            default = None  # an empty list has no ROS type; None reads as []
+        self._node.declare_parameter(name, default, descriptor(spec),
+                                     ignore_override=ignore_override)
+
+    def _undeclare_except(self, keep: Set[str]) -> None:
+        """Undeclare the block parameters that are not in keep (removed tasks, old options)."""
+        for block, names in list(self._blocks.items()):
+            for name in sorted(names - keep):
+                if self._node.has_parameter(name):
+                    self._node.undeclare_parameter(name)
+                self._specs.pop(name, None)
+            names &= keep
+            if not names:
+                del self._blocks[block]
+
+    def _wanted(self, name: str) -> bool:
+        """Whether a declared block parameter belongs to the configuration being built."""
+        block, _, key = name.partition('.')
+        for options_block, kind_field in OPTION_BLOCKS.items():
+            if key.startswith(options_block + '.'):
+                if self.get('config_file'):
+                    return False
+                kind = self.get(f'{block}.{kind_field}')
+                return key in {p.name for p in option_params(options_block, kind)}
+        return True
+
+    def _on_set(self, parameters: List[Parameter]) -> SetParametersResult:
+        """Validate every change; refuse structural ones while configured."""
+        for param in parameters:
+            spec = self._specs.get(param.name)
+            if spec is None:
+                continue  # not ours (use_sim_time, diagnostic_updater.period, ...)
+            if param.type_ == Parameter.Type.NOT_SET:
+                if spec.kind == ANY or spec.kind == STRING_ARRAY:
+                    continue
+                return SetParametersResult(successful=False,
+                                           reason=f'{param.name}: a value is required')
+            problem = spec.check(param.name, _value(spec, param))
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+            if self.engine is not None and not spec.live:
+                return SetParametersResult(
+                    successful=False,
+                    reason=f'{param.name} cannot change while the node is '
+                           f'{self._node.state_label}: it is read at configure; deactivate '
+                           'and cleanup first')
+        task_changes, _ = self._live_changes(parameters)
+        # Every task's merged settings are valid, so that a refusal changes nothing.
+        try:
+            for task, changes in task_changes.items():
+                self.engine.validate_task_update(task, **changes)
+        except ConfigError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        if not self._post_set:
+            self._apply(parameters)
+        return SetParametersResult(successful=True)
+
+    def _live_changes(self, parameters: List[Parameter]):
+        """Return the changes of a configured node: (task -> {key: value}, name -> value)."""
+        task_changes: Dict[str, Dict[str, Any]] = {}
+        node_changes: Dict[str, Any] = {}
+        if self.engine is None:
+            return task_changes, node_changes
+        for param in parameters:
+            spec = self._specs.get(param.name)
+            if spec is None or param.type_ == Parameter.Type.NOT_SET:
+                continue
+            block, _, key = param.name.rpartition('.')
+            if block in self.engine.tasks and key in TASK:
+                task_changes.setdefault(block, {})[key] = _value(spec, param)
+            else:
+                node_changes[param.name] = _value(spec, param)
+        return task_changes, node_changes
+
+    def _apply(self, parameters: List[Parameter]) -> None:
+        """Apply validated live changes to the engine and the node."""
+        task_changes, node_changes = self._live_changes(parameters)
+        for task, changes in task_changes.items():
+            decision = self.engine.update_task(task, **changes)
+            self._node.get_logger().info(f'task {task}: {decision.detail}')
+        for name, value in node_changes.items():
+            self._on_node_change(name, value)
+
+
+def descriptor(spec: Param) -> ParameterDescriptor:
+    """Return a parameter's descriptor: description, unit, range, choices, when it may change."""
+    field = spec.field
+    result = ParameterDescriptor(
+        description=spec.description + (f' ({field.unit})' if field.unit else ''),
+        dynamic_typing=spec.kind in (DOUBLE, ANY, STRING_ARRAY),
+        additional_constraints=('can change while active' if spec.live else
+                                'can change only while unconfigured') +
+        (f'; one of: {", ".join(field.choices)}' if field.choices else ''))
+    if spec.kind == INTEGER and field.low is not None:
+        result.integer_range = [IntegerRange(
+            from_value=int(field.low), to_value=int(field.high), step=1)]
+    elif spec.kind == DOUBLE and field.low is not None:
+        result.floating_point_range = [FloatingPointRange(
+            from_value=float(field.low), to_value=float(field.high), step=0.0)]
+    return result
+
+
+def _value(spec: Param, param: Parameter) -> Any:
+    """Return a parameter's value (an empty string array as an empty list)."""
+    value = param.value
+    if spec.kind == STRING_ARRAY and isinstance(value, (list, tuple)) and not value:
+        return []
+    return value
 
 
 # The tables of docs/node.md, each between the markers <!-- parameters: NAME --> and

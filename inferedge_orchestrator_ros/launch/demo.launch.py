@@ -15,45 +15,16 @@
 """
 The demo: a synthetic camera and the orchestrator with three dummy workers, overloaded.
 
-ros2 launch inferedge_orchestrator_ros demo.launch.py
+ros2 launch inferedge_orchestrator_ros demo.launch.py [namespace:=robot1]
 ros2 topic echo /inferedge_orchestrator/telemetry
 ros2 topic echo /inferedge_orchestrator/decisions
+
+params_file defaults to config/demo.yaml; the other arguments are orchestrator.launch.py's.
 """
 
+from inferedge_orchestrator_ros.demo_launch import demo_actions
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description():
-    package = FindPackageShare('inferedge_orchestrator_ros')
-    params_file = LaunchConfiguration('params_file')
-    return LaunchDescription([
-        DeclareLaunchArgument(
-            'params_file', default_value=PathJoinSubstitution([package, 'config', 'demo.yaml']),
-            description='parameters of synthetic_camera and inferedge_orchestrator'),
-        DeclareLaunchArgument('log_level', default_value='info',
-                              description='log level of both nodes'),
-        DeclareLaunchArgument('report_path', default_value='',
-                              description='write the final JSON report there on exit'),
-        Node(
-            package='inferedge_orchestrator_ros',
-            executable='synthetic_camera',
-            name='synthetic_camera',
-            output='screen',
-            parameters=[params_file],
-            arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
-        ),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(
-                PathJoinSubstitution([package, 'launch', 'orchestrator.launch.py'])),
-            launch_arguments={
-                'params_file': params_file,
-                'log_level': LaunchConfiguration('log_level'),
-                'report_path': LaunchConfiguration('report_path'),
-            }.items(),
-        ),
-    ])
+    return LaunchDescription(demo_actions('demo.yaml'))

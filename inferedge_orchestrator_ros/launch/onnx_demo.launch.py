@@ -20,55 +20,29 @@ ros2 launch inferedge_orchestrator_ros onnx_demo.launch.py \
     recognizer_model:=/path/rec.onnx [mode:=fifo]
 
 A model path left empty is taken from the rapidocr-onnxruntime pip package when it is
-installed (pip install --no-deps rapidocr-onnxruntime ships three PP-OCR models).
+installed (pip install --no-deps rapidocr-onnxruntime ships three PP-OCR models). params_file
+defaults to config/onnx_demo.yaml; the other arguments are orchestrator.launch.py's.
 """
 
-from inferedge_orchestrator_ros.demo_models import model_paths as demo_model_paths
-from inferedge_orchestrator_ros.demo_models import RAPIDOCR_MODELS
+from inferedge_orchestrator_ros.demo_launch import demo_actions
+from inferedge_orchestrator_ros.demo_models import model_paths, RAPIDOCR_MODELS
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
-
-
-def model_paths(context):
-    return demo_model_paths({task: LaunchConfiguration(f'{task}_model').perform(context)
-                             for task in RAPIDOCR_MODELS})
+from launch.substitutions import LaunchConfiguration
 
 
 def launch_nodes(context):
-    params_file = LaunchConfiguration('params_file')
-    log_level = LaunchConfiguration('log_level')
-    overrides = {f'{task}.worker_options.model_path': path
-                 for task, path in model_paths(context).items()}
+    paths = model_paths({task: LaunchConfiguration(f'{task}_model').perform(context)
+                         for task in RAPIDOCR_MODELS})
+    overrides = {f'{task}.worker_options.model_path': path for task, path in paths.items()}
     overrides['mode'] = LaunchConfiguration('mode').perform(context)
-    overrides['report_path'] = LaunchConfiguration('report_path').perform(context)
-    return [
-        Node(package='inferedge_orchestrator_ros', executable='synthetic_camera',
-             name='synthetic_camera', output='screen', parameters=[params_file],
-             arguments=['--ros-args', '--log-level', log_level]),
-        Node(package='inferedge_orchestrator_ros', executable='orchestrator',
-             name='inferedge_orchestrator', output='screen',
-             parameters=[params_file, overrides],
-             arguments=['--ros-args', '--log-level', log_level]),
-    ]
+    return demo_actions('onnx_demo.yaml', overrides)
 
 
 def generate_launch_description():
-    package = FindPackageShare('inferedge_orchestrator_ros')
-    arguments = [
-        DeclareLaunchArgument(
-            'params_file',
-            default_value=PathJoinSubstitution([package, 'config', 'onnx_demo.yaml']),
-            description='parameters of synthetic_camera and inferedge_orchestrator'),
-        DeclareLaunchArgument('mode', default_value='priority',
-                              description='priority (the scheduler) or fifo (the baseline)'),
-        DeclareLaunchArgument('log_level', default_value='info',
-                              description='log level of both nodes'),
-        DeclareLaunchArgument('report_path', default_value='',
-                              description='write the final JSON report there on exit'),
-    ]
+    arguments = [DeclareLaunchArgument('mode', default_value='priority',
+                                       description='priority (the scheduler) or fifo (the '
+                                                   'baseline)')]
     for task in RAPIDOCR_MODELS:
         arguments.append(DeclareLaunchArgument(
             f'{task}_model', default_value='',

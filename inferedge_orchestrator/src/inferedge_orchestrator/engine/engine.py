@@ -44,7 +44,7 @@ Locks:
 import math
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from inferedge_orchestrator.config.loader import load_config, remote_tasks
 from inferedge_orchestrator.config.model import OrchestratorConfig, TaskConfig
@@ -81,7 +81,8 @@ class Engine:
                  clock: Optional[Callable[[], float]] = None,
                  worker_factory: Optional[WorkerFactory] = None,
                  trace: Optional[TraceRecorder] = None,
-                 virtual: Optional[Callable[[Job], None]] = None):
+                 virtual: Optional[Callable[[Job], None]] = None,
+                 latency_series: Sequence[str] = ()):
         self.config: OrchestratorConfig = load_config(config)
         self._trace = trace  # its owner closes it
         self._clock = clock or (VirtualClock() if virtual else time.monotonic)
@@ -107,10 +108,11 @@ class Engine:
                                       self.config.priority_hold)
         self._completion = Completion(self._admission, ledger, self._expiry,
                                       self._queue_depths)
-        self._tasks: List[TaskState] = []
-        self._tasks_by_name: Dict[str, TaskState] = {}
-        for index, task_config in enumerate(self.config.tasks):
-            self._add_task(task_config, index, fifo)
+        self._tasks = task_states(self.config, latency_series)
+        self._tasks_by_name = {task.name: task for task in self._tasks}
+        for task in self._tasks:
+            self._admission.route(task)
+            self._pools[task.config.pool].add_task(task)
         self._retuner = Retuner(self.config, self._tasks_by_name, ledger, self._expiry,
                                 self._shedder, self._queue_depths)
         self._workforce = Workforce(self._tasks, self._pools, worker_factory, self._cond,
@@ -121,19 +123,6 @@ class Engine:
         self._next_tick = self._next_period = self._timer_wake = math.inf
         self._timer: Optional[threading.Thread] = None
         self._pending_results: List[Result] = []
-
-    def _add_task(self, task_config: TaskConfig, index: int, fifo: bool) -> None:
-        window = self.config.telemetry
-        task = TaskState(task_config, index, window.window_s, window.window_samples)
-        if fifo:
-            task.queue.newest_first = False  # FIFO: one arrival order, whatever the task says
-        self._tasks.append(task)
-        self._tasks_by_name[task.name] = task
-        self._admission.route(task)
-        pool = self._pools[task_config.pool]
-        task.pool = pool
-        pool.tasks.append(task)
-        pool.sort_tasks()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -445,6 +434,16 @@ class Engine:
         with self._lock:
             return self._snapshot(self._clock())
 
+    def record_latency(self, task: str, values: Mapping[str, Optional[float]]) -> None:
+        """
+        Record a job's values of the caller's latency series (Engine(latency_series=...)).
+
+        They are kept, summarised and reported with the task's own series (None: not measured
+        for this job); the ROS node records transport, convert and node_overhead this way.
+        """
+        with self._lock:
+            self._tasks_by_name[task].telemetry.record_extra(self._clock(), values)
+
     def _snapshot(self, now: float) -> Snapshot:
         return snapshot(now, self._state, now - self._started_at, self.config.mode,
                         self._admission, self._tasks, self._pools, self._shedder,
@@ -471,6 +470,17 @@ class Engine:
     def decisions_since(self, seq: int = 0) -> List[Decision]:
         """Return the decisions kept in the ring with a sequence number above seq."""
         return self.decisions.recent(seq)
+
+
+def task_states(config: OrchestratorConfig, latency_series: Sequence[str]) -> List[TaskState]:
+    """Return the run-time state of config's tasks, in config order."""
+    window = config.telemetry
+    tasks = [TaskState(task, index, window.window_s, window.window_samples, latency_series)
+             for index, task in enumerate(config.tasks)]
+    if config.mode == 'fifo':
+        for task in tasks:
+            task.queue.newest_first = False  # FIFO: one arrival order, whatever the task says
+    return tasks
 
 
 def join(threads: List[threading.Thread], end: float) -> None:

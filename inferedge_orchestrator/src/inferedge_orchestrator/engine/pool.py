@@ -99,6 +99,11 @@ class Pool:
     def busy_seconds(self, now: float) -> float:
         return self.busy_time + sum(now - s.job.start for s in self.slots if s.job is not None)
 
+    def add_task(self, task) -> None:
+        task.pool = self
+        self.tasks.append(task)
+        self.sort_tasks()
+
     def sort_tasks(self) -> None:
         """Order tasks by priority (the scheduler relies on it); call after any change."""
         self.tasks.sort(key=lambda t: (-t.priority, t.index))

@@ -27,7 +27,7 @@ from collections import deque
 import functools
 import math
 from statistics import NormalDist
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from inferedge_orchestrator.config.model import TaskConfig
 from inferedge_orchestrator.scheduling.queues import Entry, TaskQueue
@@ -133,12 +133,13 @@ class RiskSignals:
 class TaskState:
     """Everything the engine tracks about one task at run time."""
 
-    def __init__(self, config: TaskConfig, index: int, window_s: float, window_samples: int):
+    def __init__(self, config: TaskConfig, index: int, window_s: float, window_samples: int,
+                 extra_series: Sequence[str] = ()):
         self.config = config
         self.name = config.name
         self.index = index
         self.queue = TaskQueue(config.queue_size, config.drop_policy, config.order)
-        self.telemetry = TaskTelemetry(window_s, window_samples)
+        self.telemetry = TaskTelemetry(window_s, window_samples, extra_series)
         self.worker = None
         self.decoder = None  # its Decoder (decoders/base.py), set when the engine loads
         self.pool = None  # the engine's pool object that runs the task

@@ -21,7 +21,7 @@ benchmarks from a log-bucket histogram (LogHistogram). Nothing here grows with r
 
 from collections import deque
 import os
-from typing import Dict
+from typing import Dict, Mapping, Optional, Sequence
 
 from inferedge_orchestrator.telemetry.snapshot import InputSnapshot, LatencySummary, Resources
 from inferedge_orchestrator.telemetry.stats import LatencyWindow
@@ -74,9 +74,14 @@ class InputTelemetry:
 
 
 class TaskTelemetry:
-    """Counters and latency statistics of one task (queued and in flight live elsewhere)."""
+    """
+    Counters and latency statistics of one task (queued and in flight live elsewhere).
 
-    def __init__(self, window_s: float, window_samples: int):
+    extra_series: latency series its caller measures and records (record_extra), e.g. the ROS
+    node's transport, convert and node_overhead; kept, summarised and reported as the own ones.
+    """
+
+    def __init__(self, window_s: float, window_samples: int, extra_series: Sequence[str] = ()):
         self.routed = 0
         self.executed = 0
         self.within_budget = 0
@@ -86,8 +91,9 @@ class TaskTelemetry:
         self.failed_total = 0
         self.held_for_priority = 0
         self.max_queue_depth = 0
-        self.windows = {name: LatencyWindow(window_s, window_samples) for name in LATENCY_SERIES}
-        self.histograms = {name: LogHistogram() for name in LATENCY_SERIES}
+        series = LATENCY_SERIES + tuple(extra_series)
+        self.windows = {name: LatencyWindow(window_s, window_samples) for name in series}
+        self.histograms = {name: LogHistogram() for name in series}
         self._window_list = [self.windows[name] for name in LATENCY_SERIES]
         self._histogram_list = [self.histograms[name] for name in LATENCY_SERIES]
 
@@ -107,6 +113,15 @@ class TaskTelemetry:
                                             self._window_list, self._histogram_list):
             window.add(now, value)
             histogram.add(value)
+
+    def record_extra(self, now: float, values: Mapping[str, Optional[float]]) -> None:
+        """Record the caller's series of one job; None: not measured for this job."""
+        windows, histograms = self.windows, self.histograms
+        for name, value in values.items():
+            if value is not None:
+                windows[name].add(now, value)
+                # A stamp age can be negative (clock offset); the histogram is of magnitudes.
+                histograms[name].add(value if value > 0.0 else 0.0)
 
     def live_latency(self, now: float) -> Dict[str, LatencySummary]:
         return {name: LatencySummary.from_seconds(window.summary(now))

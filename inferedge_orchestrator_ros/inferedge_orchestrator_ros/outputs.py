@@ -1,0 +1,136 @@
+# Copyright The inferedge_orchestrator_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""
+The node's outputs: the publishers of one configuration and what they publish.
+
+Each task's results, its detections or classes and annotated image, the telemetry and the
+decisions. Results are published on the
+slot thread that ran the job; the node's latency series of each result (transport, convert,
+node_overhead) go to the engine's telemetry of the task.
+"""
+
+import time
+from typing import Optional
+
+from inferedge_orchestrator import DECODERS, Engine, OrchestratorConfig
+from inferedge_orchestrator_msgs.msg import (InferenceResult, OrchestratorTelemetry,
+                                             SchedulerDecision)
+from inferedge_orchestrator_ros import messages
+from inferedge_orchestrator_ros.annotation import Annotator
+from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Classification, Detection2DArray
+
+RESULTS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+TELEMETRY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+DECISIONS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class Outputs:
+    """
+    The publishers of one configuration (lifecycle publishers: active with the node).
+
+    node: what creates the publishers (create_lifecycle_publisher) and gives the clock, the
+    logger and the context; any object with those serves, a ROS graph is not needed.
+    engine: set by the node once its engine exists; it keeps the node's latency series.
+    """
+
+    def __init__(self, node, config: OrchestratorConfig, publish_tensors: bool,
+                 annotate_rate_hz: float):
+        self.engine: Optional[Engine] = None
+        self.publish_tensors = publish_tensors
+        self.closing = False  # the engine is closing or the context ended: publish nothing
+        self._node = node
+        self._results = {}
+        self._decoded = {}  # task -> (publisher, message builder)
+        self._annotated = {}
+        create = node.create_lifecycle_publisher
+        for task in config.tasks:
+            name = task.name
+            self._results[name] = create(InferenceResult, f'~/{name}/result', RESULTS_QOS)
+            produces = DECODERS.cls(task.decoder).produces
+            if produces == 'detections':
+                self._decoded[name] = (create(Detection2DArray, f'~/{name}/detections',
+                                              RESULTS_QOS), messages.detections_message)
+                self._annotated[name] = create(Image, f'~/{name}/annotated', RESULTS_QOS)
+            elif produces == 'classes':
+                self._decoded[name] = (create(Classification, f'~/{name}/classification',
+                                              RESULTS_QOS), messages.classification_message)
+        self._annotator = Annotator(node, annotate_rate_hz) if self._annotated else None
+        self._telemetry = create(OrchestratorTelemetry, '~/telemetry', TELEMETRY_QOS)
+        self._decisions = create(SchedulerDecision, '~/decisions', DECISIONS_QOS)
+
+    def set_annotate_rate(self, rate_hz: float) -> None:
+        if self._annotator is not None:
+            self._annotator.rate_hz = rate_hz
+
+    def on_result(self, result) -> None:
+        """Publish one result and what its decoder made; called on the job's slot thread."""
+        publisher = self._results.get(result.task)
+        if publisher is None or self.closing:
+            return
+        meta = result.meta
+        msg = messages.result_message(result, meta.header, meta.transport_s,
+                                      self.publish_tensors, meta.convert_s)
+        submitted = meta.submitted
+        if submitted is None:  # the result overtook the callback: the engine's own record
+            submitted = result.finished - result.service_s - result.queue_wait_s
+        # The conversion is a series of its own, not node overhead.
+        overhead = (submitted - meta.entry - (meta.convert_s or 0.0)) + \
+            (time.monotonic() - result.finished)
+        msg.node_overhead_ms = overhead * 1000.0
+        self._publish(publisher, msg)
+        self.engine.record_latency(result.task, {'transport': meta.transport_s,
+                                                 'convert': meta.convert_s,
+                                                 'node_overhead': overhead})
+        decoded = result.decoded
+        if decoded is None:
+            return
+        if result.task in self._decoded:
+            decoded_publisher, build = self._decoded[result.task]
+            self._publish(decoded_publisher, build(decoded, meta.header))
+        annotated, annotator = self._annotated.get(result.task), self._annotator
+        if annotated is not None and annotator is not None:
+            annotator.offer(result.task, annotated, result, meta.header)
+
+    def on_decision(self, decision) -> None:
+        """Publish one decision; called on the engine's timer thread (or a transition)."""
+        if self.closing:
+            return
+        msg = messages.decision_message(decision, self._node.get_clock().now().to_msg())
+        self._publish(self._decisions, msg)
+
+    def publish_telemetry(self, msg: OrchestratorTelemetry) -> None:
+        self._publish(self._telemetry, msg)
+
+    def close(self) -> None:
+        """Stop the annotator and destroy the publishers (the engine is closed)."""
+        self.closing = True
+        annotator, self._annotator = self._annotator, None
+        if annotator is not None:
+            annotator.close()
+        publishers = list(self._results.values()) + list(self._annotated.values())
+        publishers += [publisher for publisher, _ in self._decoded.values()]
+        for publisher in publishers + [self._telemetry, self._decisions]:
+            self._node.destroy_lifecycle_publisher(publisher)
+        self._results.clear()
+        self._decoded.clear()
+        self._annotated.clear()
+
+    def _publish(self, publisher, msg) -> None:
+        publish_unless_shut_down(self._node, publisher, msg)
