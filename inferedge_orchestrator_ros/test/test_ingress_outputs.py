@@ -98,7 +98,7 @@ def image(width=64, height=48, step=None, stamp_clock=None):
 
 @pytest.fixture
 def wired():
-    """An engine between an Ingress (one raw-image input) and Outputs on a stub node."""
+    """Yield an engine between an Ingress (one raw-image input) and Outputs on a stub node."""
     from inferedge_orchestrator_ros.conversion import Converter, resolve_target
     from inferedge_orchestrator_ros.ingress import Ingress, Input
     from inferedge_orchestrator_ros.messages import NODE_SERIES
