@@ -32,6 +32,9 @@ from inferedge_orchestrator.scheduling.queues import Entry
 from inferedge_orchestrator.scheduling.task import TaskState
 from inferedge_orchestrator.telemetry.counters import InputTelemetry
 
+# Entry(...) through the NamedTuple's generated __new__ costs twice this on the per-frame path.
+_new_entry = tuple.__new__
+
 
 class Admission:
     """Checks, routes and queues submitted frames; counts what each input received."""
@@ -85,12 +88,19 @@ class Admission:
         self._seq += 1
         frame = Frame(input_name, self._seq, now, age_s, image, encoded, encoding, meta)
         dropped, late_at = [], math.inf
+        fifo = self._fifo
         for task in self.routes[input_name]:
             task.count_routed(now, age_s)
-            reason = admitting or self._refusal(task, now)
-            if not reason:
+            if admitting:
+                reason = admitting
+            elif not task.enabled:
+                reason = reasons.DISABLED
+            elif not fifo and not task.admit(now):
+                reason = reasons.RATE_LIMITED
+            else:
                 reason, queued_late_at = self._queue(task, frame, now)
-                late_at = min(late_at, queued_late_at)
+                if queued_late_at < late_at:
+                    late_at = queued_late_at
             if reason:
                 self._ledger.drop_frame(task, frame, reason, now)
                 dropped.append((task.name, reason))
@@ -104,14 +114,6 @@ class Admission:
             inp.stamp_fallback += 1
             return 0.0
         return max(0.0, age_s)  # a little ahead: within the clocks' offset, as stamped
-
-    def _refusal(self, task: TaskState, now: float) -> str:
-        """Return why task takes no frame now ('' if it does): disabled, rate_limited."""
-        if not task.config.enabled:
-            return reasons.DISABLED
-        if not self._fifo and not task.admit(now):
-            return reasons.RATE_LIMITED
-        return ''
 
     def _queue(self, task: TaskState, frame: Frame, now: float) -> Tuple[str, float]:
         """
@@ -128,7 +130,7 @@ class Admission:
         if len(queue_) >= queue_.capacity and not queue_.drop_oldest and task.drops_late and \
                 not self._fifo:
             self._expiry.make_room(pool, task, now)  # its likely late frames make room
-        out = queue_.push(Entry(deadline, frame, task.lower_busy))
+        out = queue_.push(_new_entry(Entry, (deadline, frame, task.lower_busy)))
         task.count_queued()
         late_at = self._expiry.queued(task, deadline)
         if out is None:

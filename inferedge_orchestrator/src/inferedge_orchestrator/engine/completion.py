@@ -72,15 +72,15 @@ class Completion:
         elif slot in pool.stuck:
             pool.stuck.remove(slot)
         task = job.task
-        timeout = task.config.timeout_ms / 1000.0
+        timeout = task.timeout_s
         if job.state == JOB_RUNNING and timeout and now - job.start >= timeout:
             return self.time_out(job, now)  # it overran before the timer saw it: same outcome
         if job.state == JOB_RUNNING and isinstance(error, RequestTimedOut):
             return self.time_out(job, now, str(error))  # the transport's own timeout
         if job.state != JOB_RUNNING:
             return None  # timed out or abandoned: its late output is discarded
-        task.count_end()
         if isinstance(error, RequestDropped):  # the server's queue policy: it never ran
+            task.count_end()
             self._ledger.drop_frame(task, job.frame, error.reason, now, detail=str(error))
             if error.reason == reasons.EXPIRED:
                 task.risk.loss(reasons.EXPIRED, now - job.blocking <= job.deadline)
@@ -223,7 +223,6 @@ class Completion:
         """Fail a job past timeout_ms, or whose request the transport timed out (its error)."""
         task = job.task
         job.state = JOB_TIMED_OUT
-        task.count_end()
         task.count_failed(reasons.TIMEOUT)
         task.risk.loss(reasons.TIMEOUT, False)  # its own service time, whatever blocked it
         running = f'running {1000 * (now - job.start):.0f} ms'

@@ -56,10 +56,13 @@ class Dispatcher:
                 pool.advance(now)
             while pool.free:
                 task, held_wake = self._select(pool, now)
-                wake = min(wake, held_wake)
+                if held_wake < wake:
+                    wake = held_wake
                 if task is None:
                     break
-                wake = min(wake, self._start(pool, task, now))
+                timeout_at = self._start(pool, task, now)
+                if timeout_at < wake:
+                    wake = timeout_at
         return wake
 
     def _select(self, pool: Pool, now: float):
@@ -88,4 +91,4 @@ class Dispatcher:
         task.risk.blocking.append(blocking)
         pool.backend.hand(slot, job)
         # The timer must look at the job when it times out.
-        return now + task.config.timeout_ms / 1000.0 if task.config.timeout_ms else math.inf
+        return now + task.timeout_s if task.timeout_s else math.inf

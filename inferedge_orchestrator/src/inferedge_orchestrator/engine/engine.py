@@ -262,7 +262,8 @@ class Engine:
             frame.submitted = self._clock()
             if late_at < self._timer_wake:
                 self._cond.notify()
-            if refusal is None and self._dispatch(frame.submitted) < self._timer_wake:
+            if refusal is None and \
+                    self._dispatcher.dispatch(frame.submitted, True) < self._timer_wake:
                 self._cond.notify()
         return submission
 
@@ -276,7 +277,7 @@ class Engine:
         with self._lock:
             now = self._clock()
             result = self._completion.finish(job, output, error, now)
-            wake = self._dispatch(now)
+            wake = self._dispatcher.dispatch(now, self._state in (RUNNING, PAUSED))
             if wake < self._timer_wake or self._state == STOPPING or \
                     self.decisions.has_outbox():
                 self._cond.notify_all()

@@ -67,7 +67,9 @@ class ExpiryIndex:
             return self._next_late  # nothing can be late before then: skip the scan
         wake = math.inf
         for pool in self._pools.values():
-            wake = min(wake, self._expire_pool(pool, now))
+            pool_wake = self._expire_pool(pool, now)
+            if pool_wake < wake:
+                wake = pool_wake
         self._next_late = wake
         return wake
 

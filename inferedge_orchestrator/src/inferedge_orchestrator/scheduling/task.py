@@ -191,6 +191,9 @@ class TaskState:
         self.priority = config.priority
         self.budget_s = config.budget_s
         self.drops_late = config.on_deadline == 'drop'
+        self.enabled = config.enabled
+        self.timeout_s = config.timeout_ms / 1000.0  # 0: no timeout
+        self.max_rate_hz = config.max_rate_hz
 
     def reconfigure(self, config: TaskConfig, fifo: bool) -> List[Entry]:
         """Apply a validated config at run time; return the entries a smaller queue dropped."""
@@ -204,7 +207,7 @@ class TaskState:
 
     def rate_limit_hz(self) -> float:
         """Return the admission limit in force: max_rate_hz and the shedding limit (0 = none)."""
-        cap = self.config.max_rate_hz
+        cap = self.max_rate_hz
         shed = self.shed_limit_hz
         if cap and shed:
             return min(cap, shed)
@@ -237,9 +240,27 @@ class TaskState:
 
     # -- the frame counters: their only writers ---------------------------------------------
     def count_routed(self, now: float, age: float) -> None:
-        """Count a frame routed to the task (its input feeds it), arrived now at age."""
+        """
+        Count a frame routed to the task (its input feeds it), arrived now at age.
+
+        Its arrival statistics too: the stamps' mean interval and the transport ages.
+        """
         self.telemetry.routed += 1
-        self.note_arrival(now, age)
+        stamp = now - age
+        if self.last_arrival is not None:
+            # The stamps' gaps: the source's period, without the transport's jitter (a frame
+            # whose stamp went back, reordered or restamped, counts by its arrival).
+            gap = stamp - self.last_stamp
+            if gap <= 0.0:
+                gap = now - self.last_arrival
+            if self.mean_interarrival is None:
+                self.mean_interarrival = gap
+            else:
+                self.mean_interarrival += INTERARRIVAL_SMOOTHING * (gap - self.mean_interarrival)
+        self.last_arrival = now
+        self.last_stamp = stamp
+        self._ages.append(age)
+        self.routed_rate.add(now)
 
     def count_queued(self) -> None:
         """Note the depth of its queue after a frame joined it."""
@@ -256,15 +277,19 @@ class TaskState:
         self.share_s += self.median_s
 
     def count_end(self) -> None:
-        """Count a job no longer in flight (it ended, failed, timed out or was abandoned)."""
+        """Count a job no longer in flight that neither ran nor failed (abandoned, dropped)."""
         self.in_flight -= 1
 
     def count_executed(self, met_deadline: bool) -> None:
+        """Count a job that ran: no longer in flight, executed (within budget or not)."""
+        self.in_flight -= 1
         self.telemetry.executed += 1
         if met_deadline:
             self.telemetry.within_budget += 1
 
     def count_failed(self, reason: str) -> None:
+        """Count a job that failed or timed out: no longer in flight, failed with reason."""
+        self.in_flight -= 1
         self.telemetry.fail(reason)
 
     def count_dropped(self, reason: str, count: int = 1) -> None:
@@ -364,26 +389,10 @@ class TaskState:
         self._log_sum += log
         self._log_square_sum += log * log
 
-    def note_arrival(self, now: float, age: float) -> None:
-        stamp = now - age
-        if self.last_arrival is not None:
-            # The stamps' gaps: the source's period, without the transport's jitter (a frame
-            # whose stamp went back, reordered or restamped, counts by its arrival).
-            gap = stamp - self.last_stamp
-            if gap <= 0.0:
-                gap = now - self.last_arrival
-            if self.mean_interarrival is None:
-                self.mean_interarrival = gap
-            else:
-                self.mean_interarrival += INTERARRIVAL_SMOOTHING * (gap - self.mean_interarrival)
-        self.last_arrival = now
-        self.last_stamp = stamp
-        self._ages.append(age)
-        self.routed_rate.add(now)
-
     def admit(self, now: float) -> bool:
         """Apply the rate limit (a one-token bucket); True when the frame may be queued."""
-        limit = self.rate_limit_hz()
+        cap, shed = self.max_rate_hz, self.shed_limit_hz  # rate_limit_hz(), inline: per frame
+        limit = min(cap, shed) if cap and shed else cap or shed
         if limit:
             tokens = min(1.0, self.tokens + (now - self.token_time) * limit)
             self.token_time = now
