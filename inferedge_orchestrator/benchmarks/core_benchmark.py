@@ -49,7 +49,7 @@ def eight_tasks(inputs: int, queue_size: int = 8) -> dict:
     tasks = []
     for index in range(8):
         tasks.append({'name': f'task{index}', 'priority': 10 * (8 - index),
-                      'input': f'input{index % inputs}', 'latency_budget_ms': 10000.0,
+                      'inputs': [f'input{index % inputs}'], 'latency_budget_ms': 10000.0,
                       'queue_size': queue_size, 'worker_options': {'latency_ms': 5.0}})
     return {'orchestrator': {'shedding': {'backlog_threshold': 1000}}, 'tasks': tasks}
 

@@ -81,13 +81,13 @@ def test_new_user_errors_are_one_line_with_exit_2(tmp_path):
     onnx = {'inputs': {'camera': {}},
             'tasks': [{'name': 'detector', 'worker': 'onnxruntime',
                        'worker_options': {'model_path': str(tmp_path / 'missing.onnx')}}]}
-    undeclared = {'inputs': {'camera': {}}, 'tasks': [{'name': 'detector', 'input': 'front'}]}
+    undeclared = {'inputs': {'camera': {}}, 'tasks': [{'name': 'detector', 'inputs': ['front']}]}
     broken = tmp_path / 'broken.yaml'
     broken.write_text('tasks: [\n')
     cases = [
         (onnx, 'compare-overload', "tasks.detector.worker: 'onnxruntime' cannot run under "
                                    'the virtual clock'),
-        (undeclared, 'compare-overload', "tasks.detector.input: 'front' is not declared"),
+        (undeclared, 'compare-overload', "tasks.detector.inputs: 'front' is not declared"),
         (str(broken), 'compare-overload', 'broken.yaml:2:1: not valid YAML'),
     ]
     for config, command, message in cases:

@@ -28,7 +28,7 @@ def base(**task):
 def test_defaults():
     config = load_config(base())
     task = config.task('detector')
-    assert task.input == 'camera' and task.pool == 'cpu' and task.queue_size == 4
+    assert task.inputs == ['camera'] and task.pool == 'cpu' and task.queue_size == 4
     assert task.drop_policy == 'drop_oldest' and task.order == 'oldest_first'
     assert task.worker == 'dummy' and task.worker_options['latency_ms'] == 10.0
     assert config.pools['cpu'].slots == 1
@@ -55,7 +55,7 @@ def test_ints_accepted_for_floats():
     ({'on_deadline': 'skip'}, "tasks.detector.on_deadline: 'skip' is not allowed"),
     ({'worker': 'tflite'}, "tasks.detector.worker: 'tflite' is not allowed; allowed: dummy"),
     ({'enabled': 'yes'}, "tasks.detector.enabled: 'yes' is not a boolean"),
-    ({'prio': 3}, "tasks[0]: unknown key 'prio'; known keys: name, input, priority"),
+    ({'prio': 3}, "tasks[0]: unknown key 'prio'; known keys: name, inputs, priority"),
     ({'pool': 'gpu'}, "tasks.detector.pool: 'gpu' is not a pool; allowed: cpu"),
     ({'min_rate_hz': 5, 'max_rate_hz': 2}, 'tasks.detector.min_rate_hz: 5 is above max_rate_hz'),
     ({'worker_options': {'latency': 3}}, "tasks.detector.worker_options: unknown key 'latency' "

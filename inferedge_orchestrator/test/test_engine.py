@@ -268,7 +268,7 @@ def test_invariants_under_concurrent_submitters(engine_factory):
         {'name': 'a', 'priority': 5, 'latency_budget_ms': 30, 'queue_size': 3},
         {'name': 'b', 'latency_budget_ms': 50, 'queue_size': 2, 'max_rate_hz': 100,
          'worker_options': {'latency_ms': 4.0, 'jitter_ms': 3.0, 'distribution': 'uniform'}},
-        {'name': 'c', 'input': 'side', 'order': 'newest_first', 'drop_policy': 'drop_newest'},
+        {'name': 'c', 'inputs': ['side'], 'order': 'newest_first', 'drop_policy': 'drop_newest'},
         pools={'cpu': {'slots': 2}}))
     engine.start()
     stop = threading.Event()

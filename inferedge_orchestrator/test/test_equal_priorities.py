@@ -47,7 +47,7 @@ def camera_level(cameras, rate_hz, budget_ms, queue_size, latency_ms, jitter_ms,
     inputs = {f'cam{index}': {'rate_hz': rate_hz, 'age_ms': age_ms,
                               'age_jitter_ms': age_jitter_ms, 'age_distribution': 'lognormal'}
               for index in range(cameras)}
-    tasks = [{'name': f'detector_{name}', 'input': name, 'priority': 100,
+    tasks = [{'name': f'detector_{name}', 'inputs': [name], 'priority': 100,
               'latency_budget_ms': budget_ms, 'queue_size': queue_size,
               'worker_options': {'latency_ms': latency_ms, 'jitter_ms': jitter_ms,
                                  'distribution': 'lognormal'}}
@@ -166,7 +166,7 @@ def mixed_levels(draw):
                                  'age_distribution': 'lognormal'}
         budget = (p99_ms(latency, jitter) + p99_ms(age, age_jitter) + 1000.0 / rate) * \
             draw(st.floats(1.0, 2.0))
-        tasks.append({'name': f'task{index}', 'input': f'cam{index}', 'priority': 100,
+        tasks.append({'name': f'task{index}', 'inputs': [f'cam{index}'], 'priority': 100,
                       'latency_budget_ms': budget, 'queue_size': draw(st.integers(1, 4)),
                       'worker_options': {'latency_ms': latency, 'jitter_ms': jitter,
                                          'distribution': 'lognormal', 'seed': index}})

@@ -60,7 +60,7 @@ def high_and_low(high_budget_ms, high_queue, low_ms):
     high.set_expected(0.008)
     low.set_expected(low_ms / 1000.0)
     for t in (0.0, 0.01, 0.02):
-        high.count_routed(t, 0.0)
+        high.count_routed(t, 0.0, 'camera')
     return high, low
 
 
@@ -181,7 +181,7 @@ def test_the_hold_expects_a_frame_at_its_stamp_plus_the_smallest_recent_age():
     (task,) = states({'name': 'camera_task', 'latency_budget_ms': 100})
     # Taken every 100 ms; transport ages 2 to 9 ms.
     for index, age in enumerate((0.009, 0.002, 0.005, 0.008)):
-        task.count_routed(index * 0.1 + age, age)
+        task.count_routed(index * 0.1 + age, age, 'camera')
     arrival, deadline = task.next_expected_frame(0.31)
     assert math.isclose(arrival, 0.4 + 0.002) and math.isclose(deadline, 0.4 + 0.1)
 

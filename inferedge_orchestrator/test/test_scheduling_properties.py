@@ -69,7 +69,7 @@ def scenarios(draw, light=False):
     for index in range(count):
         name = draw(st.sampled_from(sorted(inputs)))
         mean = 1000.0 * load * weights[index] / sum(weights) / inputs[name]['rate_hz']
-        tasks.append({'name': f't{index}', 'input': name, 'priority': priorities[index],
+        tasks.append({'name': f't{index}', 'inputs': [name], 'priority': priorities[index],
                       'queue_size': draw(st.integers(1, 4)),
                       'worker_options': {'latency_ms': mean,
                                          'jitter_ms': mean * draw(st.floats(0.0, 0.4)),
@@ -85,7 +85,7 @@ def scenarios(draw, light=False):
             # Above the round within shedding's p95 bound (0.8 of the budget), by 1% at least:
             # exactly at it, float noise decides (a tie found on another seed).
             task['latency_budget_ms'] = round_ms / 0.8 * draw(st.floats(1.01, 2.0))
-            interval = 1000.0 / inputs[task['input']]['rate_hz']
+            interval = 1000.0 / inputs[task['inputs'][0]]['rate_hz']
             task['queue_size'] = min(8, math.ceil(round_ms / interval) + 1)
         else:
             task['latency_budget_ms'] = max(1.2 * own, draw(st.floats(0.5, 2.0)) * round_ms)

@@ -99,7 +99,7 @@ def scenarios(draw):
     for index in range(count):
         tasks.append({
             'name': f't{index}',
-            'input': draw(st.sampled_from(['a', 'b'])),
+            'inputs': [draw(st.sampled_from(['a', 'b']))],
             'priority': draw(st.integers(0, 5)),
             'latency_budget_ms': draw(st.floats(5.0, 300.0)),
             'queue_size': draw(st.integers(1, 6)),

@@ -196,9 +196,9 @@ def test_shared_memory_on_and_off_give_the_same_outputs_and_leave_no_segment_beh
 
 def test_a_queued_high_priority_request_overtakes_a_queued_low_priority_one(server):
     slow = options(server, model='slow', warmup=0)
-    tasks = [{'name': 'low', 'input': 'camera', 'priority': 10, 'latency_budget_ms': 5000.0,
+    tasks = [{'name': 'low', 'inputs': ['camera'], 'priority': 10, 'latency_budget_ms': 5000.0,
               'queue_size': 4, 'worker_options': slow},
-             {'name': 'high', 'input': 'other', 'priority': 90, 'latency_budget_ms': 5000.0,
+             {'name': 'high', 'inputs': ['other'], 'priority': 90, 'latency_budget_ms': 5000.0,
               'queue_size': 4, 'worker_options': dict(slow)}]
     results = []
     engine = Engine(engine_config(None, slots=3, remote_tasks=tasks), on_result=results.append)
@@ -228,7 +228,7 @@ def test_a_request_whose_budget_runs_out_in_the_server_queue_is_dropped_expired(
     # The pool's slots are free, so the engine sends each frame at once: its budget (0.5 s)
     # outlasts its service (0.3 s), not the 0.6 s of the two requests ahead of the third.
     cfg = engine_config(None, slots=3, remote_tasks=[
-        {'name': 'remote', 'input': 'other', 'priority': 10, 'latency_budget_ms': 500.0,
+        {'name': 'remote', 'inputs': ['other'], 'priority': 10, 'latency_budget_ms': 500.0,
          'queue_size': 4, 'worker_options': slow}])
     engine = Engine(cfg, on_result=results.append, on_decision=decisions.append)
     engine.start()
@@ -278,7 +278,7 @@ def test_a_job_past_timeout_ms_is_cancelled_and_its_slot_is_free_at_once(server)
     results, decisions = [], []
     remote = options(server, model='slow', warmup=1)  # its first frame's imports are done
     cfg = engine_config(None, slots=1, remote_tasks=[
-        {'name': 'remote', 'input': 'other', 'latency_budget_ms': 10000.0, 'queue_size': 4,
+        {'name': 'remote', 'inputs': ['other'], 'latency_budget_ms': 10000.0, 'queue_size': 4,
          'timeout_ms': 100.0, 'worker_options': remote}])
     engine = Engine(cfg, on_result=results.append, on_decision=decisions.append)
     engine.start()
@@ -359,9 +359,9 @@ def test_an_unloaded_model_and_a_shape_mismatch_fail_with_the_servers_message(se
     results = []
     # gray: one channel where the model takes three, as the overridden shape says.
     mismatch = options(server, channel_order='gray', input_shape=[1, 1, -1, -1], warmup=0)
-    tasks = [{'name': 'spare', 'input': 'camera', 'worker_options': options(server,
-                                                                            model='spare')},
-             {'name': 'mismatch', 'input': 'other', 'worker_options': mismatch}]
+    tasks = [{'name': 'spare', 'inputs': ['camera'],
+              'worker_options': options(server, model='spare')},
+             {'name': 'mismatch', 'inputs': ['other'], 'worker_options': mismatch}]
     engine = Engine(engine_config(None, remote_tasks=tasks), on_result=results.append)
     engine.start()
     try:
@@ -496,9 +496,9 @@ def test_grpc_over_mutual_tls_with_a_certificate_made_by_the_test(triton_install
         results = []
         # Triton's gRPC restriction header is its key behind triton-grpc-protocol-.
         token = {'Triton-GRPC-Protocol-X-Token': 'secret'}
-        tasks = [{'name': 'token', 'input': 'camera',
+        tasks = [{'name': 'token', 'inputs': ['camera'],
                   'worker_options': dict(tls, headers=token)},
-                 {'name': 'notoken', 'input': 'other', 'worker_options': dict(tls, warmup=0)}]
+                 {'name': 'notoken', 'inputs': ['other'], 'worker_options': dict(tls, warmup=0)}]
         engine = Engine(engine_config(None, remote_tasks=tasks), on_result=results.append)
         engine.start()
         try:

@@ -59,7 +59,7 @@ def detector_block(name: str, camera: str, budget_ms: float, on_deadline: str,
                    threads: int) -> dict:
     """Return one detector task in the core config format."""
     filename, size = DETECTOR
-    return {'name': name, 'input': camera, 'priority': 100, 'latency_budget_ms': budget_ms,
+    return {'name': name, 'inputs': [camera], 'priority': 100, 'latency_budget_ms': budget_ms,
             'queue_size': 1, 'on_deadline': on_deadline, 'worker': 'onnxruntime',
             'worker_options': {'model_path': os.path.join(model_folder(), filename),
                                'input_size': size, 'intra_op_threads': threads,

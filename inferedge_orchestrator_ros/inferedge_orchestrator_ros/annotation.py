@@ -41,20 +41,24 @@ class Annotator:
         self._thread = threading.Thread(target=self._loop, name='annotator', daemon=True)
         self._thread.start()
 
-    def offer(self, task: str, publisher, result, header) -> None:
-        """Take a result for drawing when its task is due (called on a slot thread)."""
+    def offer(self, key, publisher, result, header) -> None:
+        """
+        Take a result for drawing when its stream is due (called on a slot thread).
+
+        key: the stream's, rate-limited on its own (a task's camera).
+        """
         rate = self.rate_hz
         if not rate or result.image is None:
             return
         now = time.monotonic()
-        if now - self._last.get(task, -1e9) < 1.0 / rate:
+        if now - self._last.get(key, -1e9) < 1.0 / rate:
             return
         try:
             self._queue.put_nowait((publisher, result.image, result.encoding,
                                     result.decoded.detections, header))
         except queue.Full:
             return
-        self._last[task] = now
+        self._last[key] = now
 
     def close(self) -> None:
         self._queue.put(None)

@@ -93,7 +93,7 @@ def default_target(config, input_name: str) -> str:
     """
     default = PREPROCESS_OPTIONS['channel_order'].default
     order = next((task.worker_options.get('channel_order', default) for task in config.tasks
-                  if task.input == input_name), default)
+                  if input_name in task.inputs), default)
     return CHANNEL_ORDER_TARGETS[order]
 
 

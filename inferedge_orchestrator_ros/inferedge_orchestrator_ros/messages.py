@@ -25,9 +25,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from inferedge_orchestrator import (LATENCY_SERIES, LatencySummary as LatencySummaryData, reasons,
                                     Snapshot)
-from inferedge_orchestrator_msgs.msg import (InferenceResult, InputStats, LatencySummary,
-                                             OrchestratorTelemetry, PoolStats, ReasonCount,
-                                             SchedulerDecision, TaskStats, Tensor)
+from inferedge_orchestrator_msgs.msg import (CameraStats, InferenceResult, InputStats,
+                                             LatencySummary, OrchestratorTelemetry, PoolStats,
+                                             ReasonCount, SchedulerDecision, TaskStats, Tensor)
 from inferedge_orchestrator_ros.images import tensor_fields
 from vision_msgs.msg import (BoundingBox2D, Classification, Detection2D, Detection2DArray,
                              ObjectHypothesis, ObjectHypothesisWithPose)
@@ -142,12 +142,17 @@ def telemetry_message(snapshot: Snapshot, stamp, node_state: str,
         stats.malformed_by_reason = reason_counts(data.malformed_by_reason)
         msg.inputs.append(stats)
     for name, data in snapshot.tasks.items():
-        stats = copy_fields(TaskStats(name=name), data, skip=('name',))
+        stats = copy_fields(TaskStats(name=name, inputs=list(data.inputs)), data,
+                            skip=('name',))
         stats.failed_by_reason = reason_counts(data.failed_by_reason)
         stats.dropped_by_reason = reason_counts(data.dropped_by_reason)
         latency = data.latency
         stats.latency = [latency_summary(series, latency[series])
                          for series in LATENCY_SERIES + NODE_SERIES if series in latency]
+        for camera, counts in data.cameras.items():
+            camera_stats = copy_fields(CameraStats(input=camera), counts, skip=('input',))
+            camera_stats.dropped_by_reason = reason_counts(counts.dropped_by_reason)
+            stats.cameras.append(camera_stats)
         msg.tasks.append(stats)
     for name, data in snapshot.pools.items():
         stats = copy_fields(PoolStats(name=name), data, skip=('name', 'utilisation'))
@@ -178,4 +183,10 @@ def telemetry_invariant_violations(telemetry: OrchestratorTelemetry) -> List[str
             problems.append(f'task {task.name}: routed {task.routed} != {total}')
         if task.dropped != sum(r.count for r in task.dropped_by_reason):
             problems.append(f'task {task.name}: dropped_by_reason does not add up')
+        for camera in task.cameras:
+            total = camera.executed + camera.failed + camera.dropped + camera.queued + \
+                camera.in_flight
+            if camera.routed != total:
+                problems.append(f'task {task.name} camera {camera.input}: routed '
+                                f'{camera.routed} != {total}')
     return problems

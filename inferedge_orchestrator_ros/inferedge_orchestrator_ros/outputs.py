@@ -17,9 +17,10 @@
 The node's outputs: the publishers of one configuration and what they publish.
 
 Each task's results, its detections or classes and annotated image, the telemetry and the
-decisions. Results are published on the
-slot thread that ran the job; the node's latency series of each result (transport, convert,
-node_overhead) go to the engine's telemetry of the task.
+decisions. A task over several inputs publishes those of each camera on topics of their own,
+~/<task>/<input>/result and so on, so that a consumer of one camera needs no filter. Results
+are published on the slot thread that ran the job; the node's latency series of each result
+(transport, convert, node_overhead) go to the engine's telemetry of the task.
 """
 
 import time
@@ -56,21 +57,24 @@ class Outputs:
         self.publish_tensors = publish_tensors
         self.closing = False  # the engine is closing or the context ended: publish nothing
         self._node = node
+        # By (task, input): a task over one input has one prefix, ~/<task>/.
         self._results = {}
-        self._decoded = {}  # task -> (publisher, message builder)
+        self._decoded = {}  # (task, input) -> (publisher, message builder)
         self._annotated = {}
         create = node.create_lifecycle_publisher
         for task in config.tasks:
-            name = task.name
-            self._results[name] = create(InferenceResult, f'~/{name}/result', RESULTS_QOS)
             produces = DECODERS.cls(task.decoder).produces
-            if produces == 'detections':
-                self._decoded[name] = (create(Detection2DArray, f'~/{name}/detections',
-                                              RESULTS_QOS), messages.detections_message)
-                self._annotated[name] = create(Image, f'~/{name}/annotated', RESULTS_QOS)
-            elif produces == 'classes':
-                self._decoded[name] = (create(Classification, f'~/{name}/classification',
-                                              RESULTS_QOS), messages.classification_message)
+            for camera in task.inputs:
+                key = (task.name, camera)
+                prefix = f'~/{task.name}/{camera}' if len(task.inputs) > 1 else f'~/{task.name}'
+                self._results[key] = create(InferenceResult, f'{prefix}/result', RESULTS_QOS)
+                if produces == 'detections':
+                    self._decoded[key] = (create(Detection2DArray, f'{prefix}/detections',
+                                                 RESULTS_QOS), messages.detections_message)
+                    self._annotated[key] = create(Image, f'{prefix}/annotated', RESULTS_QOS)
+                elif produces == 'classes':
+                    self._decoded[key] = (create(Classification, f'{prefix}/classification',
+                                                 RESULTS_QOS), messages.classification_message)
         self._annotator = Annotator(node, annotate_rate_hz) if self._annotated else None
         self._telemetry = create(OrchestratorTelemetry, '~/telemetry', TELEMETRY_QOS)
         self._decisions = create(SchedulerDecision, '~/decisions', DECISIONS_QOS)
@@ -81,7 +85,8 @@ class Outputs:
 
     def on_result(self, result) -> None:
         """Publish one result and what its decoder made; called on the job's slot thread."""
-        publisher = self._results.get(result.task)
+        key = (result.task, result.input)
+        publisher = self._results.get(key)
         if publisher is None or self.closing:
             return
         meta = result.meta
@@ -101,12 +106,12 @@ class Outputs:
         decoded = result.decoded
         if decoded is None:
             return
-        if result.task in self._decoded:
-            decoded_publisher, build = self._decoded[result.task]
+        if key in self._decoded:
+            decoded_publisher, build = self._decoded[key]
             self._publish(decoded_publisher, build(decoded, meta.header))
-        annotated, annotator = self._annotated.get(result.task), self._annotator
+        annotated, annotator = self._annotated.get(key), self._annotator
         if annotated is not None and annotator is not None:
-            annotator.offer(result.task, annotated, result, meta.header)
+            annotator.offer(key, annotated, result, meta.header)
 
     def on_decision(self, decision) -> None:
         """Publish one decision; called on the engine's timer thread (or a transition)."""

@@ -315,8 +315,9 @@ class NodeParameters:
                 for block, kind_field in OPTION_BLOCKS.items():
                     self.declare_block(task, option_params(block,
                                                            self.get(f'{task}.{kind_field}')))
-                if self.get(f'{task}.input') not in input_names:
-                    input_names.append(self.get(f'{task}.input'))
+                for name in self.get(f'{task}.inputs') or []:
+                    if name not in input_names:
+                        input_names.append(name)
             check_names('inputs', input_names, taken)
         for name in input_names:
             self.declare_block(name, INPUT_PARAMS)

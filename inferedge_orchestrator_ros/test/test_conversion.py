@@ -262,18 +262,18 @@ def _config(*tasks):
 
 def test_the_default_target_is_what_the_first_consuming_task_wants():
     config = _config(
-        {'name': 'a', 'input': 'cam', 'worker': 'onnxruntime',
+        {'name': 'a', 'inputs': ['cam'], 'worker': 'onnxruntime',
          'worker_options': {'model_path': 'a.onnx', 'channel_order': 'bgr'}},
-        {'name': 'b', 'input': 'cam', 'worker': 'onnxruntime',
+        {'name': 'b', 'inputs': ['cam'], 'worker': 'onnxruntime',
          'worker_options': {'model_path': 'b.onnx', 'channel_order': 'gray'}},
-        {'name': 'c', 'input': 'other', 'worker': 'onnxruntime',
+        {'name': 'c', 'inputs': ['other'], 'worker': 'onnxruntime',
          'worker_options': {'model_path': 'c.onnx', 'channel_order': 'gray'}})
     assert conversion.default_target(config, 'cam') == 'bgr8'
     assert conversion.default_target(config, 'other') == 'mono8'
     assert conversion.resolve_target('rgb8', config, 'other') == 'rgb8'
     assert conversion.resolve_target('auto', config, 'other') == 'mono8'
     # A worker without preprocessing (dummy) and an input without tasks: the default order.
-    dummy = _config({'name': 'a', 'input': 'cam'})
+    dummy = _config({'name': 'a', 'inputs': ['cam']})
     assert conversion.default_target(dummy, 'cam') == 'rgb8'
     assert conversion.default_target(dummy, 'other') == 'rgb8'
 

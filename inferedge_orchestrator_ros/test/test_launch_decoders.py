@@ -65,7 +65,7 @@ def generate_test_description():
         'page.topic': f'{PREFIX}/page',
         'page.reliability': 'reliable',
         'tasks': ['detector'],
-        'detector.input': 'camera',
+        'detector.inputs': ['camera'],
         'detector.latency_budget_ms': 2000.0,
         'detector.worker': 'onnxruntime',
         'detector.worker_options.model_path': detector_model(
@@ -81,7 +81,7 @@ def generate_test_description():
     if model:
         parameters['tasks'] = ['detector', 'orientation']
         parameters.update({
-            'orientation.input': 'page',
+            'orientation.inputs': ['page'],
             'orientation.latency_budget_ms': 5000.0,
             'orientation.worker': 'onnxruntime',
             'orientation.worker_options.model_path': model,

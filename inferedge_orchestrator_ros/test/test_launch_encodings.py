@@ -48,7 +48,7 @@ def generate_test_description():
     for name, encoding in CAMERAS.items():
         parameters.update({f'{name}.topic': f'{PREFIX}/{name}',
                            f'{name}.reliability': 'reliable',
-                           f'on_{name}.input': name,
+                           f'on_{name}.inputs': [name],
                            f'on_{name}.latency_budget_ms': 2000.0,
                            f'on_{name}.worker_options.latency_ms': 2.0})
         cameras.append(camera_node(f'camera_{name}', topic=f'{PREFIX}/{name}',

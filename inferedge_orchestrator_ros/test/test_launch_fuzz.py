@@ -65,7 +65,7 @@ def generate_test_description():
                   'raw.topic': '/fuzz_test/raw', 'compressed.topic': '/fuzz_test/compressed',
                   'compressed.message_type': 'compressed_image',
                   'tasks': ['on_raw', 'on_compressed'],
-                  'on_raw.input': 'raw', 'on_compressed.input': 'compressed'}
+                  'on_raw.inputs': ['raw'], 'on_compressed.inputs': ['compressed']}
     for name in ('raw', 'compressed'):
         parameters.update({f'{name}.reliability': 'reliable', f'{name}.depth': DEPTH})
     for name in ('on_raw', 'on_compressed'):

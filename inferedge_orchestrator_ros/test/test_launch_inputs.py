@@ -64,12 +64,12 @@ def generate_test_description():
             'paced.topic': f'{PREFIX}/paced',
             'paced.deadline_ms': 40.0,
             'tasks': ['on_be', 'on_rel', 'on_jpeg'],
-            'on_be.input': 'be',
+            'on_be.inputs': ['be'],
             'on_be.worker_options.latency_ms': 2.0,
-            'on_rel.input': 'rel',
+            'on_rel.inputs': ['rel'],
             'on_rel.worker_options.latency_ms': 2.0,
             'on_rel.worker_options.fail_every': 1,
-            'on_jpeg.input': 'jpeg',
+            'on_jpeg.inputs': ['jpeg'],
             'on_jpeg.worker_options.latency_ms': 2.0,
             # The corrupt image must reach a worker even when delivery is slow: a budget that no
             # delivery delay exceeds keeps it from expiring before it is decoded.

@@ -61,8 +61,8 @@ def generate_test_description():
         'rgb.topic': f'{PREFIX}/rgb',
         'rgb.reliability': 'reliable',
         'tasks': ['on_yuyv', 'on_rgb'],
-        'on_yuyv.input': 'yuyv',
-        'on_rgb.input': 'rgb',
+        'on_yuyv.inputs': ['yuyv'],
+        'on_rgb.inputs': ['rgb'],
         'on_rgb.latency_budget_ms': 2000.0,
         'on_rgb.worker_options.latency_ms': 2.0,
     }, additional_env={'PYTHONPATH': path})

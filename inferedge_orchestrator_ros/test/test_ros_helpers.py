@@ -131,7 +131,7 @@ def _values(**overrides):
 
 def test_parameters_map_to_a_valid_core_config():
     values = _values(**{'detector.priority': 100, 'detector.latency_budget_ms': 80,
-                        'detector.worker_options.latency_ms': 20, 'ocr.input': 'front',
+                        'detector.worker_options.latency_ms': 20, 'ocr.inputs': ['front'],
                         'telemetry_period_s': 0.5, 'shedding.tick_s': 0.25})
     data = params.config_from_parameters(values.get, ['camera', 'front'], ['detector', 'ocr'],
                                          ['cpu'])
@@ -139,7 +139,7 @@ def test_parameters_map_to_a_valid_core_config():
     detector = config.task('detector')
     assert detector.priority == 100 and detector.latency_budget_ms == 80.0
     assert detector.worker_options['latency_ms'] == 20.0
-    assert config.task('ocr').input == 'front'
+    assert config.task('ocr').inputs == ['front']
     assert config.telemetry.period_s == 0.5 and config.shedding.tick_s == 0.25
     assert list(config.inputs) == ['camera', 'front']
 

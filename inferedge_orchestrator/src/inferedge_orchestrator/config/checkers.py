@@ -15,9 +15,9 @@
 """Checkers for worker option values that a Field kind does not cover (config/schema.py)."""
 
 import json
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
-from inferedge_orchestrator.config.schema import CUSTOM, setting
+from inferedge_orchestrator.config.schema import CUSTOM, NAME_PATTERN, setting
 from inferedge_orchestrator.contracts.errors import ConfigError
 
 
@@ -61,6 +61,17 @@ def number_list(where: str, value: Any) -> Tuple[float, ...]:
     if not ok:
         raise ConfigError(f'{where}: {value!r} is not allowed; allowed: a list of numbers')
     return tuple(float(v) for v in value)
+
+
+def name_list(where: str, value: Any) -> List[str]:
+    """Check a non-empty list of distinct names (each a letter, then letters, digits or _)."""
+    ok = isinstance(value, (list, tuple)) and value and len(set(value)) == len(value) and all(
+        isinstance(v, str) and NAME_PATTERN.match(v) for v in value)
+    if not ok:
+        raise ConfigError(f'{where}: {value!r} is not allowed; allowed: a non-empty list of '
+                          'distinct names, each a letter followed by letters, digits or '
+                          'underscores')
+    return list(value)
 
 
 def custom(name: str, default: Any, description: str, checker, allowed: str):

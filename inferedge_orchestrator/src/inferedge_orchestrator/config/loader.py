@@ -40,6 +40,9 @@ ORCHESTRATOR_KEYS = list(schema(OrchestratorConfig)) + ['pools', 'shedding', 'te
 
 def parse_task(where: str, data: Any, default_pool: str = 'cpu') -> TaskConfig:
     """Validate one task block and return its TaskConfig (worker options included)."""
+    if isinstance(data, dict) and 'input' in data:
+        raise ConfigError(f'{where}.input: renamed to inputs, a list; allowed: inputs: '
+                          f'[{data["input"]}]')
     check_keys(where, data, TASK_KEYS)
     if 'name' not in data:
         raise ConfigError(f"{where}: missing required key 'name'")
@@ -122,11 +125,12 @@ def parse_config(data: Any) -> OrchestratorConfig:
         if task.pool not in config.pools:
             raise ConfigError(f'tasks.{task.name}.pool: {task.pool!r} is not a pool; allowed: '
                               f'{", ".join(config.pools)}')
-        if task.input not in config.inputs:
-            if declared:  # a typo would otherwise make an input nobody feeds
-                raise ConfigError(f'tasks.{task.name}.input: {task.input!r} is not declared '
-                                  f'in inputs; allowed: {", ".join(config.inputs) or "none"}')
-            config.inputs[task.input] = InputConfig(task.input)
+        for name in task.inputs:
+            if name not in config.inputs:
+                if declared:  # a typo would otherwise make an input nobody feeds
+                    raise ConfigError(f'tasks.{task.name}.inputs: {name!r} is not declared in '
+                                      f'inputs; allowed: {", ".join(config.inputs) or "none"}')
+                config.inputs[name] = InputConfig(name)
         config.tasks.append(task)
     _check_server_pools(config)
     return config

@@ -21,7 +21,8 @@ docs/config.md holds the same fields as tables, written from these declarations.
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Tuple
 
-from inferedge_orchestrator.config.schema import CUSTOM, MAPPING, NAME, spec
+from inferedge_orchestrator.config.checkers import name_list
+from inferedge_orchestrator.config.schema import CUSTOM, MAPPING, NAME, spec, STR_LIST
 from inferedge_orchestrator.contracts.errors import ConfigError
 from inferedge_orchestrator.contracts.formats import CHANNELS
 from inferedge_orchestrator.contracts.kinds import DECODERS, DISTRIBUTIONS, WORKERS
@@ -136,7 +137,9 @@ class TelemetryConfig:
 @dataclass
 class TaskConfig:
     name: str
-    input: str = spec('camera', 'the input it consumes', kind=NAME)  # noqa: A003
+    inputs: List[str] = spec(['camera'], 'the inputs it consumes (its cameras): one queue each, '
+                             'one worker per slot for all', kind=STR_LIST, checker=name_list,
+                             allowed_text='a non-empty list of distinct input names')
     priority: int = spec(0, 'higher runs first', low=0, high=1000, live=True)
     latency_budget_ms: float = spec(100.0, 'stamp -> inference end budget', low=0.001,
                                     high=BIG, unit='ms', live=True)

@@ -51,8 +51,9 @@ class Admission:
         self._seq = 0
 
     def route(self, task: TaskState) -> None:
-        """Feed task the frames of its input."""
-        self.routes[task.config.input].append(task)
+        """Feed task the frames of its inputs."""
+        for name in task.config.inputs:
+            self.routes[name].append(task)
 
     def count_decode_error(self, frame: Frame) -> None:
         """Count an accepted frame whose bytes failed to decode (whichever task saw it first)."""
@@ -90,7 +91,7 @@ class Admission:
         dropped, late_at = [], math.inf
         fifo = self._fifo
         for task in self.routes[input_name]:
-            task.count_routed(now, age_s)
+            task.count_routed(now, age_s, input_name)
             if admitting:
                 reason = admitting
             elif not task.enabled:

@@ -80,7 +80,7 @@ class Completion:
         if job.state != JOB_RUNNING:
             return None  # timed out or abandoned: its late output is discarded
         if isinstance(error, RequestDropped):  # the server's queue policy: it never ran
-            task.count_end()
+            task.count_end(job.frame.input)
             self._ledger.drop_frame(task, job.frame, error.reason, now, detail=str(error))
             if error.reason == reasons.EXPIRED:
                 task.risk.loss(reasons.EXPIRED, now - job.blocking <= job.deadline)
@@ -95,7 +95,7 @@ class Completion:
                       reasons.WORKER_ERROR)
         if reason == reasons.DECODE_ERROR:
             self._admission.count_decode_error(frame)
-        task.count_failed(reason)
+        task.count_failed(reason, frame.input)
         if reason == reasons.WORKER_CRASHED:
             pool.crashes += 1
             self._decisions.add(now, reasons.WORKER_CRASH_EVENT, reason, task=task.name,
@@ -130,7 +130,7 @@ class Completion:
         if output.span is not None:
             result.model_span = output.span
         result.deadline_met = now <= job.deadline
-        task.count_executed(result.deadline_met)
+        task.count_executed(result.deadline_met, frame.input)
         risk = task.risk
         if not result.deadline_met:
             risk.loss(reasons.DEADLINE_MISS, now - job.blocking <= job.deadline)
@@ -186,7 +186,7 @@ class Completion:
                 job = slot.job
                 if job is not None and job.state == JOB_RUNNING:
                     job.state = JOB_ABANDONED
-                    job.task.count_end()
+                    job.task.count_end(job.frame.input)
                     self._ledger.drop_frame(job.task, job.frame, reason, now)
 
     # -- timeouts and stuck slots ----------------------------------------------------------
@@ -223,7 +223,7 @@ class Completion:
         """Fail a job past timeout_ms, or whose request the transport timed out (its error)."""
         task = job.task
         job.state = JOB_TIMED_OUT
-        task.count_failed(reasons.TIMEOUT)
+        task.count_failed(reasons.TIMEOUT, job.frame.input)
         task.risk.loss(reasons.TIMEOUT, False)  # its own service time, whatever blocked it
         running = f'running {1000 * (now - job.start):.0f} ms'
         detail = f'{running}: {transport}' if transport else \

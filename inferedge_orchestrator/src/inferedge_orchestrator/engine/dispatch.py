@@ -87,7 +87,7 @@ class Dispatcher:
         job.probe = task.late_streak >= PROBE_AFTER
         job.hold_probe = task.hold_streak >= PROBE_AFTER and not job.probe
         slot.job = job
-        task.count_start(now)
+        task.count_start(now, frame.input)
         task.risk.blocking.append(blocking)
         pool.backend.hand(slot, job)
         # The timer must look at the job when it times out.

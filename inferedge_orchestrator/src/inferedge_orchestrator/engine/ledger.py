@@ -39,7 +39,11 @@ class Ledger:
         """Count queue entries of task that leave without running."""
         if not entries:
             return
-        task.count_dropped(reason, len(entries))
+        if task.telemetry.cameras:
+            for entry in entries:
+                task.count_dropped(reason, 1, entry.frame.input)
+        else:
+            task.count_dropped(reason, len(entries))
         self.decisions.count_drop(task.name, reason, len(entries))
         if self.trace is not None:
             for entry in entries:
@@ -52,7 +56,7 @@ class Ledger:
 
         detail: why, for the DROP decision of the period (a server's message).
         """
-        task.count_dropped(reason)
+        task.count_dropped(reason, 1, frame.input)
         self.decisions.count_drop(task.name, reason, detail=detail)
         if self.trace is not None:
             self.trace.dropped(task.name, frame, reason, now)

@@ -22,11 +22,12 @@ from inferedge_orchestrator.engine.pool import Pool
 from inferedge_orchestrator.engine.records import REPORT_SCHEMA
 from inferedge_orchestrator.scheduling.shedding import LoadShedder
 from inferedge_orchestrator.scheduling.task import TaskState
-from inferedge_orchestrator.telemetry.counters import ResourceMonitor
+from inferedge_orchestrator.telemetry.counters import CameraTelemetry, ResourceMonitor
 from inferedge_orchestrator.telemetry.decisions import DecisionLog
 from inferedge_orchestrator.telemetry.invariants import check_invariants
-from inferedge_orchestrator.telemetry.snapshot import (DecisionCounts, PoolSnapshot,
-                                                       SheddingSnapshot, Snapshot, TaskSnapshot)
+from inferedge_orchestrator.telemetry.snapshot import (CameraSnapshot, DecisionCounts,
+                                                       PoolSnapshot, SheddingSnapshot, Snapshot,
+                                                       TaskSnapshot)
 
 
 def task_snapshot(task: TaskState, now: float) -> TaskSnapshot:
@@ -34,7 +35,7 @@ def task_snapshot(task: TaskState, now: float) -> TaskSnapshot:
     telemetry = task.telemetry
     pool = task.pool
     return TaskSnapshot(
-        input=task.config.input, pool=task.config.pool, priority=task.priority,
+        inputs=list(task.config.inputs), pool=task.config.pool, priority=task.priority,
         enabled=task.config.enabled, routed=telemetry.routed, executed=telemetry.executed,
         completed_within_budget=telemetry.within_budget, failed=telemetry.failed_total,
         failed_by_reason=dict(sorted(telemetry.failed.items())),
@@ -46,7 +47,18 @@ def task_snapshot(task: TaskState, now: float) -> TaskSnapshot:
         rate_limit_hz=task.rate_limit_hz(), shed_limit_hz=task.shed_limit_hz,
         executed_rate_hz=task.started_rate.rate(now),
         predicted_service_ms=task.predicted_s * 1000.0, busy_s=task.busy_s,
-        latency=telemetry.live_latency(now), window_overflow=telemetry.window_overflow())
+        latency=telemetry.live_latency(now), window_overflow=telemetry.window_overflow(),
+        cameras={name: camera_snapshot(counts, task.queue.counts.get(name, 0))
+                 for name, counts in telemetry.cameras.items()})
+
+
+def camera_snapshot(counts: CameraTelemetry, queued: int) -> CameraSnapshot:
+    return CameraSnapshot(
+        routed=counts.routed, executed=counts.executed,
+        completed_within_budget=counts.within_budget, failed=counts.failed,
+        dropped=sum(counts.dropped.values()),
+        dropped_by_reason=dict(sorted(counts.dropped.items())),
+        queued=queued, in_flight=counts.in_flight)
 
 
 def pool_snapshot(pool: Pool, now: float, uptime: float) -> PoolSnapshot:

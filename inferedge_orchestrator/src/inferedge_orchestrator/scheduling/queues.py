@@ -16,7 +16,7 @@
 
 from collections import deque
 import math
-from typing import Any, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 
 class Entry(NamedTuple):
@@ -36,17 +36,27 @@ class TaskQueue:
     arrival order; the earliest deadline is kept in `earliest_deadline` (read-only for others) so
     that expiry scans only when one is due. `entries` (a deque) may be read directly on hot
     paths: its truth value is "not empty".
+
+    A queue of a task over several inputs (cameras) bounds each camera's frames by capacity
+    and drops within the camera; the next frame is each camera's head (in the order) with the
+    earliest deadline, ties to the camera served longest ago.
     """
 
-    __slots__ = ('capacity', 'drop_oldest', 'newest_first', 'entries', 'earliest_deadline')
+    __slots__ = ('capacity', 'drop_oldest', 'newest_first', 'entries', 'earliest_deadline',
+                 'per_camera', 'counts', 'starts', '_served', '_serves')
 
     def __init__(self, capacity: int, drop_policy: str = 'drop_oldest',
-                 order: str = 'oldest_first'):
+                 order: str = 'oldest_first', cameras: int = 1):
         self.capacity = capacity
         self.drop_oldest = drop_policy == 'drop_oldest'
         self.newest_first = order == 'newest_first'
         self.entries: deque = deque()
         self.earliest_deadline = math.inf
+        self.per_camera = cameras > 1
+        self.counts: Dict[str, int] = {}  # per camera: its queued entries (read-only for others)
+        self.starts: Dict[str, int] = {}  # per camera: frames taken to run (its share)
+        self._served: Dict[str, int] = {}  # per camera: the take that served it last
+        self._serves = 0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -57,6 +67,11 @@ class TaskQueue:
         self.newest_first = order == 'newest_first'
         self.capacity = capacity
         dropped = []
+        if self.per_camera:
+            for camera, count in list(self.counts.items()):
+                for _ in range(count - capacity):
+                    dropped.append(self._remove(self._oldest_of(camera)))
+            return dropped
         while len(self.entries) > capacity:
             dropped.append(self.entries.popleft())
         if dropped:
@@ -65,6 +80,8 @@ class TaskQueue:
 
     def push(self, entry: Entry) -> Optional[Entry]:
         """Add entry; return the entry dropped to respect the capacity, if any."""
+        if self.per_camera:
+            return self._push_camera(entry)
         entries = self.entries
         dropped = None
         if len(entries) >= self.capacity:
@@ -78,20 +95,44 @@ class TaskQueue:
             self._recompute_earliest()
         return dropped
 
+    def _push_camera(self, entry: Entry) -> Optional[Entry]:
+        camera = entry.frame.input
+        dropped = None
+        if self.counts.get(camera, 0) >= self.capacity:
+            if not self.drop_oldest:
+                return entry
+            dropped = self._remove(self._oldest_of(camera))
+        self.entries.append(entry)
+        self.counts[camera] = self.counts.get(camera, 0) + 1
+        if entry.deadline < self.earliest_deadline:
+            self.earliest_deadline = entry.deadline
+        return dropped
+
     def head(self) -> Optional[Entry]:
         """Return the entry that pop() would return, without removing it."""
-        if not self.entries:
+        entries = self.entries
+        if not entries:
             return None
-        return self.entries[-1] if self.newest_first else self.entries[0]
+        if self.per_camera:
+            return self._next_of_cameras()
+        return entries[-1] if self.newest_first else entries[0]
 
     def pop(self) -> Entry:
+        if self.per_camera:
+            return self.take(self._next_of_cameras())
         entry = self.entries.pop() if self.newest_first else self.entries.popleft()
         if entry.deadline <= self.earliest_deadline:
             self._recompute_earliest()
         return entry
 
     def take(self, entry: Entry) -> Entry:
-        """Remove entry, the one pop() would return or any other; return it."""
+        """Remove entry to run it, the one pop() would return or any other; return it."""
+        if self.per_camera:
+            camera = entry.frame.input
+            self._serves += 1
+            self._served[camera] = self._serves
+            self.starts[camera] = self.starts.get(camera, 0) + 1
+            return self._remove(entry)
         entries = self.entries
         if entry is (entries[-1] if self.newest_first else entries[0]):
             return self.pop()
@@ -121,13 +162,67 @@ class TaskQueue:
             gone.update(id(e) for e in late)
             self.entries = deque(e for e in self.entries if id(e) not in gone)
             self._recompute_earliest()
+            if self.per_camera:
+                self._recount()
         return expired, late
 
     def clear(self) -> List[Entry]:
         entries = list(self.entries)
         self.entries.clear()
+        self.counts.clear()
         self.earliest_deadline = math.inf
         return entries
+
+    def camera_entries(self) -> Dict[str, List[Entry]]:
+        """Return each camera's queued entries, its head (in the queue's order) first."""
+        cameras: Dict[str, List[Entry]] = {}
+        for entry in (reversed(self.entries) if self.newest_first else self.entries):
+            cameras.setdefault(entry.frame.input, []).append(entry)
+        return cameras
+
+    def owed(self, cameras: List[str]) -> List[str]:
+        """
+        Return those of cameras whose share after one more frame is still the largest one's.
+
+        Each camera's share is the frames taken to run; one that banked more than one round
+        (it was idle, or just joined) is brought to one round below the largest first, so that
+        a camera that comes back does not take the slot for long.
+        """
+        starts = self.starts
+        most = max(starts.get(camera, 0) for camera in cameras)
+        for camera in cameras:
+            if starts.get(camera, 0) < most - 1:
+                starts[camera] = most - 1
+        return [camera for camera in cameras if starts.get(camera, 0) + 1 <= most]
+
+    def last_served(self, camera: str) -> int:
+        """Return the take that last served camera (-1: never): smaller waited longer."""
+        return self._served.get(camera, -1)
+
+    def _next_of_cameras(self) -> Entry:
+        """Return each camera's head with the earliest deadline, ties to the longest waiting."""
+        served = self._served
+        return min((entries[0] for entries in self.camera_entries().values()),
+                   key=lambda e: (e.deadline, served.get(e.frame.input, -1)))
+
+    def _oldest_of(self, camera: str) -> Entry:
+        return next(e for e in self.entries if e.frame.input == camera)
+
+    def _remove(self, entry: Entry) -> Entry:
+        self.entries.remove(entry)
+        camera = entry.frame.input
+        self.counts[camera] -= 1
+        if not self.counts[camera]:
+            del self.counts[camera]
+        if entry.deadline <= self.earliest_deadline:
+            self._recompute_earliest()
+        return entry
+
+    def _recount(self) -> None:
+        counts: Dict[str, int] = {}
+        for entry in self.entries:
+            counts[entry.frame.input] = counts.get(entry.frame.input, 0) + 1
+        self.counts = counts
 
     def _recompute_earliest(self) -> None:
         self.earliest_deadline = min((e.deadline for e in self.entries), default=math.inf)

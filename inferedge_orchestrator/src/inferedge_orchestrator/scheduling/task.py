@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from inferedge_orchestrator.config.model import TaskConfig
 from inferedge_orchestrator.scheduling.queues import Entry, TaskQueue
-from inferedge_orchestrator.telemetry.counters import RateMeter, TaskTelemetry
+from inferedge_orchestrator.telemetry.counters import CameraTelemetry, RateMeter, TaskTelemetry
 
 SERVICE_HISTORY = 50  # service times kept for the predictions
 MIN_SAMPLES = 5  # measurements before the predictions replace expected_latency_ms
@@ -138,8 +138,11 @@ class TaskState:
         self.config = config
         self.name = config.name
         self.index = index
-        self.queue = TaskQueue(config.queue_size, config.drop_policy, config.order)
+        self.queue = TaskQueue(config.queue_size, config.drop_policy, config.order,
+                               len(config.inputs))
         self.telemetry = TaskTelemetry(window_s, window_samples, extra_series)
+        if len(config.inputs) > 1:
+            self.telemetry.cameras = {name: CameraTelemetry() for name in config.inputs}
         self.worker = None
         self.decoder = None  # its Decoder (decoders/base.py), set when the engine loads
         self.pool = None  # the engine's pool object that runs the task
@@ -223,10 +226,14 @@ class TaskState:
         better spent on a frame likely to make it than on one likely not to (its task's and
         its level's next frames wait for it alike). The head stays queued until the drop
         predictor finds that even a fast run cannot fit. Frames that never drop (on_deadline:
-        run) and newest_first queues (the head is the freshest) take the head.
+        run) and newest_first queues (the head is the freshest) take the head. A task over
+        several cameras: the head is the cameras' (TaskQueue), the frame in time the one with
+        the earliest deadline.
         """
         queue_ = self.queue
         entries = queue_.entries
+        if queue_.per_camera:
+            return self._next_of_cameras(now)
         if queue_.newest_first:
             return entries[-1]
         head = entries[0]
@@ -238,14 +245,62 @@ class TaskState:
                 return entry
         return max(entries, key=lambda entry: entry.deadline)
 
-    # -- the frame counters: their only writers ---------------------------------------------
-    def count_routed(self, now: float, age: float) -> None:
+    def _next_of_cameras(self, now: float) -> Entry:
         """
-        Count a frame routed to the task (its input feeds it), arrived now at age.
+        Return the next frame of a task over several cameras.
+
+        Each camera offers its head, or (dropping late frames) its first frame in time; a
+        gamble never goes ahead of another camera's frame in time. A camera owed its share
+        (TaskQueue.owed: the cameras take equal numbers of frames) goes first with an offer in
+        time, or a gamble whose median run fits. Otherwise earliest deadline first, ties to
+        the camera served longest ago: a tie is an offer that, run first, keeps as many offers
+        in time as the earliest-deadline order does (each planned for the task's median
+        service, back to back). Cameras in step have deadlines that differ only by their
+        stamps' offsets: exact ties would hand every frame to one camera, and cameras out of
+        step would win by their phase.
+        """
+        queue_ = self.queue
+        room = now + self.in_time_s
+        offers = []
+        for entries in queue_.camera_entries().values():
+            offer = entries[0]
+            if self.drops_late and offer.deadline < room:
+                offer = next((e for e in entries if e.deadline >= room), offer)
+            offers.append(offer)
+        if self.drops_late and any(offer.deadline >= room for offer in offers):
+            offers = [offer for offer in offers if offer.deadline >= room]
+        owed = set(queue_.owed([offer.frame.input for offer in offers]))
+        fits = [offer for offer in offers if offer.frame.input in owed and
+                (offer.deadline >= room or now + self.median_s <= offer.deadline)]
+        if fits:
+            return min(fits, key=lambda e: (queue_.starts.get(e.frame.input, 0),
+                                            queue_.last_served(e.frame.input)))
+        by_deadline = sorted(offers, key=lambda entry: entry.deadline)
+        kept = self._kept_in_time(by_deadline, now)
+        for offer in sorted(offers, key=lambda e: queue_.last_served(e.frame.input)):
+            if offer is by_deadline[0] or self._kept_in_time(
+                    [offer] + [e for e in by_deadline if e is not offer], now) >= kept:
+                return offer
+        return by_deadline[0]
+
+    def _kept_in_time(self, order: List[Entry], now: float) -> int:
+        """Return how many of order end by their deadlines, run back to back at the median."""
+        end, kept = now, 0
+        for entry in order:
+            end += self.median_s
+            kept += end <= entry.deadline
+        return kept
+
+    # -- the frame counters: their only writers ---------------------------------------------
+    def count_routed(self, now: float, age: float, camera: str) -> None:
+        """
+        Count a frame of camera (an input of the task) routed to the task, arrived now at age.
 
         Its arrival statistics too: the stamps' mean interval and the transport ages.
         """
         self.telemetry.routed += 1
+        if self.telemetry.cameras:
+            self.telemetry.cameras[camera].routed += 1
         stamp = now - age
         if self.last_arrival is not None:
             # The stamps' gaps: the source's period, without the transport's jitter (a frame
@@ -268,32 +323,50 @@ class TaskState:
         if depth > self.telemetry.max_queue_depth:
             self.telemetry.max_queue_depth = depth
 
-    def count_start(self, now: float) -> None:
+    def count_start(self, now: float, camera: str) -> None:
         """Count a job started now: in flight, the rate, the wait and the share it takes."""
         self.in_flight += 1
+        if self.telemetry.cameras:
+            self.telemetry.cameras[camera].in_flight += 1
         self.late_streak = self.hold_streak = 0
         self.started_rate.add(now)
         self.last_start = now
         self.share_s += self.median_s
 
-    def count_end(self) -> None:
+    def count_end(self, camera: str) -> None:
         """Count a job no longer in flight that neither ran nor failed (abandoned, dropped)."""
         self.in_flight -= 1
+        if self.telemetry.cameras:
+            self.telemetry.cameras[camera].in_flight -= 1
 
-    def count_executed(self, met_deadline: bool) -> None:
+    def count_executed(self, met_deadline: bool, camera: str) -> None:
         """Count a job that ran: no longer in flight, executed (within budget or not)."""
         self.in_flight -= 1
-        self.telemetry.executed += 1
+        telemetry = self.telemetry
+        telemetry.executed += 1
         if met_deadline:
-            self.telemetry.within_budget += 1
+            telemetry.within_budget += 1
+        if telemetry.cameras:
+            counts = telemetry.cameras[camera]
+            counts.in_flight -= 1
+            counts.executed += 1
+            counts.within_budget += met_deadline
 
-    def count_failed(self, reason: str) -> None:
+    def count_failed(self, reason: str, camera: str) -> None:
         """Count a job that failed or timed out: no longer in flight, failed with reason."""
         self.in_flight -= 1
         self.telemetry.fail(reason)
+        if self.telemetry.cameras:
+            counts = self.telemetry.cameras[camera]
+            counts.in_flight -= 1
+            counts.failed += 1
 
-    def count_dropped(self, reason: str, count: int = 1) -> None:
+    def count_dropped(self, reason: str, count: int = 1, camera: str = '') -> None:
+        """Count frames that left without running (camera: theirs, for a multi-camera task)."""
         self.telemetry.drop(reason, count)
+        if self.telemetry.cameras:
+            dropped = self.telemetry.cameras[camera].dropped
+            dropped[reason] = dropped.get(reason, 0) + count
 
     def count_held(self, seq: int) -> None:
         """Count the frame seq kept back by the priority hold (once per frame)."""

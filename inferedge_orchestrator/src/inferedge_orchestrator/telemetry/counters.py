@@ -73,6 +73,16 @@ class InputTelemetry:
                              self.decode_errors, self.rate.rate(now))
 
 
+class CameraTelemetry:
+    """Frame counters of one camera of a task over several inputs (queued: its queue's)."""
+
+    __slots__ = ('routed', 'executed', 'within_budget', 'failed', 'dropped', 'in_flight')
+
+    def __init__(self):
+        self.routed = self.executed = self.within_budget = self.failed = self.in_flight = 0
+        self.dropped: Dict[str, int] = {}
+
+
 class TaskTelemetry:
     """
     Counters and latency statistics of one task (queued and in flight live elsewhere).
@@ -91,6 +101,7 @@ class TaskTelemetry:
         self.failed_total = 0
         self.held_for_priority = 0
         self.max_queue_depth = 0
+        self.cameras: Dict[str, CameraTelemetry] = {}  # a task over several inputs: each
         series = LATENCY_SERIES + tuple(extra_series)
         self.windows = {name: LatencyWindow(window_s, window_samples) for name in series}
         self.histograms = {name: LogHistogram() for name in series}

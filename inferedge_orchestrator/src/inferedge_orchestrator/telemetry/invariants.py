@@ -25,7 +25,8 @@ def check_invariants(snapshot: Snapshot) -> List[str]:
     Return the accounting violations in a snapshot (empty when every frame is accounted).
 
     Per input: received == malformed + accepted. Per task: routed == executed + failed +
-    dropped + queued + in_flight, every drop with a reason from the closed list.
+    dropped + queued + in_flight, every drop with a reason from the closed list; the same per
+    camera of a task over several inputs, whose cameras add up to the task.
     """
     problems = []
     for name, inp in snapshot.inputs.items():
@@ -41,4 +42,12 @@ def check_invariants(snapshot: Snapshot) -> List[str]:
         unknown = set(task.dropped_by_reason) - set(reasons.DROP_REASONS)
         if unknown:
             problems.append(f'task {name}: drop reasons outside the closed list: {unknown}')
+        for camera, counts in task.cameras.items():
+            total = counts.executed + counts.failed + counts.dropped + counts.queued + \
+                counts.in_flight
+            if counts.routed != total:
+                problems.append(f'task {name} camera {camera}: routed {counts.routed} != '
+                                f'executed + failed + dropped + queued + in_flight {total}')
+        if task.cameras and sum(c.routed for c in task.cameras.values()) != task.routed:
+            problems.append(f'task {name}: its cameras do not add up to its routed frames')
     return problems

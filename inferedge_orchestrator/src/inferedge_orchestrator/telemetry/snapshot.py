@@ -59,8 +59,22 @@ class InputSnapshot:
 
 
 @dataclass
+class CameraSnapshot:
+    """The frames of one camera of a task over several inputs."""
+
+    routed: int = 0
+    executed: int = 0
+    completed_within_budget: int = 0
+    failed: int = 0
+    dropped: int = 0
+    dropped_by_reason: Dict[str, int] = field(default_factory=dict)
+    queued: int = 0
+    in_flight: int = 0
+
+
+@dataclass
 class TaskSnapshot:
-    input: str = ''  # noqa: A003 - the input's name, as in the config
+    inputs: List[str] = field(default_factory=list)  # its inputs' names, as in the config
     pool: str = ''
     priority: int = 0
     enabled: bool = True
@@ -84,6 +98,7 @@ class TaskSnapshot:
     latency: Dict[str, LatencySummary] = field(default_factory=dict)  # live window
     window_overflow: int = 0
     run_latency: Optional[Dict[str, LatencySummary]] = None  # whole run (reports)
+    cameras: Dict[str, CameraSnapshot] = field(default_factory=dict)  # several inputs: each
 
 
 @dataclass

@@ -126,7 +126,7 @@ def build_config(result: Any, task_name: str, priority: int, target_fps: float,
         },
         'inputs': {input_name: {'rate_hz': target_fps}},
         'tasks': [{
-            'name': task_name, 'input': input_name, 'priority': priority,
+            'name': task_name, 'inputs': [input_name], 'priority': priority,
             'latency_budget_ms': budget, 'queue_size': queue_size,
             'drop_policy': DROP_POLICY_MAP.get(drop_policy, drop_policy),
             'worker': worker, 'worker_options': options,
