@@ -156,3 +156,44 @@ def test_outputs_publish_nothing_once_closing_and_destroy_every_publisher(wired)
     outputs.close()
     assert sorted(node.destroyed) == ['~/decisions', '~/detector/result', '~/ocr/result',
                                       '~/telemetry']
+
+
+def test_a_task_over_several_cameras_publishes_each_cameras_results_on_its_own_topics():
+    from inferedge_orchestrator_ros.conversion import Converter, resolve_target
+    from inferedge_orchestrator_ros.ingress import Ingress, Input
+    from inferedge_orchestrator_ros.messages import NODE_SERIES, telemetry_message
+    from inferedge_orchestrator_ros.outputs import Outputs
+    config = load_config({'tasks': [
+        {'name': 'detector', 'inputs': ['front', 'rear'], 'worker_options': {'latency_ms': 1.0}},
+        {'name': 'ocr', 'inputs': ['front'], 'worker_options': {'latency_ms': 1.0}}]})
+    node = StubNode()
+    outputs = Outputs(node, config, publish_tensors=False, annotate_rate_hz=0.0)
+    engine = Engine(config, on_result=outputs.on_result, latency_series=NODE_SERIES)
+    outputs.engine = engine
+    inputs = {name: Input(name, dict(SETTINGS, topic=f'{name}/image_raw'),
+                          resolve_target('auto', config, name)) for name in ('front', 'rear')}
+    ingress = Ingress(engine, inputs, Converter(node.logger.warning), node.get_clock(),
+                      node.logger)
+    engine.start()
+    try:
+        for name, count in (('front', 2), ('rear', 1)):
+            for _ in range(count):
+                ingress.image_callback(name)(image(stamp_clock=node.get_clock()))
+                assert engine.drain(5.0)
+        snapshot = engine.snapshot()
+    finally:
+        engine.close(timeout=2.0)
+    assert len(node.published['~/detector/front/result']) == 2
+    assert [r.input for r in node.published['~/detector/rear/result']] == ['rear']
+    assert len(node.published['~/ocr/result']) == 2  # one input: the task's own prefix
+    assert '~/detector/result' not in node.published
+    from inferedge_orchestrator_msgs.msg import InputStats
+    msg = telemetry_message(snapshot, node.get_clock().now().to_msg(), 'active',
+                            lambda _: InputStats())
+    detector = next(task for task in msg.tasks if task.name == 'detector')
+    assert list(detector.inputs) == ['front', 'rear']
+    assert {(c.input, c.routed, c.executed) for c in detector.cameras} == {
+        ('front', 2, 2), ('rear', 1, 1)}
+    ocr = next(task for task in msg.tasks if task.name == 'ocr')
+    assert list(ocr.inputs) == ['front'] and len(ocr.cameras) == 0
+    outputs.close()

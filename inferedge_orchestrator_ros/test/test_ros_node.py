@@ -205,7 +205,7 @@ def test_config_file_and_tasks_together_are_refused(make_node, tmp_path):
 def test_config_file_mode_declares_task_blocks(make_node, tmp_path):
     path = tmp_path / 'core.yaml'
     path.write_text('tasks:\n'
-                    '  - {name: det, input: front, priority: 7, latency_budget_ms: 90,\n'
+                    '  - {name: det, inputs: [front], priority: 7, latency_budget_ms: 90,\n'
                     '     worker_options: {latency_ms: 1}}\n')
     node = make_node(config_file=str(path), tasks=[], **{'front.topic': '/node_test/front'})
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
