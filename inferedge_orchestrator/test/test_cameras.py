@@ -36,8 +36,8 @@ from inferedge_orchestrator.telemetry.invariants import check_invariants
 import numpy as np
 import pytest
 
-from .property_settings import p99_ms, property_test
-from .test_equal_priorities import capacity, jain, simulate
+from .property_settings import property_test
+from .test_equal_priorities import capacity, draw_overload, jain, simulate
 
 SECONDS = 20.0
 IMAGE = np.zeros((8, 8, 3), np.uint8)
@@ -88,21 +88,7 @@ def test_four_cameras_one_task_each_get_their_share():
 
 @st.composite
 def overloaded_cameras(draw):
-    cameras = draw(st.integers(2, 8))
-    slots = draw(st.integers(1, 2))
-    rate = draw(st.sampled_from([10.0, 15.0, 20.0, 30.0]))
-    overload = draw(st.floats(1.2, 4.0))
-    latency = 1000.0 * overload * slots / (cameras * rate)
-    jitter = latency * draw(st.floats(0.05, 0.3))
-    age, age_jitter = draw(st.floats(1.0, 10.0)), draw(st.floats(0.0, 4.0))
-    budget = (p99_ms(latency, jitter) + p99_ms(age, age_jitter) + 1000.0 / rate) * \
-        draw(st.floats(1.0, 2.0))
-    config = multi_camera(cameras, rate, budget, draw(st.integers(1, 4)), latency, jitter,
-                          slots, age, age_jitter)
-    phases = None
-    if draw(st.booleans()):  # cameras at random phases; in step otherwise
-        phases = [draw(st.floats(0.0, 1.0 / rate)) for _ in range(cameras)]
-    return config, phases
+    return draw_overload(draw, multi_camera)
 
 
 @property_test

@@ -120,8 +120,13 @@ def check_level(config, seconds, report, snapshots):
     return figures
 
 
-@st.composite
-def overloaded_levels(draw):
+def draw_overload(draw, build):
+    """
+    Draw an overloaded scenario of 2 to 8 identical cameras; return (build(...), phases).
+
+    build(cameras, rate_hz, budget_ms, queue_size, latency_ms, jitter_ms, slots, age_ms,
+    age_jitter_ms) makes the config: one task per camera, or one task over them all.
+    """
     cameras = draw(st.integers(2, 8))
     slots = draw(st.integers(1, 2))
     rate = draw(st.sampled_from([10.0, 15.0, 20.0, 30.0]))
@@ -133,12 +138,17 @@ def overloaded_levels(draw):
     # it is then always queued or on its way, so the slots can be kept busy with such frames.
     budget = (p99_ms(latency, jitter) + p99_ms(age, age_jitter) + 1000.0 / rate) * \
         draw(st.floats(1.0, 2.0))
-    config = camera_level(cameras, rate, budget, draw(st.integers(1, 4)), latency, jitter,
-                          slots, age, age_jitter)
+    config = build(cameras, rate, budget, draw(st.integers(1, 4)), latency, jitter, slots, age,
+                   age_jitter)
     phases = None
     if draw(st.booleans()):  # cameras at random phases; in step otherwise
         phases = [draw(st.floats(0.0, 1.0 / rate)) for _ in range(cameras)]
     return config, phases
+
+
+@st.composite
+def overloaded_levels(draw):
+    return draw_overload(draw, camera_level)
 
 
 @property_test
