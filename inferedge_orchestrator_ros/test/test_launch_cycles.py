@@ -60,10 +60,12 @@ def generate_test_description():
 
 class TestCycles(unittest.TestCase):
 
-    def test_cycles_under_load(self, orchestrator):
+    def test_cycles_under_load(self, orchestrator, proc_info):
         from lifecycle_msgs.msg import Transition
 
         from .ros_launch_helpers import Listener
+        # The test may begin before launch has started the process (no pid yet).
+        proc_info.assertWaitForStartup(process=orchestrator, timeout=30)
         listener = Listener(DOMAIN_ID, 'cycles_test')
         pid = orchestrator.process_details['pid']
         baseline, changed = None, []
