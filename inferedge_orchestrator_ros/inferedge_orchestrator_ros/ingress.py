@@ -25,7 +25,7 @@ import time
 from typing import Any, Dict, Optional
 
 from inferedge_orchestrator import Engine
-from inferedge_orchestrator_ros import parameters as params
+from inferedge_orchestrator_ros import parameter_schema as params
 from inferedge_orchestrator_ros.conversion import Converter
 from inferedge_orchestrator_ros.images import image_to_array, ZERO_COPY
 from rclpy.duration import Duration

@@ -22,7 +22,7 @@ import array
 import os
 
 from inferedge_orchestrator import ConfigError, load_config, PatternSource, reasons
-from inferedge_orchestrator_ros import parameters as params
+from inferedge_orchestrator_ros import parameter_schema as params
 from inferedge_orchestrator_ros.images import array_to_tensor, image_to_array, tensor_fields
 import numpy as np
 import pytest
@@ -199,7 +199,8 @@ def test_every_parameter_is_documented():
 
 
 def test_the_parameter_tables_of_the_docs_are_made_from_the_schema():
-    # After a change to a Field: python3 inferedge_orchestrator_ros/parameters.py docs/node.md
+    # After a change to a Field:
+    # python3 inferedge_orchestrator_ros/parameter_schema.py docs/node.md
     path = os.path.join(os.path.dirname(__file__), '..', '..', 'docs', 'node.md')
     with open(path, encoding='utf-8') as stream:
         text = stream.read()
