@@ -85,7 +85,13 @@ class Admission:
             inp.malformed[malformed] = inp.malformed.get(malformed, 0) + 1
             return Submission(False, malformed), None, math.inf
         inp.accepted += 1
-        age_s = self._age(inp, age_s)
+        config = self.config
+        if age_s is None or age_s * 1000.0 < -config.max_stamp_lead_ms or \
+                age_s * 1000.0 > config.max_stamp_age_ms:
+            inp.stamp_fallback += 1  # out of range: age 0
+            age_s = 0.0
+        elif age_s < 0.0:  # a little ahead: within the clocks' offset, as stamped
+            age_s = 0.0
         self._seq += 1
         frame = Frame(input_name, self._seq, now, age_s, image, encoded, encoding, meta)
         dropped, late_at = [], math.inf
@@ -106,15 +112,6 @@ class Admission:
                 self._ledger.drop_frame(task, frame, reason, now)
                 dropped.append((task.name, reason))
         return Submission(True, '', frame.seq, tuple(dropped)), frame, late_at
-
-    def _age(self, inp: InputTelemetry, age_s: Optional[float]) -> float:
-        """Return the age the frame counts with; a stamp out of range falls back to 0."""
-        config = self.config
-        if age_s is None or age_s * 1000.0 < -config.max_stamp_lead_ms or \
-                age_s * 1000.0 > config.max_stamp_age_ms:
-            inp.stamp_fallback += 1
-            return 0.0
-        return max(0.0, age_s)  # a little ahead: within the clocks' offset, as stamped
 
     def _queue(self, task: TaskState, frame: Frame, now: float) -> Tuple[str, float]:
         """
