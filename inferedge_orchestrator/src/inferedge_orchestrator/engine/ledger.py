@@ -39,11 +39,7 @@ class Ledger:
         """Count queue entries of task that leave without running."""
         if not entries:
             return
-        if task.telemetry.cameras:
-            for entry in entries:
-                task.count_dropped(reason, 1, entry.frame.input)
-        else:
-            task.count_dropped(reason, len(entries))
+        task.count_dropped(reason, [entry.frame for entry in entries])
         self.decisions.count_drop(task.name, reason, len(entries))
         if self.trace is not None:
             for entry in entries:
@@ -56,7 +52,7 @@ class Ledger:
 
         detail: why, for the DROP decision of the period (a server's message).
         """
-        task.count_dropped(reason, 1, frame.input)
+        task.count_dropped(reason, (frame,))
         self.decisions.count_drop(task.name, reason, detail=detail)
         if self.trace is not None:
             self.trace.dropped(task.name, frame, reason, now)

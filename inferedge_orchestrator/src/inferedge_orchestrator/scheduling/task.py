@@ -361,12 +361,13 @@ class TaskState:
             counts.in_flight -= 1
             counts.failed += 1
 
-    def count_dropped(self, reason: str, count: int = 1, camera: str = '') -> None:
-        """Count frames that left without running (camera: theirs, for a multi-camera task)."""
-        self.telemetry.drop(reason, count)
-        if self.telemetry.cameras:
-            dropped = self.telemetry.cameras[camera].dropped
-            dropped[reason] = dropped.get(reason, 0) + count
+    def count_dropped(self, reason: str, frames: Sequence) -> None:
+        """Count frames (queue entries' or not queued) that left without running."""
+        self.telemetry.drop(reason, len(frames))
+        cameras = self.telemetry.cameras
+        for frame in frames if cameras else ():
+            dropped = cameras[frame.input].dropped
+            dropped[reason] = dropped.get(reason, 0) + 1
 
     def count_held(self, seq: int) -> None:
         """Count the frame seq kept back by the priority hold (once per frame)."""

@@ -23,7 +23,7 @@ validated by the worker class without importing its runtime (onnxruntime, tensor
 from typing import Any, Callable, Dict
 
 from inferedge_orchestrator.config.schema import check_options, Field
-from inferedge_orchestrator.contracts.inference import InferenceOutput
+from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
 
 
 class Worker:
@@ -82,7 +82,6 @@ class Worker:
 
     def model_info(self):
         """Return the loaded model's output shapes and metadata (decoders check them)."""
-        from inferedge_orchestrator.contracts.inference import ModelInfo
         return ModelInfo()
 
     def expected_latency_s(self) -> float:
