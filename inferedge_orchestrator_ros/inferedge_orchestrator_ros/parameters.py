@@ -140,11 +140,10 @@ class NodeParameters:
                  ignore_override: bool = False) -> None:
         self._specs[name] = spec
         default = spec.default if value is None else value
-        dynamic = spec.kind in (DOUBLE, ANY, STRING_ARRAY)
-        if dynamic and isinstance(default, list) and not default:
+        described = descriptor(spec)
+        if described.dynamic_typing and isinstance(default, list) and not default:
             default = None  # an empty list has no ROS type; None reads as []
-        self._node.declare_parameter(name, default, descriptor(spec),
-                                     ignore_override=ignore_override)
+        self._node.declare_parameter(name, default, described, ignore_override=ignore_override)
 
     def _undeclare_except(self, keep: Set[str]) -> None:
         """Undeclare the block parameters that are not in keep (removed tasks, old options)."""
