@@ -30,6 +30,8 @@ from inferedge_orchestrator.workers.process import (ChildSettings, pid_of_childr
 import numpy as np
 import pytest
 
+from .onnx_models import identity_model, require_onnx
+
 IMAGE = np.zeros((24, 32, 3), np.uint8)
 
 
@@ -206,6 +208,65 @@ def test_each_child_runs_on_the_cpus_and_thread_counts_of_its_pool():
         assert [r.status for r in run(engine, 2)] == [reasons.OK] * 2
     finally:
         engine.close()
+
+
+def thread_scheduling(pid):
+    """Return {thread id: (nice, policy)} of every thread of process pid (/proc)."""
+    threads = {}
+    for path in glob.glob(f'/proc/{pid}/task/*/stat'):
+        with open(path, encoding='ascii') as stream:
+            fields = stream.read().rsplit(')', 1)[1].split()  # after the command's name
+        threads[int(path.split('/')[-2])] = (int(fields[16]), int(fields[38]))
+    return threads
+
+
+@pytest.mark.parametrize('policy, nice', [('normal', 19), ('idle', 0), ('idle', 19),
+                                          ('batch', 10)])
+def test_every_thread_of_a_child_runs_under_the_os_policy_of_its_pool(tmp_path, policy, nice):
+    # The onnxruntime worker starts its intra-op threads at load, after the child set its
+    # policy: they inherit it; numpy's BLAS threads were there before and are set one by one.
+    require_onnx()
+    data = config()
+    data['orchestrator']['pools']['cpu'].update(os_policy=policy, os_nice=nice)
+    data['tasks'][0].update(worker='onnxruntime', worker_options={
+        'model_path': identity_model(tmp_path, [1, 3, 8, 8]), 'intra_op_threads': 2})
+    engine = Engine(data)
+    engine.start()
+    expected = (max(nice, os.getpriority(os.PRIO_PROCESS, 0)),
+                {'normal': os.SCHED_OTHER, 'idle': os.SCHED_IDLE,
+                 'batch': os.SCHED_BATCH}[policy])
+    try:
+        worker = engine.tasks['task'].worker
+        assert [r.status for r in run(engine, 2)] == [reasons.OK] * 2
+        threads = thread_scheduling(pid_of_children(worker)[0])
+        assert len(threads) >= 3  # its main thread, BLAS's and onnxruntime's
+        assert set(threads.values()) == {expected}, threads
+        if policy == 'idle' and nice:  # a respawned child is set alike
+            os.kill(pid_of_children(worker)[0], signal.SIGKILL)
+            assert [r.status for r in run(engine, 2)][-1] == reasons.OK
+            assert set(thread_scheduling(pid_of_children(worker)[0]).values()) == {expected}
+        # The engine's own threads (the node's executor, DDS) stay in the normal class.
+        assert {p for _, p in thread_scheduling(os.getpid()).values()} == {os.SCHED_OTHER}
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize('key, value', [('os_policy', 'idle'), ('os_nice', 19)])
+def test_os_scheduling_settings_on_a_thread_pool_are_a_config_error(key, value):
+    data = config()
+    data['orchestrator']['pools']['cpu'].update({'isolation': 'thread', key: value})
+    with pytest.raises(ConfigError, match=f'orchestrator.pools.cpu.{key}: .* needs isolation: '
+                       'process'):
+        load_config(data)
+
+
+@pytest.mark.parametrize('key, value', [('os_policy', 'fifo'), ('os_nice', -5),
+                                        ('os_nice', 20)])
+def test_raising_priority_is_not_offered(key, value):
+    data = config()
+    data['orchestrator']['pools']['cpu'][key] = value
+    with pytest.raises(ConfigError, match=f'orchestrator.pools.cpu.{key}'):
+        load_config(data)
 
 
 def test_the_thread_count_reaches_the_numeric_libraries_and_onnxruntime(monkeypatch):

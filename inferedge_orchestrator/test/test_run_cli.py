@@ -205,13 +205,16 @@ def test_report_reads_compare_overload_and_rejects_other_files(tmp_path, capsys)
     assert main(['report', '--input', str(tmp_path / 'absent.json')]) == 2
 
 
-def test_the_shipped_core_config_runs(example_path, tmp_path):
+@pytest.mark.parametrize('name, tasks', [
+    ('two_cameras.yaml', {'detector', 'classifier', 'rear_monitor'}),
+    ('background_pool.yaml', {'detector', 'classifier', 'recognizer'})])
+def test_the_shipped_core_configs_run(example_path, tmp_path, name, tasks):
     output = tmp_path / 'report.json'
-    assert main(['run', '--config', example_path('two_cameras.yaml'), '--frames', '5',
+    assert main(['run', '--config', example_path(name), '--frames', '5',
                  '--quiet', '--output', str(output)]) == 0
     report = json.loads(output.read_text())
     assert report['invariant_violations'] == []
-    assert set(report['final']['tasks']) == {'detector', 'classifier', 'rear_monitor'}
+    assert set(report['final']['tasks']) == tasks
     assert report['final']['tasks']['detector']['executed'] > 0
 
 

@@ -107,3 +107,30 @@ def test_a_slow_start_does_not_hold_a_cheap_task_for_good():
     assert tasks['detector']['completed_within_budget'] >= \
         0.98 * steady['final']['tasks']['detector']['completed_within_budget']
     assert report['invariant_violations'] == []
+
+
+def two_pools(config):
+    """Put the detector on a pool of its own, the others on a background pool."""
+    config['orchestrator']['pools'] = {'detector': {'slots': 1}, 'background': {'slots': 1}}
+    for task in config['tasks']:
+        task['pool'] = 'detector' if task['name'] == 'detector' else 'background'
+    return config
+
+
+def test_a_background_pool_neither_holds_nor_blocks_nor_is_shed_for_the_detector():
+    # Pools run at once (the OS preempts a niced background child): a background job is not
+    # blocking, so no hold keeps the background slot idle for the detector, no loss of the
+    # detector is blamed on it and shedding never limits it. Under one slot all three happen.
+    report = simulate(two_pools(rapidocr(80.0, 15.0)), 15.0)
+    alone = simulate(rapidocr(80.0, 15.0, detector_only=True, on_deadline='run'), 15.0)
+    tasks = report['final']['tasks']
+    assert tasks['detector']['completed_within_budget'] >= \
+        0.98 * alone['final']['tasks']['detector']['completed_within_budget']
+    for name in ('classifier', 'recognizer'):
+        assert tasks[name]['executed'] >= 0.95 * tasks[name]['routed']
+        assert tasks[name]['held_for_priority'] == 0
+    events = {d['event'] for d in report['decisions']}
+    assert reasons.LIMIT not in events and reasons.SHED_START not in events
+    assert report['invariant_violations'] == []
+    one_slot = simulate(rapidocr(80.0, 15.0), 15.0)['final']['tasks']
+    assert one_slot['recognizer']['held_for_priority'] > 0

@@ -20,6 +20,8 @@ execution context and stream per slot, pinned buffers, the CUDA context pushed a
 the calling thread, the name-based tensor API) and compute a channel sum on the host.
 """
 
+import collections
+import ctypes
 import json
 import sys
 import threading
@@ -30,6 +32,7 @@ from inferedge_orchestrator.contracts.errors import WorkerRuntimeMissing
 from inferedge_orchestrator.engine.engine import Engine
 from inferedge_orchestrator.frames.frame import Frame
 from inferedge_orchestrator.telemetry.invariants import check_invariants
+from inferedge_orchestrator.workers import tensorrt as tensorrt_worker
 from inferedge_orchestrator.workers.tensorrt import TensorRTWorker
 import numpy as np
 import pytest
@@ -45,6 +48,7 @@ class FakeCuda(types.ModuleType):
         self.pinned = []
         self.allocations = []
         self.streams = []
+        self.execution_streams = set()  # the stream handles execute_async_v3 was given
         self.local = threading.local()
         self.log = []
         self.lock = threading.Lock()
@@ -156,6 +160,55 @@ class FakeCuda(types.ModuleType):
         host[...] = np.frombuffer(raw, dtype=host.dtype).reshape(host.shape)
 
 
+class FakeDriver:
+    """libcuda through ctypes: stream priorities and async copies on FakeCuda's memory."""
+
+    def __init__(self, cuda, least=0, greatest=-5):
+        self.cuda = cuda
+        self.range = (least, greatest)  # CUDA's: lower numbers run first
+        self.priorities = {}  # stream handle -> priority
+        self.synchronized = collections.Counter()
+        self.destroyed = []
+
+    def cuCtxGetStreamPriorityRange(self, least, greatest):
+        self.cuda.check_current()
+        least._obj.value, greatest._obj.value = self.range
+        return 0
+
+    def cuStreamCreateWithPriority(self, handle, flags, priority):
+        self.cuda.check_current()
+        handle._obj.value = 5000 + len(self.priorities)
+        self.priorities[handle._obj.value] = priority
+        return 0
+
+    def pinned(self, address, size):
+        return any(p.ctypes.data <= address and address + size <= p.ctypes.data + p.nbytes
+                   for p in self.cuda.pinned)
+
+    def cuMemcpyHtoDAsync_v2(self, device, host, size, stream):
+        self.cuda.check_current()
+        assert stream.value in self.priorities and self.pinned(host.value, size.value)
+        self.cuda.memory[device.value][:size.value] = ctypes.string_at(host.value, size.value)
+        return 0
+
+    def cuMemcpyDtoHAsync_v2(self, host, device, size, stream):
+        self.cuda.check_current()
+        assert stream.value in self.priorities and self.pinned(host.value, size.value)
+        ctypes.memmove(host.value, bytes(self.cuda.memory[device.value][:size.value]),
+                       size.value)
+        return 0
+
+    def cuStreamSynchronize(self, stream):
+        self.cuda.check_current()
+        self.synchronized[stream.value] += 1
+        return 0
+
+    def cuStreamDestroy_v2(self, stream):
+        self.cuda.check_current()
+        self.destroyed.append(stream.value)
+        return 0
+
+
 class FakeTensorRT(types.ModuleType):
     """Tensorrt with the name-based API; an engine file is a JSON description."""
 
@@ -261,6 +314,7 @@ class FakeTensorRT(types.ModuleType):
                 try:
                     assert self.active == 1, 'one context used by two threads at once'
                     self.threads.add(threading.current_thread().name)
+                    cuda.execution_streams.add(stream_handle)
                     self.executions += 1
                     if self.engine.spec.get('fail'):
                         return False
@@ -525,3 +579,50 @@ def test_a_failing_execution_fails_the_frame_and_the_engine_keeps_running(fakes,
         (reasons.FAILED, reasons.WORKER_ERROR), (reasons.OK, '')]
     assert 'execute_async_v3 failed' in results[0].detail
     assert snapshot.tasks['detector'].failed_by_reason == {reasons.WORKER_ERROR: 1}
+
+
+@pytest.mark.parametrize('priority, effective', [(-1, -1), (-100, -5), (3, 0)])
+def test_the_pools_stream_priority_makes_each_slots_stream_clamped_to_the_device_range(
+        fakes, monkeypatch, tmp_path, priority, effective):
+    trt, cuda = fakes
+    driver = FakeDriver(cuda)
+    monkeypatch.setattr(tensorrt_worker, 'load_driver', lambda: driver)
+    config = {
+        'orchestrator': {'pools': {'gpu': {'slots': 2, 'stream_priority': priority}},
+                         'telemetry': {'resources': False}},
+        'tasks': [{'name': 'detector', 'pool': 'gpu', 'latency_budget_ms': 5000.0,
+                   'queue_size': 8, 'worker': 'tensorrt',
+                   'worker_options': {'engine_path': engine_file(tmp_path, STATIC),
+                                      'warmup': 1, 'scale': 1.0}}]}
+    results = []
+    engine = Engine(config, on_result=results.append)
+    engine.start()
+    try:
+        for index in range(4):
+            engine.submit('camera', np.full((8, 8, 3), index, np.uint8), age_s=0.0)
+        assert engine.drain(10.0)
+    finally:
+        engine.close()
+    # One stream per slot, at the clamped priority, running every copy and execution.
+    assert list(driver.priorities.values()) == [effective, effective]
+    assert cuda.streams == []  # no pycuda stream
+    assert cuda.execution_streams == set(driver.priorities)
+    assert sorted(float(r.outputs['sum'][0, 0, 0, 0]) for r in results) == [0, 3, 6, 9]
+    assert all(driver.synchronized[h] >= 1 for h in driver.priorities)
+    assert sorted(driver.destroyed) == sorted(driver.priorities)  # closed with the engine
+
+
+def test_a_task_sets_its_own_stream_priority_and_0_keeps_pycudas_stream(
+        fakes, monkeypatch, tmp_path):
+    trt, cuda = fakes
+    driver = FakeDriver(cuda)
+    monkeypatch.setattr(tensorrt_worker, 'load_driver', lambda: driver)
+    worker = make_worker(engine_file(tmp_path, STATIC), stream_priority=-2)
+    worker.load()
+    worker.infer(frame(np.ones((8, 8, 3), np.uint8)))
+    worker.close()
+    assert list(driver.priorities.values()) == [-2] and cuda.streams == []
+    worker = make_worker(engine_file(tmp_path, STATIC))
+    worker.load()
+    assert len(cuda.streams) == 1 and len(driver.priorities) == 1  # no new driver stream
+    worker.close()

@@ -19,9 +19,12 @@ The task `crashy` runs in a process pool and kills its child with SIGSEGV on eve
 `steady` runs in a thread pool of its own on the same camera. The node stays up, `steady`
 executes every frame it is routed, each crash of `crashy` is a worker_crashed failure with a
 respawn, /diagnostics shows `crashy` ERROR while `steady` stays OK, and the shutdown leaves no
-child process behind.
+child process behind. The process pool runs its children at idle priority (SCHED_IDLE, nice
+19): every thread of every child, respawned ones too, while the node's threads stay normal.
 """
 
+import os
+import time
 import unittest
 
 import launch_testing
@@ -51,6 +54,8 @@ def generate_test_description():
         'local.slots': 1,
         'isolated.slots': 1,
         'isolated.isolation': 'process',
+        'isolated.os_policy': 'idle',
+        'isolated.os_nice': 19,
         'tasks': ['steady', 'crashy'],
         'steady.pool': 'local',
         'steady.latency_budget_ms': 5000.0,
@@ -106,6 +111,42 @@ class TestIsolation(ros_test_env.ListenerTestCase):
         seen = listener.diagnostic_levels('crashy', DiagnosticStatus.ERROR)
         self.assertEqual(seen.get('task steady'), {DiagnosticStatus.OK})
         self.assertEqual(listener.get_parameters(NODE, ['isolated.isolation']), ['process'])
+        # A child respawned (twice by now) sets its threads once it has started Python: look
+        # until one is seen with all its threads idle at nice 19.
+        settled, deadline = None, time.monotonic() + 20.0
+        while settled is None and time.monotonic() < deadline:
+            for child in worker_children():
+                try:
+                    threads = set(thread_scheduling(child).values()) - {None}
+                    node = int(read_stat(child)[1])  # its parent
+                except OSError:
+                    continue  # it crashed meanwhile
+                if threads == {(19, os.SCHED_IDLE)}:
+                    settled = child
+                    break
+            time.sleep(0.05)
+        self.assertIsNotNone(settled, 'no child ran all its threads at SCHED_IDLE, nice 19')
+        self.assertEqual({p for _, p in filter(None, thread_scheduling(node).values())},
+                         {os.SCHED_OTHER})
+
+
+def read_stat(path_or_pid) -> list:
+    """Return the fields of a /proc stat file after the command's name (state first)."""
+    path = path_or_pid if isinstance(path_or_pid, str) else f'/proc/{path_or_pid}/stat'
+    with open(path, encoding='ascii') as stream:
+        return stream.read().rsplit(')', 1)[1].split()
+
+
+def thread_scheduling(pid: int) -> dict:
+    """Return {thread id: (nice, policy)} of process pid; None for a thread that ended."""
+    threads = {}
+    for tid in os.listdir(f'/proc/{pid}/task'):
+        try:
+            fields = read_stat(f'/proc/{pid}/task/{tid}/stat')
+            threads[tid] = (int(fields[16]), int(fields[38]))
+        except OSError:
+            threads[tid] = None
+    return threads
 
 
 @launch_testing.post_shutdown_test()

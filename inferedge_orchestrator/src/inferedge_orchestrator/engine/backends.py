@@ -163,9 +163,10 @@ class ProcessBackend(ThreadBackend):
                              'processes, which make them by kind: a worker factory works in '
                              'thread pools only')
         config = self.config
-        settings = ChildSettings(config.address_space_mb, config.cpus, config.child_threads)
-        return ProcessWorker(task.name, task.worker, task.worker_options, slots, settings,
-                             on_respawn=self._on_respawn,
+        settings = ChildSettings(config.address_space_mb, config.cpus, config.child_threads,
+                                 config.os_policy, config.os_nice)
+        return ProcessWorker(task.name, task.worker, task.worker_options, slots,
+                             settings, on_respawn=self._on_respawn,
                              decoder=(task.decoder, task.decoder_options))
 
 

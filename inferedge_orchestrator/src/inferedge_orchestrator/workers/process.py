@@ -62,16 +62,47 @@ class ChildSettings:
     address_space_mb: int = 0  # RLIMIT_AS; 0: none
     cpus: str = ''  # CPU ids for os.sched_setaffinity, e.g. '0-3,6'; '': inherited
     threads: int = 0  # thread counts of the numeric libraries and of onnxruntime; 0: theirs
+    os_policy: str = 'normal'  # the scheduling class of its threads: normal, batch, idle
+    os_nice: int = 0  # the nice value of its threads (0-19; never raised above the parent's)
+
+
+OS_POLICIES = {'normal': os.SCHED_OTHER, 'batch': os.SCHED_BATCH, 'idle': os.SCHED_IDLE}
+
+
+def settle_threads(cpus: Tuple[int, ...], policy: str, nice: int) -> None:
+    """
+    Pin every thread of this process to cpus (if any), in the class policy, at nice at least.
+
+    Linux schedules threads, not processes: each existing thread is set (numpy's import has
+    started its BLAS threads already), and the threads made later (onnxruntime's, at the
+    model's load) inherit their creator's settings. A thread already nicer keeps its value:
+    priority is only ever lowered.
+    """
+    done = set()
+    while True:
+        threads = {int(tid) for tid in os.listdir('/proc/self/task')} - done
+        if not threads:
+            return
+        for tid in threads:
+            try:
+                if cpus:
+                    os.sched_setaffinity(tid, cpus)
+                if policy != 'normal':
+                    os.sched_setscheduler(tid, OS_POLICIES[policy], os.sched_param(0))
+                if nice > os.getpriority(os.PRIO_PROCESS, tid):
+                    os.setpriority(os.PRIO_PROCESS, tid, nice)
+            except ProcessLookupError:
+                pass  # the thread ended meanwhile
+        done |= threads
 
 
 def settle_child(settings: ChildSettings, kind: str, options: Dict[str, Any]) -> Dict[str, Any]:
-    """Apply the child's limits, affinity and thread counts; return the worker's options."""
+    """Apply the child's limits, affinity, OS priority and thread counts; return its options."""
     if settings.address_space_mb:
         import resource
         limit = settings.address_space_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    if settings.cpus:
-        os.sched_setaffinity(0, parse_cpus(settings.cpus))
+    settle_threads(parse_cpus(settings.cpus), settings.os_policy, settings.os_nice)
     if settings.threads:
         for variable in THREAD_VARIABLES:
             os.environ[variable] = str(settings.threads)

@@ -25,6 +25,11 @@ The tensorrt worker: a serialized engine run with TensorRT's name-based tensor A
 - A dynamic-shape engine needs one optimization profile per slot (TensorRT lets a profile
   serve one context at a time); buffers are sized for the profile's maximum shapes.
 
+- A stream priority other than 0 (stream_priority, from the pool) makes each slot's stream
+  with cuStreamCreateWithPriority through the driver library (pycuda's Stream takes none),
+  clamped to the device's range; its copies go through the driver too. The GPU honours it
+  when it dispatches thread blocks: a kernel already running is not preempted.
+
 Building engines is out of scope: use trtexec (docs/workers.md). tensorrt and pycuda are
 imported in load() only. Unverified on hardware: the tests run this control flow with fakes.
 """
@@ -37,7 +42,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from inferedge_orchestrator.config import checkers as opt
 from inferedge_orchestrator.config.schema import CUSTOM, REQUIRED, setting, table
-from inferedge_orchestrator.contracts.errors import WorkerRuntimeMissing
+from inferedge_orchestrator.contracts.errors import ConfigError, WorkerRuntimeMissing
 from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
 from inferedge_orchestrator.workers.base import Worker
 from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
@@ -60,6 +65,83 @@ def import_runtime():
         raise WorkerRuntimeMissing('the tensorrt worker needs pycuda: pip install pycuda') \
             from None
     return tensorrt, driver
+
+
+def _stream_priority(where: str, value: Any) -> Optional[int]:
+    """Check a stream priority: an integer -1000..1000, or None (the pool's)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not -1000 <= value <= 1000:
+        raise ConfigError(f'{where}: {value!r} is not allowed; allowed: an integer '
+                          '-1000..1000, or unset')
+    return value
+
+
+def load_driver():
+    """Return the CUDA driver library (ctypes): the stream priorities' API."""
+    return ctypes.CDLL('libcuda.so.1')
+
+
+class _PycudaStream:
+    """A slot's stream of default priority: pycuda's."""
+
+    def __init__(self, cuda):
+        self.cuda = cuda
+        self.stream = cuda.Stream()
+        self.handle = self.stream.handle
+        self.priority = 0
+
+    def copy_in(self, device, host: np.ndarray) -> None:
+        self.cuda.memcpy_htod_async(device, host, self.stream)
+
+    def copy_out(self, host: np.ndarray, device) -> None:
+        self.cuda.memcpy_dtoh_async(host, device, self.stream)
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    def close(self) -> None:
+        self.stream = None
+
+
+class _PriorityStream:
+    """A slot's stream made with a priority through the driver API (the context current)."""
+
+    def __init__(self, driver, priority: int):
+        self.driver = driver
+        least, greatest = ctypes.c_int(0), ctypes.c_int(0)
+        self._check('cuCtxGetStreamPriorityRange',
+                    driver.cuCtxGetStreamPriorityRange(ctypes.byref(least),
+                                                       ctypes.byref(greatest)))
+        # Lower numbers run first: greatest <= priority <= least (0, 0: no priorities).
+        self.priority = min(max(priority, greatest.value), least.value)
+        handle = ctypes.c_void_p()
+        self._check('cuStreamCreateWithPriority',
+                    driver.cuStreamCreateWithPriority(ctypes.byref(handle), 0, self.priority))
+        self.handle = handle.value or 0
+
+    def _check(self, call: str, code: int) -> None:
+        if code:
+            raise RuntimeError(f'{call} failed: CUDA driver error {code}')
+
+    def copy_in(self, device, host: np.ndarray) -> None:
+        self._check('cuMemcpyHtoDAsync', self.driver.cuMemcpyHtoDAsync_v2(
+            ctypes.c_uint64(int(device)), ctypes.c_void_p(host.ctypes.data),
+            ctypes.c_size_t(host.nbytes), ctypes.c_void_p(self.handle)))
+
+    def copy_out(self, host: np.ndarray, device) -> None:
+        self._check('cuMemcpyDtoHAsync', self.driver.cuMemcpyDtoHAsync_v2(
+            ctypes.c_void_p(host.ctypes.data), ctypes.c_uint64(int(device)),
+            ctypes.c_size_t(host.nbytes), ctypes.c_void_p(self.handle)))
+
+    def synchronize(self) -> None:
+        self._check('cuStreamSynchronize',
+                    self.driver.cuStreamSynchronize(ctypes.c_void_p(self.handle)))
+
+    def close(self) -> None:
+        if self.handle:
+            self.driver.cuStreamDestroy_v2(ctypes.c_void_p(self.handle))
+            self.handle = 0
 
 
 class _Tensor:
@@ -100,6 +182,9 @@ class TensorRTWorker(Worker):
         opt.custom('plugins', (), 'plugin libraries to load first', string_list,
                    'a list of library paths'),
         setting('warmup', 3, 'runs on a synthetic image per slot at load', low=0, high=10000),
+        opt.custom('stream_priority', None, "the CUDA streams' priority, CUDA's convention "
+                   "(lower runs first), clamped to the device's range; unset: its pool's "
+                   'stream_priority', _stream_priority, 'an integer -1000..1000, or unset'),
     ), **PREPROCESS_OPTIONS)
 
     def __init__(self, task_name, options, slots=1):
@@ -207,7 +292,10 @@ class TensorRTWorker(Worker):
         state.context = self.engine.create_execution_context()
         if state.context is None:
             raise RuntimeError('could not create an execution context (out of device memory?)')
-        state.stream = cuda.Stream()
+        if self.options['stream_priority']:
+            state.stream = _PriorityStream(load_driver(), self.options['stream_priority'])
+        else:
+            state.stream = _PycudaStream(cuda)
         dynamic = any(t.dynamic for t in self.tensors.values() if t.is_input)
         if dynamic:
             state.context.set_optimization_profile_async(index, state.stream.handle)
@@ -232,7 +320,7 @@ class TensorRTWorker(Worker):
         for name, value in self._extra.items():
             host = state.host[name][:value.size]
             host[:] = value.reshape(-1)
-            cuda.memcpy_htod_async(state.device[name], host, state.stream)
+            state.stream.copy_in(state.device[name], host)
             if self.tensors[name].dynamic:
                 state.context.set_input_shape(name, value.shape)
                 state.shapes[name] = value.shape
@@ -271,7 +359,6 @@ class TensorRTWorker(Worker):
 
     def _execute(self, state: _SlotState, image: np.ndarray, encoding: str) -> InferenceOutput:
         """Preprocess into the pinned buffer, copy in, run, copy out, on this thread."""
-        cuda = self.cuda
         start = time.perf_counter()
         name = self.input_name
         shape = self.preprocess.input_shape(image.shape[0], image.shape[1])
@@ -291,14 +378,14 @@ class TensorRTWorker(Worker):
                     raise ValueError(f"input {name!r}: shape {shape} is outside the engine's "
                                      'optimization profile')
                 state.shapes[name] = shape
-            cuda.memcpy_htod_async(state.device[name], view, stream)
+            stream.copy_in(state.device[name], view)
             if not context.execute_async_v3(stream.handle):
                 raise RuntimeError('execute_async_v3 failed (see the TensorRT log)')
             views = {}
             for output in self.output_names:
                 out_shape = tuple(int(d) for d in context.get_tensor_shape(output))
                 out_view = state.host[output][:max(1, int(np.prod(out_shape)))]
-                cuda.memcpy_dtoh_async(out_view, state.device[output], stream)
+                stream.copy_out(out_view, state.device[output])
                 views[output] = (out_view, out_shape)
             stream.synchronize()
         finally:
@@ -321,7 +408,9 @@ class TensorRTWorker(Worker):
             state.device.clear()
             state.host.clear()
             state.context = None
-            state.stream = None
+            if state.stream is not None:
+                state.stream.close()
+                state.stream = None
         self._states = []
         self._free = []
         self.engine = None
