@@ -30,9 +30,11 @@ import math
 
 from hypothesis import given
 from hypothesis import strategies as st
-from inferedge_orchestrator import ConfigError, Engine, load_config
+from inferedge_orchestrator import ConfigError, Engine, load_config, reasons
 from inferedge_orchestrator.scheduling.queues import Entry, TaskQueue
+from inferedge_orchestrator.scheduling.task import TaskState
 from inferedge_orchestrator.telemetry.invariants import check_invariants
+from inferedge_orchestrator.tools.simulation import Simulation
 import numpy as np
 import pytest
 
@@ -71,6 +73,15 @@ def check_cameras(config, seconds, report, snapshots):
     assert sorted(cameras) == sorted(config['inputs'])
     for name, camera in cameras.items():
         assert camera['routed'] == 0 or camera['executed'] > 0, (name, figures)
+    # Each DROP decision names the camera of its frames: the cameras' own drops (all but
+    # those of the last, unflushed period).
+    announced = {}
+    for decision in report['decisions']:
+        if decision['event'] == reasons.DROP:
+            key = (decision['camera'], decision['reason'])
+            announced[key] = announced.get(key, 0) + decision['count']
+    for (camera, reason), count in announced.items():
+        assert count <= cameras[camera]['dropped_by_reason'].get(reason, 0), (camera, reason)
     assert figures['jain'] >= 0.98, figures
     assert sum(within) >= 0.9 * figures['capacity'], figures
     assert task['executed'] - sum(within) <= 0.05 * task['executed'], figures
@@ -161,12 +172,69 @@ def test_each_camera_has_its_own_bound_and_drops_its_own_oldest():
     assert refusing.push(late) is late and refusing.push(entry(2.0, 'rear')) is None
 
 
-def test_the_earliest_deadline_runs_first_ties_to_the_camera_served_longest_ago():
-    queue = TaskQueue(4, 'drop_oldest', 'oldest_first', cameras=3)
+def camera_task(cameras, **fields):
+    config = load_config({'tasks': [dict({'name': 'detector', 'inputs': list(cameras),
+                                          'queue_size': 4}, **fields)]})
+    return TaskState(config.tasks[0], 0, 10.0, 64)
+
+
+def test_the_cameras_take_turns_ties_to_the_camera_served_longest_ago():
+    task = camera_task('abc')
     for camera in ('a', 'b', 'c'):
-        queue.push(entry(1.0, camera))
-        queue.push(entry(2.0, camera))
-    order = [queue.pop().frame.input for _ in range(6)]
+        task.queue.push(entry(1.0, camera))
+        task.queue.push(entry(2.0, camera))
+    order = [task.queue.take(task.next_entry(0.0)).frame.input for _ in range(6)]
     # Deadline 1.0 for all three first, each once, then deadline 2.0 in the same rotation.
     assert sorted(order[:3]) == ['a', 'b', 'c'] and order[3:] == order[:3]
+    queue = task.queue
     assert len(queue) == 0 and queue.counts == {} and queue.earliest_deadline == math.inf
+
+
+def test_in_fifo_order_a_task_over_cameras_runs_its_frames_in_arrival_order():
+    queue = TaskQueue(4, 'drop_oldest', 'oldest_first', cameras=3)
+    pushed = [entry(deadline, camera) for deadline, camera in
+              [(3.0, 'a'), (1.0, 'b'), (2.0, 'c'), (0.5, 'a'), (4.0, 'b')]]
+    for item in pushed:
+        queue.push(item)
+    assert [queue.pop() for _ in pushed] == pushed
+    assert queue.counts == {} and queue.starts == {'a': 2, 'b': 2, 'c': 1}
+
+
+def test_a_cameras_own_priority_stands_where_a_tasks_does():
+    # rear at 10 ranks below the other task (50); front at 100 above it.
+    config = load_config({
+        'orchestrator': {'pools': {'cpu': {'slots': 1}}, 'telemetry': {'resources': False}},
+        'inputs': {'front': {}, 'rear': {}},
+        'tasks': [{'name': 'detector', 'inputs': ['front', 'rear'], 'priority': 100,
+                   'camera_priority': [100, 10], 'camera_budget_ms': [100.0, 5000.0],
+                   'latency_budget_ms': 100.0, 'worker_options': {'latency_ms': 10.0}},
+                  {'name': 'other', 'inputs': ['rear'], 'priority': 50,
+                   'latency_budget_ms': 5000.0, 'worker_options': {'latency_ms': 60.0}}]})
+    results = []
+    simulation = Simulation(config, on_result=results.append)
+    # Both cameras' frames arrive at once while the slot is busy with a first job.
+    arrivals = [(0.0, 'front'), (0.001, 'rear'), (0.002, 'front'), (0.003, 'rear')]
+    report = simulation.run(arrivals, 1.0)
+    order = [(r.task, r.input) for r in sorted(results, key=lambda r: r.finished)]
+    # The first front frame runs at once; then the second front frame (100) beats the other
+    # task (50), whose frames run before the detector's rear frames (10).
+    assert order[:2] == [('detector', 'front'), ('detector', 'front')]
+    assert order[2:4] == [('other', 'rear'), ('other', 'rear')]
+    assert order[4:] == [('detector', 'rear'), ('detector', 'rear')]
+    # Each camera's frames have its own budget: rear's 5 s (they end after 140 ms, beyond the
+    # task's 100 ms, yet within theirs), front's 100 ms.
+    rear = [r for r in results if r.task == 'detector' and r.input == 'rear']
+    assert [(r.status, r.deadline_met) for r in rear] == [('OK', True)] * 2
+    assert all(r.end_to_end_s > 0.1 for r in rear)
+    assert report['final']['tasks']['detector']['dropped'] == 0
+    assert report['invariant_violations'] == []
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('camera_priority', [100], 'has 1 value'), ('camera_budget_ms', [1.0, 2.0, 3.0], 'has 3'),
+    ('camera_priority', [100, 2000], r'\[1\]: 2000 is out of range'),
+    ('camera_budget_ms', [0.0, 1.0], r'\[0\]: 0.0 is out of range'),
+    ('camera_priority', 5, 'is not a list')])
+def test_camera_priorities_and_budgets_are_validated(key, value, message):
+    with pytest.raises(ConfigError, match=f'tasks.detector.{key}.*{message}'):
+        load_config({'tasks': [{'name': 'detector', 'inputs': ['front', 'rear'], key: value}]})

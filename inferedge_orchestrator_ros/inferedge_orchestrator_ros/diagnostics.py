@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import json
 import math
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticStatus
 import diagnostic_updater
@@ -31,6 +31,8 @@ from inferedge_orchestrator import Engine, InputSnapshot, reasons, Snapshot
 
 TASK_VALUES = ('priority', 'routed', 'executed', 'completed_within_budget', 'failed', 'dropped',
                'queued', 'in_flight', 'shed_limit_hz', 'executed_rate_hz')
+CAMERA_VALUES = ('routed', 'executed', 'completed_within_budget', 'failed', 'dropped', 'queued',
+                 'in_flight')
 INPUT_VALUES = ('received', 'accepted', 'malformed', 'decode_errors', 'stamp_fallback',
                 'rate_hz')
 
@@ -51,8 +53,9 @@ class Diagnostics:
     """
     The node's diagnostic updater and its statuses, with the counts of their previous update.
 
-    configure() adds a status per task and input of a configuration, release() removes them;
-    the updater calls task_status and input_status at its period.
+    configure() adds a status per task, per camera of a task over several inputs and per
+    input of a configuration, release() removes them; the updater calls task_status,
+    camera_status and input_status at its period.
     """
 
     def __init__(self, node, state_label: Callable[[], str]):
@@ -73,8 +76,11 @@ class Diagnostics:
                   get: Callable[[str], Any]) -> None:
         self._engine, self._inputs, self._get = engine, inputs, get
         self._previous.clear()
-        for task in engine.tasks:
+        for task, state in engine.tasks.items():
             self._add(f'task {task}', self.task_status, task)
+            cameras = state.config.inputs
+            for camera in cameras if len(cameras) > 1 else ():
+                self._add(f'task {task} camera {camera}', self.camera_status, (task, camera))
         for name in inputs:
             self._add(f'input {name}', self.input_status, name)
 
@@ -84,7 +90,7 @@ class Diagnostics:
         self._labels.clear()
         self._engine, self._inputs = None, {}
 
-    def _add(self, label: str, function, name: str) -> None:
+    def _add(self, label: str, function, name) -> None:
         self._updater.add(label, lambda stat: function(stat, name))
         self._labels.append(label)
 
@@ -154,6 +160,47 @@ class Diagnostics:
         stat.add('dropped_by_reason', json.dumps(data.dropped_by_reason))
         stat.add('failed_by_reason', json.dumps(failed))
         stat.add('end_to_end_p95_ms', str(data.latency['end_to_end'].p95_ms))
+        return stat
+
+    def camera_status(self, stat, key: Tuple[str, str]):
+        """
+        Fill the status of one camera of a task over several inputs (the updater's callback).
+
+        ERROR while the camera's input is silent past its stale_after_s (its frames stopped
+        while the task's other cameras run on); WARN when frames of it missed their deadline
+        in the last period.
+        """
+        task, camera = key
+        snapshot = self._current()
+        item = self._inputs.get(camera)
+        if snapshot is None or task not in snapshot.tasks or item is None:
+            stat.summary(DiagnosticStatus.OK, 'not configured')
+            return stat
+        data = snapshot.tasks[task].cameras[camera]
+        for value in CAMERA_VALUES:
+            stat.add(value, str(getattr(data, value)))
+        stat.add('dropped_by_reason', json.dumps(data.dropped_by_reason))
+        label = f'task {task} camera {camera}'
+        counts = {'executed': data.executed, 'late': data.executed -
+                  data.completed_within_budget +
+                  data.dropped_by_reason.get(reasons.EXPIRED, 0) +
+                  data.dropped_by_reason.get(reasons.PREDICTED_LATE, 0)}
+        before = self._previous.get(label, dict.fromkeys(counts, 0))
+        self._previous[label] = counts
+        state_label = self._state_label()
+        last = item.last_message if item.last_message is not None else self.activated_at
+        silent_s, stale_after_s = time.monotonic() - last, self._get(f'{camera}.stale_after_s')
+        if state_label != 'active':
+            stat.summary(DiagnosticStatus.OK, state_label)
+        elif silent_s >= stale_after_s:
+            stat.summary(DiagnosticStatus.ERROR, f'no frame of {camera} for {silent_s:.1f} s '
+                         f'(stale_after_s {stale_after_s:g}): the task runs its other cameras')
+        elif counts['late'] > before['late']:
+            stat.summary(DiagnosticStatus.WARN, f'{counts["late"] - before["late"]} frames '
+                         'missed the deadline in the last period')
+        else:
+            stat.summary(DiagnosticStatus.OK, f'{counts["executed"] - before["executed"]} '
+                         'frames executed in the last period')
         return stat
 
     def input_status(self, stat, name: str):

@@ -33,10 +33,13 @@ from inferedge_orchestrator import (ConfigError, DECODERS, OrchestratorConfig, P
 from inferedge_orchestrator_ros.conversion import AUTO, CONVERT_TO
 
 # The ROS parameter types the Fields are declared with.
-BOOLEAN, INTEGER, DOUBLE, STRING, STRING_ARRAY, ANY = (
-    'bool', 'integer', 'double', 'string', 'string_array', 'any')
+BOOLEAN, INTEGER, DOUBLE, STRING, STRING_ARRAY, INTEGER_ARRAY, DOUBLE_ARRAY, ANY = (
+    'bool', 'integer', 'double', 'string', 'string_array', 'integer_array', 'double_array', 'any')
+# Arrays may be empty, which has no ROS type: they are declared dynamically typed, unset = [].
+ARRAYS = (STRING_ARRAY, INTEGER_ARRAY, DOUBLE_ARRAY)
 _ROS_TYPES = {schema.BOOL: BOOLEAN, schema.INT: INTEGER, schema.FLOAT: DOUBLE,
-              schema.STR_LIST: STRING_ARRAY}
+              schema.STR_LIST: STRING_ARRAY, schema.INT_LIST: INTEGER_ARRAY,
+              schema.FLOAT_LIST: DOUBLE_ARRAY}
 
 RELIABILITIES = ('best_effort', 'reliable')
 DURABILITIES = ('volatile', 'transient_local')
@@ -56,7 +59,7 @@ class Param:
 
     name: str
     field: schema.Field
-    kind: str  # the ROS parameter type: BOOLEAN, INTEGER, DOUBLE, STRING, STRING_ARRAY, ANY
+    kind: str  # the ROS parameter type: BOOLEAN, INTEGER, DOUBLE, STRING, an array, ANY
 
     @property
     def default(self) -> Any:
@@ -82,7 +85,8 @@ class Param:
 
     def range_text(self) -> str:
         field = self.field
-        if field.kind in (schema.INT, schema.FLOAT) or field.choices:
+        if field.kind in (schema.INT, schema.FLOAT, schema.INT_LIST, schema.FLOAT_LIST) or \
+                field.choices:
             return field.allowed()
         return ''
 

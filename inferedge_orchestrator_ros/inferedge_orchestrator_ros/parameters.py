@@ -18,16 +18,17 @@ The node's parameters: declared from the schema, checked on set, applied after t
 The schema and its mapping to the core config are parameter_schema.py's (no rclpy there).
 """
 
+import array
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from inferedge_orchestrator import ConfigError, load_config, OrchestratorConfig
 from inferedge_orchestrator_ros.conversion import AUTO
-from inferedge_orchestrator_ros.parameter_schema import (ANY, check_names,
+from inferedge_orchestrator_ros.parameter_schema import (ANY, ARRAYS, check_names,
                                                          config_from_parameters, default_topic,
                                                          DOUBLE, GLOBAL_PARAMS, INPUT_PARAMS,
                                                          INTEGER, OPTION_BLOCKS,
                                                          option_params, Param, POOL_PARAMS,
-                                                         STRING_ARRAY, TASK,
+                                                         TASK,
                                                          task_parameter_values, TASK_PARAMS)
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -59,7 +60,9 @@ class NodeParameters:
             node.add_post_set_parameters_callback(self._apply)
 
     def get(self, name: str) -> Any:
-        return self._node.get_parameter(name).value
+        value = self._node.get_parameter(name).value
+        # rclpy holds integer and double arrays as array.array: the core takes lists.
+        return value.tolist() if isinstance(value, array.array) else value
 
     def configuration(self) -> Tuple[OrchestratorConfig, List[str]]:
         """
@@ -174,7 +177,7 @@ class NodeParameters:
             if spec is None:
                 continue  # not ours (use_sim_time, diagnostic_updater.period, ...)
             if param.type_ == Parameter.Type.NOT_SET:
-                if spec.kind == ANY or spec.kind == STRING_ARRAY:
+                if spec.kind == ANY or spec.kind in ARRAYS:
                     continue
                 return SetParametersResult(successful=False,
                                            reason=f'{param.name}: a value is required')
@@ -230,7 +233,7 @@ def descriptor(spec: Param) -> ParameterDescriptor:
     field = spec.field
     result = ParameterDescriptor(
         description=spec.description + (f' ({field.unit})' if field.unit else ''),
-        dynamic_typing=spec.kind in (DOUBLE, ANY, STRING_ARRAY),
+        dynamic_typing=spec.kind in (DOUBLE, ANY) + ARRAYS,
         additional_constraints=('can change while active' if spec.live else
                                 'can change only while unconfigured') +
         (f'; one of: {", ".join(field.choices)}' if field.choices else ''))
@@ -244,8 +247,8 @@ def descriptor(spec: Param) -> ParameterDescriptor:
 
 
 def _value(spec: Param, param: Parameter) -> Any:
-    """Return a parameter's value (an empty string array as an empty list)."""
+    """Return a parameter's value (arrays as lists)."""
     value = param.value
-    if spec.kind == STRING_ARRAY and isinstance(value, (list, tuple)) and not value:
-        return []
+    if spec.kind in ARRAYS and isinstance(value, (list, tuple, array.array)):
+        return list(value)
     return value

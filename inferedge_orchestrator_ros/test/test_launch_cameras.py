@@ -18,8 +18,10 @@ Launch test: one detector task over three cameras, under a namespace.
 Three synthetic cameras in /robot2 (front, left, and rear, which stops after 20 frames) feed
 one task with inputs [front, left, rear]: each camera's results arrive on its own topic,
 /robot2/inferedge_orchestrator/detector/<camera>/result, with that camera's header; once the
-rear camera stops, its input's diagnostics go to ERROR (stale) while the other two cameras'
-frames keep running; the telemetry counts every camera and the invariants hold per camera.
+rear camera stops, its input's diagnostics and the task's status of that camera go to ERROR
+(stale) while the other two cameras' frames keep running; the telemetry counts every camera
+and the invariants hold per camera. Per-camera priorities and budgets change live
+(`ros2 param set`), and a list that does not match the inputs is refused with the reason.
 """
 
 import unittest
@@ -86,12 +88,16 @@ class TestCameras(ros_test_env.ListenerTestCase):
         def level(name):
             for message in reversed(arrays):
                 for status in message.status:
-                    if status.name.endswith(f'input {name}'):
+                    if status.name.endswith(name):
                         return status.level
             return None
         self.assertTrue(self.listener.spin_until(
-            lambda: level('rear') == DiagnosticStatus.ERROR, 60.0), level('rear'))
-        self.assertEqual(level('front'), DiagnosticStatus.OK)
+            lambda: level('input rear') == DiagnosticStatus.ERROR and
+            level('task detector camera rear') == DiagnosticStatus.ERROR, 60.0),
+            (level('input rear'), level('task detector camera rear')))
+        self.assertEqual(level('input front'), DiagnosticStatus.OK)
+        self.assertNotEqual(level('task detector camera front'), DiagnosticStatus.ERROR)
+        self.assertNotEqual(level('task detector camera left'), DiagnosticStatus.ERROR)
         first = self.listener.telemetry_after(f'{NODE}/telemetry')
         later = self.listener.telemetry_after(f'{NODE}/telemetry', first.uptime_s + 2.0)
         [task] = later.tasks
@@ -104,6 +110,24 @@ class TestCameras(ros_test_env.ListenerTestCase):
         for name in ('front', 'left'):
             self.assertGreater(cameras[name].executed, before[name].executed)
         self.assertEqual(self.listener.invariant_violations(later), [])
+
+    def test_3_camera_priorities_and_budgets_change_live(self):
+        listener = self.listener
+        result = listener.set_parameters(NODE, {'detector.camera_priority': [100, 100, 10],
+                                                'detector.camera_budget_ms': [500, 500, 2000]},
+                                         atomically=True)
+        self.assertTrue(result.successful, result.reason)  # integers for a budget: accepted
+        self.assertEqual(listener.get_parameters(NODE, ['detector.camera_priority']),
+                         [[100, 100, 10]])
+        [refused] = listener.set_parameters(NODE, {'detector.camera_priority': [100, 10]})
+        self.assertFalse(refused.successful)
+        self.assertIn('detector.camera_priority', refused.reason)
+        self.assertIn('has 2 value(s) for 3 inputs', refused.reason)
+        first = listener.telemetry_after(f'{NODE}/telemetry')
+        later = listener.telemetry_after(f'{NODE}/telemetry', first.uptime_s + 2.0)
+        [task] = later.tasks
+        self.assertEqual(task.priority, 100)  # front and left frames keep coming
+        self.assertEqual(listener.invariant_violations(later), [])
 
 
 @launch_testing.post_shutdown_test()

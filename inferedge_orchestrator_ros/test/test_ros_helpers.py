@@ -163,7 +163,8 @@ def test_parameter_checks():
     assert 'allowed: drop_oldest' in params.TASK['drop_policy'].check('d.drop_policy', 'x')
     assert params.GLOBAL['tasks'].check('tasks', ['a', 'b']) is None
     live = {p.name for p in params.TASK_PARAMS if p.live}
-    assert live == {'priority', 'latency_budget_ms', 'enabled', 'max_rate_hz', 'min_rate_hz',
+    assert live == {'priority', 'latency_budget_ms', 'camera_priority', 'camera_budget_ms',
+                    'enabled', 'max_rate_hz', 'min_rate_hz',
                     'queue_size', 'drop_policy', 'order', 'on_deadline',
                     'expected_latency_ms', 'timeout_ms'}
 
@@ -222,3 +223,40 @@ def test_every_malformed_reason_of_the_node_is_documented():
     assert listed == node_reasons
     for reason in node_reasons:
         assert f'| `{reason}` |' in docs, reason
+
+
+def _flatten(tree, prefix=''):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f'{prefix}{key}.')
+        else:
+            yield f'{prefix}{key}', value
+
+
+def _params_files():
+    folder = os.path.join(os.path.dirname(__file__), '..', 'config')
+    if not os.path.isdir(folder):  # an installed copy: the package's share folder
+        from inferedge_orchestrator_ros.environment import share
+        folder = share('config')
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                  if name.endswith('.yaml'))
+
+
+@pytest.mark.parametrize('path', _params_files(), ids=os.path.basename)
+def test_every_shipped_params_file_makes_a_valid_config(path):
+    import yaml
+    with open(path, encoding='utf-8') as stream:
+        files = yaml.safe_load(stream)
+    given = dict(_flatten(next(block['ros__parameters'] for node, block in files.items()
+                               if node.endswith('inferedge_orchestrator'))))
+    pools, tasks = given.get('pools', ['cpu']), given['tasks']
+    values = {p.name: p.default for p in params.GLOBAL_PARAMS}
+    values.update({f'{pool}.{p.name}': p.default for pool in pools for p in params.POOL_PARAMS})
+    values.update({f'{task}.{p.name}': p.default for task in tasks for p in params.TASK_PARAMS})
+    values.update(given)
+    for task in tasks:  # model paths are given at launch (the demo's launch arguments)
+        if values[f'{task}.worker'] == 'onnxruntime':
+            values.setdefault(f'{task}.worker_options.model_path', f'/models/{task}.onnx')
+    config = load_config(params.config_from_parameters(values.get, given['inputs'], tasks,
+                                                       pools))
+    assert [t.name for t in config.tasks] == tasks and list(config.pools) == pools

@@ -52,6 +52,12 @@ def parse_task(where: str, data: Any, default_pool: str = 'cpu') -> TaskConfig:
     fields.setdefault('pool', default_pool)
     where = f'tasks.{name}'
     task = TaskConfig(name=name, **parse_fields(where, fields, schema(TaskConfig)))
+    for key in ('camera_priority', 'camera_budget_ms'):
+        values = getattr(task, key)
+        if values and len(values) != len(task.inputs):
+            raise ConfigError(f'{where}.{key}: {values!r} has {len(values)} value(s) for '
+                              f'{len(task.inputs)} inputs {task.inputs}; allowed: one per '
+                              'input, in their order, or none')
     if task.max_rate_hz and task.min_rate_hz > task.max_rate_hz:
         raise ConfigError(f'{where}.min_rate_hz: {task.min_rate_hz:g} is above max_rate_hz '
                           f'{task.max_rate_hz:g}; allowed: min_rate_hz <= max_rate_hz')
@@ -102,8 +108,8 @@ def parse_config(data: Any) -> OrchestratorConfig:
         raise ConfigError(f'orchestrator.pools: {pools!r} is not allowed; allowed: a mapping '
                           'of pool names to {slots: N}, e.g. {cpu: {slots: 1}}')
     for name, block in _blocks('orchestrator.pools', pools).items():
-        config.pools[name] = parse_section(f'orchestrator.pools.{name}', block, PoolConfig,
-                                           name=name)
+        config.pools[name] = _check_pool(parse_section(f'orchestrator.pools.{name}', block,
+                                                       PoolConfig, name=name))
     config.shedding = parse_section('orchestrator.shedding', section.get('shedding'),
                                     SheddingConfig)
     config.telemetry = parse_section('orchestrator.telemetry', section.get('telemetry'),
@@ -125,6 +131,7 @@ def parse_config(data: Any) -> OrchestratorConfig:
         if task.pool not in config.pools:
             raise ConfigError(f'tasks.{task.name}.pool: {task.pool!r} is not a pool; allowed: '
                               f'{", ".join(config.pools)}')
+        _pool_defaults(task, config.pools[task.pool])
         for name in task.inputs:
             if name not in config.inputs:
                 if declared:  # a typo would otherwise make an input nobody feeds
@@ -134,6 +141,36 @@ def parse_config(data: Any) -> OrchestratorConfig:
         config.tasks.append(task)
     _check_server_pools(config)
     return config
+
+
+# Pool settings that are also options of the workers that declare them: the pool's value is
+# the default of its tasks' workers (a task's own worker option wins).
+POOL_WORKER_OPTIONS = ('stream_priority',)
+
+
+def _pool_defaults(task: TaskConfig, pool: PoolConfig) -> None:
+    """Give task's worker the pool's POOL_WORKER_OPTIONS that the task leaves unset."""
+    declared = WORKERS.cls(task.worker).OPTIONS
+    for name in POOL_WORKER_OPTIONS:
+        if name in declared and task.worker_options.get(name) is None:
+            task.worker_options[name] = getattr(pool, name)
+
+
+def _check_pool(pool: PoolConfig) -> PoolConfig:
+    """
+    Refuse OS scheduling settings on a thread pool.
+
+    Its slots are threads of the engine's process: a starved slot thread would hold the GIL
+    and the engine's lock while a normal one waits for them (priority inversion).
+    """
+    if pool.isolation != 'process':
+        for key, default in (('os_policy', 'normal'), ('os_nice', 0)):
+            if getattr(pool, key) != default:
+                raise ConfigError(f'orchestrator.pools.{pool.name}.{key}: '
+                                  f'{getattr(pool, key)!r} needs isolation: process (a thread '
+                                  "pool's slots share the engine's GIL and lock); allowed: "
+                                  f'{default!r} here, or isolation: process')
+    return pool
 
 
 def remote_tasks(config: OrchestratorConfig, pool: str) -> List[TaskConfig]:

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Tuple
 
 from inferedge_orchestrator.config.checkers import name_list
-from inferedge_orchestrator.config.schema import CUSTOM, MAPPING, NAME, spec, STR_LIST
+from inferedge_orchestrator.config.schema import (CUSTOM, FLOAT_LIST, INT_LIST, MAPPING, NAME,
+                                                  spec, STR_LIST)
 from inferedge_orchestrator.contracts.errors import ConfigError
 from inferedge_orchestrator.contracts.formats import CHANNELS
 from inferedge_orchestrator.contracts.kinds import DECODERS, DISTRIBUTIONS, WORKERS
@@ -31,6 +32,7 @@ DROP_POLICIES = ('drop_oldest', 'drop_newest')
 ORDERS = ('oldest_first', 'newest_first')
 ON_DEADLINE = ('drop', 'run')
 MODES = ('priority', 'fifo')
+OS_POLICIES = ('normal', 'batch', 'idle')
 BIG = 1e9
 
 
@@ -76,6 +78,15 @@ class PoolConfig:
                               'numeric libraries (OMP, OpenBLAS, MKL) and of onnxruntime when '
                               'its intra_op_threads is 0, in each child (0: theirs)',
                               low=0, high=1024)
+    os_policy: str = spec('normal', 'process isolation: the Linux scheduling class of each '
+                          "child's threads: normal, batch (SCHED_BATCH) or idle (SCHED_IDLE: "
+                          'a core only when no normal thread wants it)', choices=OS_POLICIES)
+    os_nice: int = spec(0, "process isolation: the nice value of each child's threads "
+                        '(19: the lowest priority; raising priority is not offered)', low=0,
+                        high=19)
+    stream_priority: int = spec(0, 'tensorrt workers: the priority of their CUDA streams, '
+                                "CUDA's convention (lower runs first: -1 above the default 0),"
+                                " clamped to the device's range", low=-1000, high=1000)
     probe_backoff_s: float = spec(0.2, 'server pools (triton tasks): the wait before the first '
                                   'health probe after the server became unreachable; it '
                                   'doubles after each failed probe', low=0.01, high=600.0,
@@ -143,6 +154,14 @@ class TaskConfig:
     priority: int = spec(0, 'higher runs first', low=0, high=1000, live=True)
     latency_budget_ms: float = spec(100.0, 'stamp -> inference end budget', low=0.001,
                                     high=BIG, unit='ms', live=True)
+    camera_priority: List[int] = spec([], 'per input, in the order of inputs: the priority of '
+                                      "that camera's frames, in place of priority (empty: "
+                                      'priority for all)', kind=INT_LIST, low=0, high=1000,
+                                      live=True)
+    camera_budget_ms: List[float] = spec([], 'per input, in the order of inputs: the budget of '
+                                         "that camera's frames, in place of latency_budget_ms "
+                                         '(empty: latency_budget_ms for all)', kind=FLOAT_LIST,
+                                         low=0.001, high=BIG, unit='ms', live=True)
     queue_size: int = spec(4, 'queue bound (a smaller one drops frames: queue_resized)', low=1,
                            high=4096, live=True)
     drop_policy: str = spec('drop_oldest', 'which frame a full queue drops',

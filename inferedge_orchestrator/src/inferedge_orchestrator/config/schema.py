@@ -32,8 +32,11 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from inferedge_orchestrator.contracts.errors import ConfigError
 
 NAME_PATTERN = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
-BOOL, INT, FLOAT, STR, NAME, CHOICE, MAPPING, STR_LIST, CUSTOM = (
-    'bool', 'int', 'float', 'str', 'name', 'choice', 'mapping', 'str_list', 'custom')
+BOOL, INT, FLOAT, STR, NAME, CHOICE, MAPPING, STR_LIST, INT_LIST, FLOAT_LIST, CUSTOM = (
+    'bool', 'int', 'float', 'str', 'name', 'choice', 'mapping', 'str_list', 'int_list',
+    'float_list', 'custom')
+# A list of numbers: each element is checked as the scalar kind, with the field's range.
+ELEMENT_KINDS = {INT_LIST: INT, FLOAT_LIST: FLOAT}
 
 
 class _Required:
@@ -52,7 +55,8 @@ class Field:
     One setting.
 
     kind: BOOL, INT, FLOAT (ints accepted), STR, NAME (a letter, then letters, digits or
-    underscores), CHOICE (one of choices), MAPPING, STR_LIST, or CUSTOM (checker decides;
+    underscores), CHOICE (one of choices), MAPPING, STR_LIST, INT_LIST and FLOAT_LIST (each
+    element as INT or FLOAT, with low and high), or CUSTOM (checker decides;
     allowed_text says what it allows). low and high bound numbers (inclusive). live: it may
     change while the engine runs (Engine.update_task, `ros2 param set`).
     """
@@ -97,6 +101,9 @@ class Field:
             return 'a mapping'
         if self.kind == STR_LIST:
             return 'a list of strings'
+        if self.kind in ELEMENT_KINDS:
+            element = dataclasses.replace(self, kind=ELEMENT_KINDS[self.kind]).allowed()
+            return f'a list of {"integers" if self.kind == INT_LIST else "numbers"} ({element})'
         return 'a string'
 
     def check(self, where: str, value: Any) -> Any:
@@ -147,6 +154,14 @@ class Field:
                 raise ConfigError(f'{where}: {value!r} is not allowed; allowed: a list of '
                                   'strings')
             return list(value)
+        if kind in ELEMENT_KINDS:
+            if value is None:  # unset (an empty ROS array parameter reads so): none
+                return []
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f'{where}: {value!r} is not a list; allowed: '
+                                  f'{self.allowed()}')
+            element = dataclasses.replace(self, kind=ELEMENT_KINDS[kind])
+            return [element.check(f'{where}[{index}]', item) for index, item in enumerate(value)]
         if not isinstance(value, str):
             raise ConfigError(f'{where}: {value!r} is not a string')
         return value

@@ -123,7 +123,8 @@ class Admission:
         """
         pool = task.pool
         pool.advance(now)
-        deadline = now + task.budget_s - frame.age
+        budgets = task.camera_budgets_s
+        deadline = now + (task.budget_s if budgets is None else budgets[frame.input]) - frame.age
         queue_ = task.queue
         if len(queue_) >= queue_.capacity and not queue_.drop_oldest and task.drops_late and \
                 not self._fifo:

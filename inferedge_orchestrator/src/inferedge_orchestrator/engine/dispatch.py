@@ -42,6 +42,10 @@ class Dispatcher:
 
         Return when a held slot or a queued frame should be looked at again.
         """
+        for pool in self._pools.values():
+            # sum(), not any(): every task is refreshed; sorted again if one changed.
+            if pool.camera_levels and sum(t.refresh_priority() for t in pool.camera_levels):
+                pool.sort_tasks()
         wake = self._expiry.expire(now)
         if not running:
             return wake
@@ -80,7 +84,9 @@ class Dispatcher:
 
     def _start(self, pool: Pool, task: TaskState, now: float) -> float:
         """Start task's next frame on a free slot; return when its timeout is due."""
-        deadline, frame, lower_at = task.queue.take(task.next_entry(now))
+        queue_ = task.queue  # FIFO: its head, in arrival order across its cameras
+        entry = queue_.pop() if self._fifo else queue_.take(task.next_entry(now))
+        deadline, frame, lower_at = entry
         slot = pool.free.pop()
         blocking = task.lower_busy - lower_at
         job = Job(task, frame, deadline, slot, now, blocking)

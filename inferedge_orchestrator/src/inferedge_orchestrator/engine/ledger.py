@@ -40,9 +40,9 @@ class Ledger:
         if not entries:
             return
         task.count_dropped(reason, [entry.frame for entry in entries])
-        self.decisions.count_drop(task.name, reason, len(entries))
-        if self.trace is not None:
-            for entry in entries:
+        for entry in entries:
+            self.decisions.count_drop(task.name, entry.frame.input, reason)
+            if self.trace is not None:
                 self.trace.dropped(task.name, entry.frame, reason, now)
 
     def drop_frame(self, task: TaskState, frame: Frame, reason: str, now: float,
@@ -53,6 +53,6 @@ class Ledger:
         detail: why, for the DROP decision of the period (a server's message).
         """
         task.count_dropped(reason, (frame,))
-        self.decisions.count_drop(task.name, reason, detail=detail)
+        self.decisions.count_drop(task.name, frame.input, reason, detail=detail)
         if self.trace is not None:
             self.trace.dropped(task.name, frame, reason, now)

@@ -44,7 +44,7 @@ class Slot:
 
 class Job:
     __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker', 'blocking',
-                 'probe', 'hold_probe')
+                 'probe', 'hold_probe', 'priority')
 
     def __init__(self, task: TaskState, frame: Frame, deadline: float, slot: Slot,
                  start: float, blocking: float):
@@ -58,6 +58,7 @@ class Job:
         self.blocking = blocking  # how long lower-priority jobs held the pool while it waited
         self.probe = False  # it ran although its prediction said late
         self.hold_probe = False  # it ran although the priority hold would have kept it back
+        self.priority = task.priority  # its frame's (a camera's own priority may differ)
 
 
 class Pool:
@@ -77,7 +78,8 @@ class Pool:
         self.period_busy = 0.0
         self.utilisation = 0.0
         self.floors = False
-        self.mixed = False  # tasks of more than one priority: blocking is possible
+        self.mixed = False  # frames of more than one priority: blocking is possible
+        self.camera_levels = []  # its tasks whose cameras stand at several priorities
         self.integral_time = 0.0  # when advance() last grew the tasks' lower_busy
         for _ in range(slots):
             self.add_slot()
@@ -108,8 +110,10 @@ class Pool:
         """Order tasks by priority (the scheduler relies on it); call after any change."""
         self.tasks.sort(key=lambda t: (-t.priority, t.index))
         self.floors = any(t.config.min_rate_hz for t in self.tasks)
+        # Tasks whose cameras stand at several priorities: refreshed before each dispatch.
+        self.camera_levels = [t for t in self.tasks if t.camera_levels]
         priorities = sorted({t.priority for t in self.tasks}, reverse=True)
-        self.mixed = len(priorities) > 1
+        self.mixed = len(priorities) > 1 or bool(self.camera_levels)
         for task in self.tasks:  # what a server's priority levels are mapped from
             task.priority_rank = priorities.index(task.priority)
 
@@ -128,13 +132,13 @@ class Pool:
             job = self.slots[0].job
             if job is None:
                 return
-            lowest = job.task.priority
+            lowest = job.priority
             for task in self.tasks:  # priority-sorted
                 if task.priority <= lowest:
                     return
                 task.lower_busy += elapsed
             return
-        running = [s.job.task.priority for s in self.slots if s.job is not None]
+        running = [s.job.priority for s in self.slots if s.job is not None]
         if not running:
             return
         lowest = min(running)
@@ -147,7 +151,7 @@ class Pool:
 
     def lower_running(self, priority: int) -> bool:
         """Whether a job of a priority below `priority` holds one of the pool's slots."""
-        return any(s.job is not None and s.job.task.priority < priority for s in self.slots)
+        return any(s.job is not None and s.job.priority < priority for s in self.slots)
 
     def expected_free(self, now: float) -> List[float]:
         """When each slot is expected to be free: now, or its job's start + median service."""

@@ -58,7 +58,8 @@ class Retuner:
         self._ledger.drop_entries(task, dropped, reasons.QUEUE_RESIZED, now)
         task.pool.sort_tasks()
         self._expiry.rescan()
-        if config.priority != old.priority or config.enabled != old.enabled:
+        if (config.priority, config.camera_priority, config.enabled) != \
+                (old.priority, old.camera_priority, old.enabled):
             self._shedder.reset(now, list(self._tasks.values()), self._queue_depths())
         if not config.enabled:
             self._ledger.drop_entries(task, task.queue.clear(), reasons.DISABLED, now)

@@ -38,8 +38,8 @@ class TaskQueue:
     paths: its truth value is "not empty".
 
     A queue of a task over several inputs (cameras) bounds each camera's frames by capacity
-    and drops within the camera; the next frame is each camera's head (in the order) with the
-    earliest deadline, ties to the camera served longest ago.
+    and drops within the camera; head() and pop() keep the arrival order across its cameras
+    (FIFO mode), and the priority mode picks the frame (TaskState.next_entry) and take()s it.
     """
 
     __slots__ = ('capacity', 'drop_oldest', 'newest_first', 'entries', 'earliest_deadline',
@@ -113,13 +113,11 @@ class TaskQueue:
         entries = self.entries
         if not entries:
             return None
-        if self.per_camera:
-            return self._next_of_cameras()
         return entries[-1] if self.newest_first else entries[0]
 
     def pop(self) -> Entry:
         if self.per_camera:
-            return self.take(self._next_of_cameras())
+            return self.take(self.head())
         entry = self.entries.pop() if self.newest_first else self.entries.popleft()
         if entry.deadline <= self.earliest_deadline:
             self._recompute_earliest()
@@ -198,12 +196,6 @@ class TaskQueue:
     def last_served(self, camera: str) -> int:
         """Return the take that last served camera (-1: never): smaller waited longer."""
         return self._served.get(camera, -1)
-
-    def _next_of_cameras(self) -> Entry:
-        """Return each camera's head with the earliest deadline, ties to the longest waiting."""
-        served = self._served
-        return min((entries[0] for entries in self.camera_entries().values()),
-                   key=lambda e: (e.deadline, served.get(e.frame.input, -1)))
 
     def _oldest_of(self, camera: str) -> Entry:
         return next(e for e in self.entries if e.frame.input == camera)

@@ -191,8 +191,19 @@ class TaskState:
     def config(self, config: TaskConfig) -> None:
         # The fields the hot paths read, as plain attributes.
         self._config = config
-        self.priority = config.priority
-        self.budget_s = config.budget_s
+        # Cameras with priorities of their own: each camera's frames stand at its priority.
+        # The task's priority is then the highest of its cameras with frames queued (the
+        # dispatcher refreshes it: refresh_priority), or of all its cameras when none is.
+        self.camera_priorities = dict(zip(config.inputs, config.camera_priority))
+        self.camera_levels = len(set(config.camera_priority)) > 1
+        self.top_priority = max(config.camera_priority, default=config.priority)
+        self.priority = self.top_priority
+        # Cameras with budgets of their own: each frame's deadline is its camera's; the task's
+        # budget (expected frames, probes, shedding) is the tightest of them.
+        self.camera_budgets_s = {camera: budget / 1000.0 for camera, budget in
+                                 zip(config.inputs, config.camera_budget_ms)} or None
+        self.budget_s = min(self.camera_budgets_s.values()) if self.camera_budgets_s else \
+            config.budget_s
         self.drops_late = config.on_deadline == 'drop'
         self.enabled = config.enabled
         self.timeout_s = config.timeout_ms / 1000.0  # 0: no timeout
@@ -207,6 +218,15 @@ class TaskState:
         if config.expected_latency_ms != old.expected_latency_ms and config.expected_latency_ms:
             self.set_expected(config.expected_latency_ms / 1000.0)
         return dropped
+
+    def refresh_priority(self) -> bool:
+        """Set priority to its cameras' level now (camera_levels); True when it changed."""
+        counts = self.queue.counts
+        priority = max((level for camera, level in self.camera_priorities.items()
+                        if counts.get(camera)), default=self.top_priority)
+        changed = priority != self.priority
+        self.priority = priority
+        return changed
 
     def rate_limit_hz(self) -> float:
         """Return the admission limit in force: max_rate_hz and the shedding limit (0 = none)."""
@@ -257,12 +277,18 @@ class TaskState:
         in time as the earliest-deadline order does (each planned for the task's median
         service, back to back). Cameras in step have deadlines that differ only by their
         stamps' offsets: exact ties would hand every frame to one camera, and cameras out of
-        step would win by their phase.
+        step would win by their phase. Cameras of several priorities (camera_priority): only
+        those at the highest priority with frames queued offer.
         """
         queue_ = self.queue
         room = now + self.in_time_s
         offers = []
-        for entries in queue_.camera_entries().values():
+        cameras = queue_.camera_entries()
+        if self.camera_levels:  # only the cameras at the highest priority with frames queued
+            levels = self.camera_priorities
+            top = max(levels[camera] for camera in cameras)
+            cameras = {c: entries for c, entries in cameras.items() if levels[c] == top}
+        for entries in cameras.values():
             offer = entries[0]
             if self.drops_late and offer.deadline < room:
                 offer = next((e for e in entries if e.deadline >= room), offer)

@@ -39,6 +39,7 @@ class Decision:
     event: str
     reason: str
     task: str = ''
+    camera: str = ''  # DROP: the input (camera) of the dropped frames
     protected_task: str = ''
     count: int = 0
     limit_hz: float = 0.0
@@ -53,13 +54,13 @@ class Decision:
 
 
 class DecisionLog:
-    """Keeps the last `history` decisions and aggregates drops per (task, reason) and period."""
+    """Keeps the last `history` decisions; aggregates drops per task, camera, reason, period."""
 
     def __init__(self, history: int, on_decision: Optional[Callable[[Decision], None]] = None):
         self._ring: deque = deque(maxlen=history)
         self._on_decision = on_decision
-        self._pending_drops: Dict[Tuple[str, str], int] = {}
-        self._drop_details: Dict[Tuple[str, str], str] = {}  # the last one in the period
+        self._pending_drops: Dict[Tuple[str, str, str], int] = {}
+        self._drop_details: Dict[Tuple[str, str, str], str] = {}  # the last one in the period
         self._seq = 0
         self.total = 0
         self.by_event: Dict[str, int] = dict.fromkeys(reasons.EVENTS, 0)
@@ -89,20 +90,21 @@ class DecisionLog:
         for decision in outbox:
             self._on_decision(decision)
 
-    def count_drop(self, task: str, reason: str, count: int = 1, detail: str = '') -> None:
+    def count_drop(self, task: str, camera: str, reason: str, count: int = 1,
+                   detail: str = '') -> None:
         """Count drops for the period's DROP decision; detail: why (the latest one is kept)."""
-        key = (task, reason)
+        key = (task, camera, reason)
         self._pending_drops[key] = self._pending_drops.get(key, 0) + count
         if detail:
             self._drop_details[key] = detail
 
     def flush_drops(self, time: float, queue_depths: Dict[str, int]) -> List[Decision]:
-        """Emit one DROP decision per (task, reason) counted since the last flush."""
+        """Emit one DROP decision per (task, camera, reason) counted since the last flush."""
         pending, self._pending_drops = self._pending_drops, {}
         details, self._drop_details = self._drop_details, {}
-        return [self.add(time, reasons.DROP, reason, task=task, count=count,
-                         queue_depths=dict(queue_depths), detail=details.get((task, reason), ''))
-                for (task, reason), count in sorted(pending.items())]
+        return [self.add(time, reasons.DROP, reason, task=task, camera=camera, count=count,
+                         queue_depths=dict(queue_depths), detail=details.get(key, ''))
+                for key, count in sorted(pending.items()) for task, camera, reason in (key,)]
 
     def recent(self, since_seq: int = 0) -> List[Decision]:
         with self._lock:
