@@ -15,13 +15,15 @@
 """
 What users write without an orchestrator: every task's inference inside the image callback.
 
-    python3 benchmarks/inline_node.py --ros-args -p config_file:=tasks.yaml -p topic:=/camera
+    python3 benchmarks/inline_node.py --ros-args -p config_file:=tasks.yaml -p topic:=/camera \
+        [-p input:=front -r __node:=inline_front]
 
 One rclpy node, one subscription with the default QoS (reliable, keep last 10), a
 single-threaded executor; the callback runs each task of the config (the same onnxruntime
 worker, preprocessing and thread settings the orchestrator uses) one after the other and
-publishes an InferenceResult per task on ~/<task>/result with the image's header, as the
-orchestrator does, so that one subscriber measures both alike. The benchmark's baseline.
+publishes an InferenceResult per task on ~/<task>/result with the image's header and the
+input's name, as the orchestrator does, so that one subscriber measures both alike. The
+benchmark's baseline; one such node per camera is what yolo_ros users run.
 """
 
 import sys
@@ -43,6 +45,7 @@ class InlineNode(Node):
         super().__init__('inline_inference')
         config_file = self.declare_parameter('config_file', '').value
         topic = self.declare_parameter('topic', '/camera/image_raw').value
+        self._input = self.declare_parameter('input', 'camera').value
         config = load_config(config_file)
         self._workers = []
         for task in config.tasks:
@@ -62,12 +65,13 @@ class InlineNode(Node):
             self.get_logger().warning(f'malformed image: {reason}', throttle_duration_sec=5.0)
             return
         self._seq += 1
-        frame = Frame('camera', self._seq, time.monotonic(), 0.0, image=image,
+        frame = Frame(self._input, self._seq, time.monotonic(), 0.0, image=image,
                       encoding=msg.encoding)
         for name, worker, publisher in self._workers:
             result = InferenceResult()
             result.header = msg.header
             result.task = name
+            result.input = self._input
             result.frame_seq = self._seq
             try:
                 output = worker.infer(frame)

@@ -13,34 +13,47 @@
 # limitations under the License.
 
 """
-Several cameras, one detector: fairness and capacity over real ROS (a script, not a test).
+Several cameras, one detector: fairness, capacity and memory over real ROS (a script, not a test).
 
-    pip install --no-deps rapidocr-onnxruntime   # the PP-OCR detector .onnx
+    pip install --no-deps rapidocr-onnxruntime   # the PP-OCR detector and classifier .onnx
     source install/setup.bash
-    python3 benchmarks/multicamera.py --out docs/benchmarks/multicamera     # ~6 min
+    python3 benchmarks/multicamera.py --out docs/benchmarks/multicamera_points     # ~50 min
+    python3 benchmarks/multicamera.py --points 4x15 --systems one_task,per_camera,alone \
+        --no-classifier --out /tmp/multicamera        # the first sitting's comparison
 
-Systems, started fresh for every run and fed by one synthetic_camera process per camera
-(640x480 rgb8, reliable QoS, depth 10, each on its own topic):
+Points (--points): cameras x fps, 640x480 rgb8, one synthetic_camera process per camera
+(reliable QoS, depth 10, each on its own topic). Systems, started fresh for every run:
 - one_task: the orchestrator with one detector task over every camera (inputs: [...]), one
   cpu slot: one model copy, a queue per camera;
-- per_camera: the orchestrator with one detector task per camera, all priority 100, the
-  same budget, one cpu slot (what a user had to configure for several cameras before);
+- per_camera: the orchestrator with one detector task per camera, all priority 100, the same
+  budget, one cpu slot (what a user had to configure for several cameras before);
+- inline: one benchmarks/inline_node.py process per camera, the detector in its image
+  callback (what yolo_ros users run: a node per camera);
 - alone: the detector alone on one camera through the orchestrator (on_deadline run): its
   service time gives the slot's capacity in the same round (1 / its median).
-Each round runs both systems in a rotating order. A subscriber in this process receives
-every result (stamp -> receipt); the node's telemetry gives each camera's received rate.
-Figures per run: within-budget frames/s per camera and in all, Jain's index over the
-cameras, the share of executed frames that ended after their budget, and the total against
-the capacity, and the node's RSS (its telemetry's, models included). Targets (medians over
-rounds of same-round figures, min-max), for one_task: Jain >= 0.98, the worst camera >= 90% of
-the cameras' mean, within budget >= 90% of the capacity, RSS <= 0.5x per_camera's. Writes
-multicamera.json and multicamera.md to --out.
+With the classifier (default), the direction classifier (48x192, priority 50, budget 300 ms,
+min_rate_hz 1) also runs on the front camera (cam0) in one_task and per_camera (a task of the
+same node) and in the front camera's inline node. Each round runs every system at every point
+in a rotating order. A subscriber in this process receives every result (stamp -> receipt);
+the node's telemetry gives each camera's received rate; each camera process reports the rate
+it kept, and a point where a camera kept less than 95% of its rate is left out of the targets
+(said so). RSS and CPU are the system's processes' own (the orchestrator with its children,
+or every inline node; psutil, the `ros2 run` wrappers excluded), sampled at the window's ends.
+Figures per run: within-budget frames/s per camera and in all, Jain's index over the cameras,
+the worst camera, p99 per camera, the classifier's frames/s, the share of executed frames
+that ended after their budget, RSS, CPU. Targets (medians over rounds, min-max), for
+one_task: within budget >= 90% of the capacity at every overloaded point, Jain >= 0.98 and
+the worst camera >= 90% of the mean, the classifier >= its min_rate_hz, RSS at 4 cameras
+<= 0.5x per_camera's, and the memory one_task adds per extra camera ((RSS at the most cameras
+- at the fewest) / their difference) <= 10% of one detector task's own (per_camera's, the
+same way). Writes multicamera.json and multicamera.md to --out.
 """
 
 import argparse
 import datetime
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -50,10 +63,13 @@ from ros_launch import Background, ros_environment, stamp_ns, summary
 from ros_matrix import load_average, machine, model_folder, spread
 import yaml
 
-SYSTEMS = ('one_task', 'per_camera', 'alone')
-COMPARED = ('one_task', 'per_camera')
+SYSTEMS = ('one_task', 'per_camera', 'inline', 'alone')
+COMPARED = ('one_task', 'per_camera', 'inline')
 NODE = '/inferedge_orchestrator'
 DETECTOR = ('ch_PP-OCRv4_det_infer.onnx', [480, 640])
+CLASSIFIER = ('ch_ppocr_mobile_v2.0_cls_infer.onnx', [48, 192])
+CLASSIFIER_MIN_RATE_HZ = 1.0
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def camera_names(count: int) -> list:
@@ -61,11 +77,12 @@ def camera_names(count: int) -> list:
 
 
 def detector_block(name: str, cameras: list, budget_ms: float, on_deadline: str,
-                   threads: int) -> dict:
-    """Return one detector task in the core config format."""
-    filename, size = DETECTOR
-    return {'name': name, 'inputs': cameras, 'priority': 100, 'latency_budget_ms': budget_ms,
-            'queue_size': 1, 'on_deadline': on_deadline, 'worker': 'onnxruntime',
+                   threads: int, model=DETECTOR, priority: int = 100) -> dict:
+    """Return one detector (or classifier: model) task in the core config format."""
+    filename, size = model
+    return {'name': name, 'inputs': cameras, 'priority': priority,
+            'latency_budget_ms': budget_ms, 'queue_size': 1 if model is DETECTOR else 2,
+            'on_deadline': on_deadline, 'worker': 'onnxruntime',
             'worker_options': {'model_path': os.path.join(model_folder(), filename),
                                'input_size': size, 'intra_op_threads': threads,
                                'inter_op_threads': 1, 'warmup': 3, 'channel_order': 'bgr',
@@ -73,22 +90,38 @@ def detector_block(name: str, cameras: list, budget_ms: float, on_deadline: str,
                                'std': [0.5, 0.5, 0.5]}}
 
 
-def write_config(system: str, cameras: int, fps: float, budget_ms: float, threads: int,
-                 folder: str) -> str:
-    """Write the core config of a run; the orchestrator reads it as its config_file."""
+def classifier_block(threads: int) -> dict:
+    """Return the classifier on the front camera (cam0), with its rate floor."""
+    block = detector_block('classifier', ['cam0'], 300.0, 'drop', threads, CLASSIFIER, 50)
+    block['min_rate_hz'] = CLASSIFIER_MIN_RATE_HZ
+    return block
+
+
+def write_configs(system: str, cameras: int, fps: float, budget_ms: float, threads: int,
+                  classifier: bool, folder: str) -> list:
+    """Write the core configs of a run (one per inline node, else one); return the paths."""
     names = camera_names(1 if system == 'alone' else cameras)
     if system == 'one_task':
-        tasks = [detector_block('detector', names, budget_ms, 'drop', threads)]
+        configs = [[detector_block('detector', names, budget_ms, 'drop', threads)]]
+    elif system == 'inline':
+        configs = [[detector_block('detector', [camera], budget_ms, 'drop', threads)]
+                   for camera in names]
     else:
-        tasks = [detector_block(f'detector_{camera}', [camera], budget_ms,
-                                'run' if system == 'alone' else 'drop', threads)
-                 for camera in names]
-    config = {'orchestrator': {'pools': {'cpu': {'slots': 1}}, 'telemetry': {'period_s': 1.0}},
-              'inputs': {camera: {'rate_hz': fps} for camera in names}, 'tasks': tasks}
-    path = os.path.join(folder, f'{system}.yaml')
-    with open(path, 'w', encoding='utf-8') as stream:
-        yaml.safe_dump(config, stream)
-    return path
+        configs = [[detector_block(f'detector_{camera}', [camera], budget_ms,
+                                   'run' if system == 'alone' else 'drop', threads)
+                    for camera in names]]
+    if classifier and system != 'alone':
+        configs[0].append(classifier_block(threads))
+    paths = []
+    for index, tasks in enumerate(configs):
+        inputs = sorted({camera for task in tasks for camera in task['inputs']})
+        config = {'orchestrator': {'pools': {'cpu': {'slots': 1}},
+                                   'telemetry': {'period_s': 1.0}},
+                  'inputs': {camera: {'rate_hz': fps} for camera in inputs}, 'tasks': tasks}
+        paths.append(os.path.join(folder, f'{system}_{index}.yaml'))
+        with open(paths[-1], 'w', encoding='utf-8') as stream:
+            yaml.safe_dump(config, stream)
+    return paths
 
 
 def topic(camera: str) -> str:
@@ -104,6 +137,12 @@ def start_node(config: str, cameras: list, env: dict) -> Background:
                        '--ros-args'] + arguments, env)
 
 
+def start_inline(config: str, camera: str, env: dict) -> Background:
+    return Background([sys.executable, os.path.join(HERE, 'inline_node.py'), '--ros-args',
+                       '-r', f'__node:=inline_{camera}', '-p', f'config_file:={config}',
+                       '-p', f'topic:={topic(camera)}', '-p', f'input:={camera}'], env)
+
+
 def start_camera(camera: str, fps: float, env: dict) -> Background:
     return Background(['ros2', 'run', 'inferedge_orchestrator_ros', 'synthetic_camera',
                        '--ros-args', '-r', f'__node:={camera}', '-p', f'topic:={topic(camera)}',
@@ -112,14 +151,61 @@ def start_camera(camera: str, fps: float, env: dict) -> Background:
                        '-p', 'depth:=10'], env)
 
 
-def result_topics(system: str, cameras: list) -> list:
+def result_topics(system: str, cameras: list, classifier: bool) -> list:
     """Return the result topics of a system: per camera, one task's or its own task's."""
     if system == 'one_task':
-        return [f'{NODE}/detector/{camera}/result' for camera in cameras]
-    return [f'{NODE}/detector_{camera}/result' for camera in cameras]
+        topics = [f'{NODE}/detector/{camera}/result' for camera in cameras]
+    elif system == 'inline':
+        topics = [f'/inline_{camera}/detector/result' for camera in cameras]
+    else:
+        topics = [f'{NODE}/detector_{camera}/result' for camera in cameras]
+    if classifier and system != 'alone':
+        topics.append('/inline_cam0/classifier/result' if system == 'inline' else
+                      f'{NODE}/classifier/result')
+    return topics
 
 
-def measure(domain: int, topics: list, args, processes) -> dict:
+def process_tree(processes: list) -> list:
+    """Return the psutil processes of the systems' nodes, their children, not ros2 run's."""
+    import psutil
+    found = []
+    for process in processes:
+        try:
+            root = psutil.Process(process.process.pid)
+            tree = [root] + root.children(recursive=True)
+        except psutil.Error:
+            continue
+        for item in tree:
+            try:
+                command = ' '.join(item.cmdline())
+            except psutil.Error:
+                continue
+            if 'ros2 run' not in command and '/ros2 ' not in command:
+                found.append(item)
+    return found
+
+
+def usage(processes: list) -> tuple:
+    """Return (RSS MB, CPU seconds) summed over the systems' processes now."""
+    import psutil
+    rss, cpu = 0.0, 0.0
+    for item in process_tree(processes):
+        try:
+            rss += item.memory_info().rss / 2 ** 20
+            times = item.cpu_times()
+            cpu += times.user + times.system
+        except psutil.Error:
+            continue
+    return rss, cpu
+
+
+def kept_rate(camera: Background) -> float:
+    """Return the rate the camera process says it kept (0 when it said nothing)."""
+    match = re.findall(r'sent \d+ frames in [\d.]+ s: ([\d.]+) fps', camera.output())
+    return float(match[-1]) if match else 0.0
+
+
+def measure(domain: int, topics: list, args, processes, system_processes) -> dict:
     """Spin a subscriber of every task's results and the telemetry until the window is over."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -131,12 +217,12 @@ def measure(domain: int, topics: list, args, processes) -> dict:
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     clock = node.get_clock()
-    # samples: (camera, stamp_ns, receipt_ns, status, service_ms, the node's deadline_met)
-    samples, telemetry = [], []
+    # samples: (task, camera, stamp_ns, receipt_ns, status, service_ms, deadline_met)
+    samples, telemetry, usages = [], [], []
 
     def on_result(msg):
-        samples.append((msg.input, stamp_ns(msg.header), clock.now().nanoseconds, msg.status,
-                        msg.preprocess_ms + msg.inference_ms, msg.deadline_met))
+        samples.append((msg.task, msg.input, stamp_ns(msg.header), clock.now().nanoseconds,
+                        msg.status, msg.preprocess_ms + msg.inference_ms, msg.deadline_met))
     reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
     for name in topics:
         node.create_subscription(InferenceResult, name, on_result, reliable)
@@ -154,13 +240,16 @@ def measure(domain: int, topics: list, args, processes) -> dict:
                 begin = clock.now().nanoseconds + int(args.warmup_s * 1e9)
                 window = (begin, begin + int(args.window_s * 1e9))
                 deadline = time.monotonic() + args.warmup_s + args.window_s + 10.0
-            if window is not None and clock.now().nanoseconds > window[1] + 1e9:
+            now = clock.now().nanoseconds
+            if window is not None and len(usages) < 2 and now >= window[len(usages)]:
+                usages.append((now, *usage(system_processes)))
+            if window is not None and now > window[1] + 1e9:
                 break  # a second after the window, for the results of its last frames
     finally:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-    return {'window_ns': window, 'samples': samples, 'telemetry': telemetry}
+    return {'window_ns': window, 'samples': samples, 'telemetry': telemetry, 'usages': usages}
 
 
 def received_rates(telemetry: list, window_ns) -> dict:
@@ -184,12 +273,12 @@ def analyse(system: str, cameras: list, budget_ms: float, raw: dict) -> dict:
     """Return the figures of one run over the frames stamped inside the window."""
     begin, end = raw['window_ns']
     seconds = (end - begin) / 1e9
+    inside = [s for s in raw['samples'] if begin <= s[2] < end and s[4] == 0]
     per_camera = {}
     services = []
     for camera in cameras:
-        ok = [((receipt - stamp) / 1e6, service, met) for name, stamp, receipt, status,
-              service, met in raw['samples']
-              if name == camera and begin <= stamp < end and status == 0]
+        ok = [((receipt - stamp) / 1e6, service, met) for task, name, stamp, receipt, _,
+              service, met in inside if name == camera and task != 'classifier']
         latencies = [latency for latency, _, _ in ok]
         services += [service for _, service, _ in ok]
         within = sum(1 for v in latencies if v <= budget_ms)
@@ -202,13 +291,20 @@ def analyse(system: str, cameras: list, budget_ms: float, raw: dict) -> dict:
     late = sum(c['late_executed'] for c in per_camera.values())
     late_in_node = sum(c['late_in_node'] for c in per_camera.values())
     within = [c['within_budget_per_s'] for c in per_camera.values()]
-    rss = [m.rss_mb for m in raw['telemetry'] if begin <= stamp_ns(m.header) <= end]
+    usages = raw['usages']
+    rss = cpu = None
+    if len(usages) == 2:
+        (t0, _, cpu0), (t1, rss, cpu1) = usages
+        cpu = (cpu1 - cpu0) / ((t1 - t0) / 1e9)
     return {'system': system, 'seconds': seconds, 'cameras': per_camera,
-            'rss_mb': max(rss) if rss else None,
+            'rss_mb': rss, 'cpu_cores': cpu,
+            'classifier_per_s': sum(1 for s in inside if s[0] == 'classifier') / seconds,
             'camera_rates': received_rates(raw['telemetry'], raw['window_ns']),
             'within_budget_per_s': sum(within), 'worst_camera_within_per_s': min(within),
             'jain': jain(within), 'late_share': late / executed if executed else 0.0,
             'late_in_node_share': late_in_node / executed if executed else 0.0,
+            'p99_worst_ms': max((c['end_to_end']['p99_ms'] or 0.0)
+                                for c in per_camera.values()),
             'service_p50_ms': statistics.median(services) if services else None}
 
 
@@ -217,135 +313,226 @@ def run_once(system: str, cameras: int, fps: float, budget_ms: float, args,
     env = ros_environment(domain)
     names = camera_names(1 if system == 'alone' else cameras)
     with tempfile.TemporaryDirectory(prefix='multicamera_') as folder:
-        config = write_config(system, cameras, fps, budget_ms, args.threads, folder)
-        node = start_node(config, names, env)
+        configs = write_configs(system, cameras, fps, budget_ms, args.threads, args.classifier,
+                                folder)
+        if system == 'inline':
+            nodes = [start_inline(config, camera, env) for config, camera in
+                     zip(configs, names)]
+        else:
+            nodes = [start_node(configs[0], names, env)]
         feeds = [start_camera(camera, fps, env) for camera in names]
         try:
-            raw = measure(domain, result_topics(system, names), args, [node] + feeds)
+            raw = measure(domain, result_topics(system, names, args.classifier), args,
+                          nodes + feeds, nodes)
         finally:
             for feed in feeds:
                 feed.stop()
-            node.stop()
+            for node in nodes:
+                node.stop()
         if raw['window_ns'] is None or not raw['samples']:
-            print(node.output()[-3000:], file=sys.stderr)
+            print(nodes[0].output()[-3000:], file=sys.stderr)
             raise SystemExit(f'{system}: no results')
-        for process in [node] + feeds:
+        kept = {camera: kept_rate(feed) for camera, feed in zip(names, feeds)}
+        for process in nodes + feeds:
             process.discard_log()
-    return analyse(system, names, budget_ms, raw)
-
-
-def aggregate(runs: list, fps: float) -> dict:
-    """Per compared system: medians over rounds of figures against `alone` of the same round."""
-    rounds = {}
-    for run in runs:
-        rounds.setdefault(run['round'], {})[run['system']] = run
-    keys = ('jain', 'within_per_s', 'worst_camera_within_per_s', 'worst_x_mean',
-            'capacity_per_s', 'within_x_capacity', 'late_share', 'late_in_node_share',
-            'service_x_alone', 'camera_rate_min', 'rss_mb', 'rss_x_per_camera')
-    table = {}
-    for system in COMPARED:
-        rows = {key: [] for key in keys}
-        for systems in rounds.values():
-            mine, alone = systems.get(system), systems.get('alone')
-            if mine is None or alone is None or not alone['service_p50_ms']:
-                continue
-            capacity = 1000.0 / alone['service_p50_ms']
-            within = [c['within_budget_per_s'] for c in mine['cameras'].values()]
-            rows['jain'].append(mine['jain'])
-            rows['within_per_s'].append(mine['within_budget_per_s'])
-            rows['worst_camera_within_per_s'].append(mine['worst_camera_within_per_s'])
-            mean = sum(within) / len(within)
-            rows['worst_x_mean'].append(min(within) / mean if mean else 0.0)
-            rows['capacity_per_s'].append(capacity)
-            rows['within_x_capacity'].append(mine['within_budget_per_s'] / capacity)
-            rows['late_share'].append(mine['late_share'])
-            rows['late_in_node_share'].append(mine['late_in_node_share'])
-            rows['service_x_alone'].append(mine['service_p50_ms'] / alone['service_p50_ms'])
-            rows['camera_rate_min'].append(min(mine['camera_rates'].values(), default=0.0) /
-                                           fps)
-            if mine['rss_mb']:
-                rows['rss_mb'].append(mine['rss_mb'])
-            other = systems.get('per_camera')
-            if system == 'one_task' and other and other['rss_mb'] and mine['rss_mb']:
-                rows['rss_x_per_camera'].append(mine['rss_mb'] / other['rss_mb'])
-        table[system] = {key: spread(values) for key, values in rows.items()}
-    return table
-
-
-# (figure, text, bound, sign): met when sign * (median - bound) >= 0.
-TARGETS = (('jain', 'Jain >= 0.98', 0.98, 1),
-           ('worst_x_mean', 'worst camera >= 90% of mean', 0.9, 1),
-           ('within_x_capacity', 'within budget >= 90% of capacity', 0.9, 1),
-           ('rss_x_per_camera', 'RSS <= 0.5x one task per camera', 0.5, -1))
-
-
-def met(table: dict) -> list:
-    """Return (target, median, met) of the one_task system."""
-    figures = table.get('one_task', {})
-    result = []
-    for key, text, bound, sign in TARGETS:
-        median = (figures.get(key) or {}).get('median')
-        result.append((text, key, median is not None and sign * (median - bound) >= 0))
+    result = analyse(system, names, budget_ms, raw)
+    result.update(cameras_count=cameras, fps=fps, kept_rates=kept,
+                  kept_min=min(kept.values()) / fps)
     return result
 
 
-def report(table: dict, runs: list, meta: dict) -> str:
-    def cell(system, key, percent=False, digits=2):
-        value = table.get(system, {}).get(key)
+def aggregate(runs: list) -> dict:
+    """Per point and compared system: medians over rounds, against `alone` of the same round."""
+    rounds = {}
+    for run in runs:
+        point = (run['cameras_count'], run['fps'])
+        rounds.setdefault(point, {}).setdefault(run['round'], {})[run['system']] = run
+    keys = ('jain', 'within_per_s', 'worst_camera_within_per_s', 'worst_x_mean',
+            'capacity_per_s', 'within_x_capacity', 'late_share', 'late_in_node_share',
+            'service_x_alone', 'camera_rate_min', 'kept_min', 'p99_worst_ms',
+            'classifier_per_s', 'rss_mb', 'rss_x_per_camera', 'cpu_cores')
+    table = {}
+    for point, by_round in rounds.items():
+        fps = point[1]
+        for system in COMPARED:
+            rows = {key: [] for key in keys}
+            for systems in by_round.values():
+                mine, alone = systems.get(system), systems.get('alone')
+                if mine is None or alone is None or not alone['service_p50_ms']:
+                    continue
+                capacity = 1000.0 / alone['service_p50_ms']
+                within = [c['within_budget_per_s'] for c in mine['cameras'].values()]
+                mean = sum(within) / len(within)
+                rows['jain'].append(mine['jain'])
+                rows['within_per_s'].append(mine['within_budget_per_s'])
+                rows['worst_camera_within_per_s'].append(mine['worst_camera_within_per_s'])
+                rows['worst_x_mean'].append(min(within) / mean if mean else 0.0)
+                rows['capacity_per_s'].append(capacity)
+                rows['within_x_capacity'].append(mine['within_budget_per_s'] / capacity)
+                rows['late_share'].append(mine['late_share'])
+                rows['late_in_node_share'].append(mine['late_in_node_share'])
+                if mine['service_p50_ms']:
+                    rows['service_x_alone'].append(mine['service_p50_ms'] /
+                                                   alone['service_p50_ms'])
+                rows['camera_rate_min'].append(
+                    min(mine['camera_rates'].values(), default=0.0) / fps)
+                rows['kept_min'].append(mine['kept_min'])
+                rows['p99_worst_ms'].append(mine['p99_worst_ms'])
+                rows['classifier_per_s'].append(mine['classifier_per_s'])
+                rows['cpu_cores'].append(mine['cpu_cores'])
+                rows['rss_mb'].append(mine['rss_mb'])
+                other = systems.get('per_camera')
+                if system == 'one_task' and other and other['rss_mb'] and mine['rss_mb']:
+                    rows['rss_x_per_camera'].append(mine['rss_mb'] / other['rss_mb'])
+            table[(point, system)] = {key: spread(values) for key, values in rows.items()}
+    return table
+
+
+def memory_per_camera(runs: list) -> dict:
+    """
+    Return, per system, the RSS it adds per extra camera, at the fps with the most points.
+
+    (RSS at the most cameras - at the fewest) / their difference, per round; one_task's against
+    per_camera's of the same round (one detector task's own footprint, measured alike).
+    """
+    by_fps = {}
+    for run in runs:
+        by_fps.setdefault(run['fps'], set()).add(run['cameras_count'])
+    if not by_fps:
+        return {}
+    fps = max(by_fps, key=lambda f: (len(by_fps[f]), -f))
+    fewest, most = min(by_fps[fps]), max(by_fps[fps])
+    if fewest == most:
+        return {}
+    rss = {}
+    for run in runs:
+        if run['fps'] == fps and run['cameras_count'] in (fewest, most) and run['rss_mb']:
+            rss[(run['system'], run['round'], run['cameras_count'])] = run['rss_mb']
+    added = {}
+    for (system, round_index, count), value in rss.items():
+        other = rss.get((system, round_index, fewest))
+        if count == most and other is not None:
+            added.setdefault(system, {})[round_index] = (value - other) / (most - fewest)
+    ratios = [added['one_task'][r] / added['per_camera'][r]
+              for r in added.get('one_task', {}) if added.get('per_camera', {}).get(r)]
+    return {'fps': fps, 'fewest': fewest, 'most': most,
+            'per_camera_mb': {system: spread(list(values.values()))
+                              for system, values in added.items()},
+            'one_task_x_task': spread(ratios)}
+
+
+def targets(table: dict, memory: dict, classifier: bool) -> list:
+    """Return (target, point or '', measured, met: True, False or None for n/a)."""
+    def median(point, key, system='one_task'):
+        value = table.get((point, system), {}).get(key)
+        return None if value is None else value['median']
+    out = []
+    for point in sorted({point for point, _ in table}):
+        cameras, fps = point
+        label = f'{cameras} x {fps:g} fps'
+        kept = median(point, 'kept_min')
+        if kept is not None and kept < 0.95:
+            out.append(('the cameras keep their rate', label,
+                        f'a camera kept {kept:.0%} of {fps:g} fps: point left out', None))
+            continue
+        capacity = median(point, 'capacity_per_s')
+        within = median(point, 'within_x_capacity')
+        if capacity is not None and within is not None and cameras * fps > capacity:
+            out.append(('within budget >= 90% of the capacity (overloaded)', label,
+                        f'{within:.0%}', within >= 0.9))
+        jain_index, worst = median(point, 'jain'), median(point, 'worst_x_mean')
+        if jain_index is not None:
+            out.append(('Jain >= 0.98', label, f'{jain_index:.3f}', jain_index >= 0.98))
+            out.append(('worst camera >= 90% of the mean', label, f'{worst:.0%}',
+                        worst >= 0.9))
+        rate = median(point, 'classifier_per_s')
+        if classifier and rate is not None:
+            out.append((f'classifier >= its min_rate_hz {CLASSIFIER_MIN_RATE_HZ:g}', label,
+                        f'{rate:.2f}/s', rate >= CLASSIFIER_MIN_RATE_HZ))
+        ratio = median(point, 'rss_x_per_camera')
+        if cameras == 4 and ratio is not None:
+            out.append(("RSS <= 0.5x one task per camera's", label, f'{ratio:.2f}x',
+                        ratio <= 0.5))
+    ratio = (memory.get('one_task_x_task') or {}).get('median')
+    if ratio is not None:
+        out.append(("memory per extra camera <= 10% of one detector task's", f'{memory["fewest"]}'
+                    f' -> {memory["most"]} cameras x {memory["fps"]:g} fps', f'{ratio:.1%}',
+                    ratio <= 0.10))
+    return out
+
+
+def report(table: dict, memory: dict, checks: list, runs: list, meta: dict) -> str:
+    def cell(point, system, key, percent=False, digits=2):
+        value = table.get((point, system), {}).get(key)
         if value is None:
             return '-'
         if percent:
             return f'{value["median"]:.0%} ({value["min"]:.0%}-{value["max"]:.0%})'
         return (f'{value["median"]:.{digits}f} ({value["min"]:.{digits}f}-'
                 f'{value["max"]:.{digits}f})')
-    rows = (('within budget, all cameras (/s)', 'within_per_s', False, 2),
+    rows = (('detector within budget, all cameras (/s)', 'within_per_s', False, 2),
             ("slot capacity: 1 / the alone detector's median service (/s)", 'capacity_per_s',
              False, 2),
             ('within budget x capacity', 'within_x_capacity', True, 2),
             ('worst camera within budget (/s)', 'worst_camera_within_per_s', False, 2),
             ("worst camera x the cameras' mean", 'worst_x_mean', True, 2),
             ("Jain's index over the cameras", 'jain', False, 3),
+            ('worst camera p99 (ms, executed frames)', 'p99_worst_ms', False, 0),
+            ('classifier frames/s (front camera)', 'classifier_per_s', False, 2),
             ('executed frames late at receipt', 'late_share', True, 2),
-            ('executed frames late in the node (deadline_met false)', 'late_in_node_share',
-             True, 2),
             ("detector median service x alone's", 'service_x_alone', False, 2),
             ("slowest camera's received rate x fps", 'camera_rate_min', True, 2),
-            ('node RSS (MB)', 'rss_mb', False, 0),
-            ("RSS x one task per camera's", 'rss_x_per_camera', False, 2))
-    lines = [f'Measured {meta["date"]} on {meta["machine"]}; {meta["cameras"]} cameras x '
-             f'{meta["fps"]:g} fps, budget {meta["budget_ms"]:g} ms, {meta["rounds"]} '
-             f'round(s) of {meta["window_s"]:g} s windows; load average at the start '
-             f'{meta["load_start"]}, at the end {meta["load_end"]}. Medians over rounds '
-             '(min-max).', '',
-             '| figure | one task over the cameras | one task per camera |',
-             '| --- | --- | --- |']
-    for text, key, percent, digits in rows:
-        lines.append(f'| {text} | {cell("one_task", key, percent, digits)} | '
-                     f'{cell("per_camera", key, percent, digits)} |')
-    lines += ['', '| round | system | within/s per camera | executed/s per camera | '
-              'service p50 ms | RSS MB |', '| --- | --- | --- | --- | --- | --- |']
+            ("slowest camera process's own rate x fps", 'kept_min', True, 2),
+            ('RSS of the system (MB)', 'rss_mb', False, 0),
+            ("RSS x one task per camera's", 'rss_x_per_camera', False, 2),
+            ('CPU (cores)', 'cpu_cores', False, 2))
+    lines = [f'Measured {meta["date"]} on {meta["machine"]}; budget {meta["budget_ms"]:g} ms, '
+             f'classifier {"on the front camera" if meta["classifier"] else "off"}, '
+             f'{meta["rounds"]} round(s) of {meta["window_s"]:g} s windows; load average at '
+             f'the start {meta["load_start"]}, at the end {meta["load_end"]}. Medians over '
+             'rounds (min-max).']
+    for point in sorted({point for point, _ in table}):
+        lines += ['', f'{point[0]} cameras x {point[1]:g} fps', '',
+                  '| figure | ' + ' | '.join(COMPARED) + ' |',
+                  '| --- |' + ' --- |' * len(COMPARED)]
+        for text, key, percent, digits in rows:
+            lines.append(f'| {text} | ' + ' | '.join(
+                cell(point, system, key, percent, digits) for system in COMPARED) + ' |')
+    if memory:
+        lines += ['', f'Memory per extra camera ({memory["fewest"]} -> {memory["most"]} cameras'
+                  f' x {memory["fps"]:g} fps): ' + ', '.join(
+                      f'{system} {value["median"]:.1f} MB ({value["min"]:.1f}-'
+                      f'{value["max"]:.1f})' for system, value in
+                      memory['per_camera_mb'].items() if value)]
+    lines += ['', '| round | point | system | within/s per camera | executed/s per camera | '
+              'service p50 ms | RSS MB | CPU |', '|' + ' --- |' * 8]
     for run in runs:
         cameras = run['cameras'].values()
         within = ', '.join(f'{c["within_budget_per_s"]:.1f}' for c in cameras)
         executed = ', '.join(f'{c["executed_per_s"]:.1f}' for c in cameras)
-        lines.append(f'| {run["round"] + 1} | {run["system"]} | {within} | {executed} | '
-                     f'{run["service_p50_ms"] or 0:.1f} | {run["rss_mb"] or 0:.0f} |')
-    lines += ['', '| target (one task over the cameras) | measured | met |',
-              '| --- | --- | --- |']
-    for text, key, ok in met(table):
-        percent = key in ('worst_x_mean', 'within_x_capacity')
-        lines.append(f'| {text} | {cell("one_task", key, percent, 3 if key == "jain" else 2)}'
-                     f' | {"yes" if ok else "**no**"} |')
+        lines.append(f'| {run["round"] + 1} | {run["cameras_count"]} x {run["fps"]:g} | '
+                     f'{run["system"]} | {within} | {executed} | '
+                     f'{run["service_p50_ms"] or 0:.1f} | {run["rss_mb"] or 0:.0f} | '
+                     f'{run["cpu_cores"] or 0:.2f} |')
+    lines += ['', '| target (one task over the cameras) | point | measured | met |',
+              '| --- | --- | --- | --- |']
+    for text, label, measured, ok in checks:
+        verdict = 'n/a' if ok is None else ('yes' if ok else '**no**')
+        lines.append(f'| {text} | {label} | {measured} | {verdict} |')
     return '\n'.join(lines) + '\n'
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--cameras', type=int, default=4)
-    parser.add_argument('--fps', type=float, default=15.0)
+    parser.add_argument('--points', default='2x15,4x15,8x15,4x30',
+                        help='cameras x fps, comma-separated (2x15,4x15,8x15,4x30)')
+    parser.add_argument('--systems', default=','.join(SYSTEMS),
+                        help=f'a subset of {",".join(SYSTEMS)} (alone is needed)')
+    parser.add_argument('--no-classifier', dest='classifier', action='store_false',
+                        help='no classifier on the front camera')
     parser.add_argument('--budget-ms', type=float, default=150.0)
     parser.add_argument('--rounds', type=int, default=3)
-    parser.add_argument('--window-s', type=float, default=40.0)
+    parser.add_argument('--window-s', type=float, default=30.0)
     parser.add_argument('--warmup-s', type=float, default=5.0,
                         help='from the first result to the window')
     parser.add_argument('--startup-timeout-s', type=float, default=90.0)
@@ -354,32 +541,43 @@ def main(argv=None) -> int:
                         help='the first ROS_DOMAIN_ID; run i uses domain + i %% 10 (90)')
     parser.add_argument('--out', required=True, help='folder of the outputs')
     args = parser.parse_args(argv)
+    points = [tuple(int(v) if i == 0 else float(v) for i, v in enumerate(p.split('x')))
+              for p in args.points.split(',')]
+    systems = tuple(s for s in SYSTEMS if s in args.systems.split(','))
     os.makedirs(args.out, exist_ok=True)
     meta = {'date': datetime.date.today().isoformat(), 'machine': machine(),
-            'cameras': args.cameras, 'fps': args.fps, 'budget_ms': args.budget_ms,
-            'rounds': args.rounds, 'window_s': args.window_s, 'load_start': load_average(),
-            'command': ' '.join(sys.argv)}
+            'points': args.points, 'systems': list(systems), 'classifier': args.classifier,
+            'budget_ms': args.budget_ms, 'rounds': args.rounds, 'window_s': args.window_s,
+            'load_start': load_average(), 'command': ' '.join(sys.argv)}
     runs = []
     for round_index in range(args.rounds):
-        shift = round_index % len(SYSTEMS)
-        for system in SYSTEMS[shift:] + SYSTEMS[:shift]:
-            run = run_once(system, args.cameras, args.fps, args.budget_ms, args,
-                           args.domain + len(runs) % 10)
-            run['round'] = round_index
-            runs.append(run)
-            print(f'round {round_index + 1}/{args.rounds} {system:<10} within/s '
-                  f'{run["within_budget_per_s"]:.2f} jain {run["jain"]:.3f} late '
-                  f'{run["late_share"]:.1%} service p50 {run["service_p50_ms"] or 0:.1f} ms',
-                  flush=True)
+        for point_index, (cameras, fps) in enumerate(points):
+            shift = (round_index + point_index) % len(systems)
+            for system in systems[shift:] + systems[:shift]:
+                run = run_once(system, cameras, fps, args.budget_ms, args,
+                               args.domain + len(runs) % 10)
+                run['round'] = round_index
+                runs.append(run)
+                print(f'round {round_index + 1}/{args.rounds} {cameras} x {fps:g} fps '
+                      f'{system:<10} within/s {run["within_budget_per_s"]:.2f} jain '
+                      f'{run["jain"]:.3f} classifier {run["classifier_per_s"]:.2f}/s kept '
+                      f'{run["kept_min"]:.0%} RSS {run["rss_mb"] or 0:.0f} MB', flush=True)
     meta['load_end'] = load_average()
-    table = aggregate(runs, args.fps)
-    text = report(table, runs, meta)
+    table = aggregate(runs)
+    memory = memory_per_camera(runs)
+    checks = targets(table, memory, args.classifier)
+    text = report(table, memory, checks, runs, meta)
     print(text)
     with open(os.path.join(args.out, 'multicamera.json'), 'w', encoding='utf-8') as stream:
-        json.dump({'meta': meta, 'runs': runs, 'table': table}, stream, indent=1)
+        json.dump({'meta': meta, 'runs': runs, 'memory': memory,
+                   'table': [{'cameras': point[0], 'fps': point[1], 'system': system,
+                              'figures': figures}
+                             for (point, system), figures in table.items()],
+                   'targets': [{'target': t, 'point': p, 'measured': m, 'met': ok}
+                               for t, p, m, ok in checks]}, stream, indent=1)
     with open(os.path.join(args.out, 'multicamera.md'), 'w', encoding='utf-8') as stream:
         stream.write(text)
-    return 0 if all(ok for _, _, ok in met(table)) else 1
+    return 0 if all(ok is not False for *_, ok in checks) else 1
 
 
 if __name__ == '__main__':

@@ -20,6 +20,7 @@ The real-ROS benchmark matrix (a script, not a test): four systems in interleave
     python3 benchmarks/ros_matrix.py --out docs/benchmarks            # ~45 min
     python3 benchmarks/ros_matrix.py --short --out /tmp/matrix        # one point, one round
     python3 benchmarks/ros_matrix.py --short --threads-study --out /tmp/threads
+    python3 benchmarks/ros_matrix.py --pools --out docs/benchmarks/pools      # ~95 min
 
 Systems, each started fresh for every run with its own parameters and fed by a fresh camera
 process (synthetic_camera, 640x480 rgb8, reliable QoS, depth 10):
@@ -30,6 +31,11 @@ process (synthetic_camera, 640x480 rgb8, reliable QoS, depth 10):
 - inline: benchmarks/inline_node.py, the three models in the image callback;
 - alone: the detector alone through the orchestrator, on_deadline run, the same detector
   block: the machine's floor at that moment.
+--pools: the background tasks on a pool of their own, at a lower OS priority (issue 26).
+First a study at 15 fps / 150 ms (--study-rounds, --study-window-s) of the two-pool systems of
+POOL_SYSTEMS beside `alone`; the one that best keeps the detector as alone while the others
+run (pick_pool_system) then runs beside `priority` (one slot) and `alone` at the points of
+--pool-points, --rounds (5) rounds of --window-s (60 s) windows.
 One subscriber in this process measures every result from header.stamp to its receipt. Points:
 fps x detector budget (10, 15, 30 x 80, 150 ms by default); each round runs every system at
 every point, in a rotating order; figures are medians over rounds of same-round ratios to
@@ -62,6 +68,17 @@ MODELS = {'detector': ('ch_PP-OCRv4_det_infer.onnx', [480, 640]),
           'classifier': ('ch_ppocr_mobile_v2.0_cls_infer.onnx', [48, 192]),
           'recognizer': ('ch_PP-OCRv4_rec_infer.onnx', [48, 320])}
 QUEUES = {'detector': 1, 'classifier': 2, 'recognizer': 2}
+# The two-pool systems: the detector's pool, the background pool (classifier, recognizer) and
+# the intra-op threads of the background models (the detector keeps --threads).
+POOL_SYSTEMS = {
+    'nice19/t1': ({'isolation': 'thread'}, {'isolation': 'process', 'os_nice': 19}, 1),
+    'nice19/t2': ({'isolation': 'thread'}, {'isolation': 'process', 'os_nice': 19}, 2),
+    'idle/t1': ({'isolation': 'thread'}, {'isolation': 'process', 'os_policy': 'idle'}, 1),
+    'idle/t2': ({'isolation': 'thread'}, {'isolation': 'process', 'os_policy': 'idle'}, 2),
+    # One core each, both at normal priority: the alternative the OS priorities replace.
+    'pinned': ({'isolation': 'process', 'cpus': '0'}, {'isolation': 'process', 'cpus': '1'}, 1),
+}
+POOL_POINTS = '10/150,15/80,15/150,30/150'
 TOPIC = '/matrix/image'
 RESULT_TOPICS = {'inline': '/inline_inference'}
 ORCHESTRATOR = '/inferedge_orchestrator'
@@ -78,29 +95,42 @@ def model_folder() -> str:
 def task_blocks(system: str, budget_ms: float, threads: int) -> list:
     """Return the tasks of a system in the core config format (the inline node reads it too)."""
     tasks = []
+    pools = POOL_SYSTEMS.get(system)
     for name in (('detector',) if system == 'alone' else TASKS):
         filename, size = MODELS[name]
+        if pools:
+            task_threads = threads if name == 'detector' else pools[2]
+            if 'cpus' in pools[0]:
+                task_threads = 1  # one core each
+        else:
+            task_threads = threads
         tasks.append({
             'name': name, 'priority': PRIORITIES[name],
             'latency_budget_ms': budget_ms if name == 'detector' else BUDGETS_MS[name],
             'queue_size': QUEUES[name], 'on_deadline': 'run' if system == 'alone' else 'drop',
             'worker': 'onnxruntime',
             'worker_options': {'model_path': os.path.join(model_folder(), filename),
-                               'input_size': size, 'intra_op_threads': threads,
+                               'input_size': size, 'intra_op_threads': task_threads,
                                'inter_op_threads': 1, 'warmup': 3, 'channel_order': 'bgr',
                                'scale': 1 / 255.0, 'mean': [0.5, 0.5, 0.5],
                                'std': [0.5, 0.5, 0.5]}})
+        if pools:
+            tasks[-1]['pool'] = 'detector' if name == 'detector' else 'background'
     return tasks
 
 
 def write_config(system: str, budget_ms: float, threads: int, slots: int, folder: str) -> str:
     """Write the core config of a run; the orchestrator reads it as its config_file."""
+    pools = {'cpu': {'slots': slots}}
+    if system in POOL_SYSTEMS:
+        detector, background, _ = POOL_SYSTEMS[system]
+        pools = {'detector': dict(detector, slots=1), 'background': dict(background, slots=1)}
     config = {'orchestrator': {'mode': 'fifo' if system == 'fifo' else 'priority',
-                               'pools': {'cpu': {'slots': slots}},
+                               'pools': pools,
                                'telemetry': {'period_s': 1.0}},
               'inputs': {'camera': {'rate_hz': 30.0}},
               'tasks': task_blocks(system, budget_ms, threads)}
-    path = os.path.join(folder, f'{system}.yaml')
+    path = os.path.join(folder, f'{system.replace("/", "_")}.yaml')
     with open(path, 'w', encoding='utf-8') as stream:
         yaml.safe_dump(config, stream)
     return path
@@ -236,6 +266,8 @@ def analyse(system: str, fps: float, budget_ms: float, raw: dict) -> dict:
             'p99_with_misses_ms': None if math.isinf(p99_with_misses) else p99_with_misses,
             'lost_fraction': missing / frames if frames else 0.0,
             'busy_fraction': busy / 1000.0 / seconds,
+            'service': summary([service for name, stamp, _, status, service in raw['samples']
+                                if name == task and begin <= stamp < end and status == 0]),
             'dropped_by_reason': drops.get(task, {}).get('dropped_by_reason', {}),
             'latencies_ms': [round(v, 2) for v in ok],
         }
@@ -298,6 +330,8 @@ def spread(values):
 def slot_share(run):
     """Return the share of the slot time the detector leaves that the other two used."""
     tasks = run['tasks']
+    if run['system'] in POOL_SYSTEMS:
+        return None  # the others have a slot of their own
     left = run['slots'] - tasks['detector']['busy_fraction']
     used = sum(tasks[t]['busy_fraction'] for t in ('classifier', 'recognizer') if t in tasks)
     return used / left if left > 0 else None
@@ -331,6 +365,10 @@ def aggregate(runs: list) -> dict:
             row[(system, 'slot_share')].append(slot_share(run))
             row[(system, 'shed_starts')].append(run['shed_starts'])
             row[(system, 'detector_busy')].append(detector['busy_fraction'])
+            row[(system, 'detector_service_p50_ms')].append(detector['service']['p50_ms'])
+            if floor:
+                row[(system, 'service_ratio')].append(
+                    ratio(detector['service']['p50_ms'], floor['service']['p50_ms']))
     return {point: {key: spread(values) for key, values in row.items()}
             for point, row in points.items()}
 
@@ -414,8 +452,8 @@ def markdown(table: dict, checks: list, meta: dict) -> str:
              'Medians over rounds (min-max); ratios are to `alone` of the same round.', '']
     header = ('| point | system | detector within/s | x alone | detector p99 (misses) ms '
               '| x alone | detector exec/s | classifier exec/s | recognizer exec/s '
-              '| others use of spare slot | SHED_START |')
-    lines += [header, '| ' + ' | '.join(['---'] * 11) + ' |']
+              '| others use of spare slot | SHED_START | detector service p50 ms | x alone |')
+    lines += [header, '| ' + ' | '.join(['---'] * 13) + ' |']
     for point in sorted(table):
         for system in SYSTEMS:
             if (system, 'detector_within_per_s') not in table[point]:
@@ -431,7 +469,9 @@ def markdown(table: dict, checks: list, meta: dict) -> str:
                 f'| {fmt(row.get((system, "classifier_executed_per_s")), 2)} '
                 f'| {fmt(row.get((system, "recognizer_executed_per_s")), 2)} '
                 f'| {fmt(row.get((system, "slot_share")), percent=True)} '
-                f'| {fmt(row.get((system, "shed_starts")), 0)} |')
+                f'| {fmt(row.get((system, "shed_starts")), 0)} '
+                f'| {fmt(row.get((system, "detector_service_p50_ms")))} '
+                f'| {fmt(row.get((system, "service_ratio")), 2)} |')
     lines += ['', '| target | point | measured | met |', '| --- | --- | --- | --- |']
     for name, point, measured, met in checks:
         verdict = 'n/a' if met is None else ('yes' if met else '**no**')
@@ -464,6 +504,10 @@ def plots(runs: list, table: dict, out: str) -> None:
         axis.set_xlim(0, max(3 * run_point[1], 200))
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=8)
+    for row_index, budget in enumerate(rows):  # a grid cell without a point stays blank
+        for column_index, fps in enumerate(columns):
+            if (fps, budget) not in points:
+                axes[row_index][column_index].set_visible(False)
     figure.tight_layout()
     figure.savefig(os.path.join(out, 'matrix_cdf.png'), dpi=90)
     figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(points)), 4))
@@ -500,12 +544,92 @@ def load_average() -> str:
     return ' '.join(f'{v:.2f}' for v in os.getloadavg())
 
 
+def pool_targets(table: dict, system: str) -> list:
+    """Return the targets of the two-pool system (issue 26), each (name, point, measured, met)."""
+    out = []
+    for point in sorted(table):
+        fps, budget = point
+        within = median(table, point, system, 'within_ratio')
+        if within is not None:
+            out.append((f'{system}: detector within-budget rate >= 98% of alone', point,
+                        f'{within:.1%}', within >= 0.98))
+        if (fps, budget) in ((10.0, 150.0), (15.0, 80.0), (15.0, 150.0)):
+            name = f'{system}: detector p99 (drops as misses) <= 1.05 x alone'
+            p99 = median(table, point, system, 'p99_ratio')
+            if p99 is not None:
+                out.append((name, point, f'{p99:.2f} x', p99 <= 1.05))
+            elif median(table, point, 'alone', 'detector_p99_with_misses_ms') is None:
+                lost = median(table, point, 'alone', 'detector_lost_fraction')
+                out.append((name, point, f'n/a: alone itself loses {lost:.1%} of the frames, '
+                            'so its p99 is a miss', None))
+            else:
+                lost = median(table, point, system, 'detector_lost_fraction')
+                out.append((name, point, f'a miss: it loses {lost:.1%} of the frames', False))
+        if (fps, budget) == (15.0, 150.0):
+            for task in ('classifier', 'recognizer'):
+                rate = median(table, point, system, f'{task}_executed_per_s') or 0.0
+                out.append((f'{system}: {task} >= 90% of the camera rate', point,
+                            f'{rate:.2f} of {fps:g} /s', rate >= 0.9 * fps))
+    return out
+
+
+def pick_pool_system(table: dict) -> str:
+    """
+    Return the two-pool system that keeps the detector closest to alone.
+
+    The one that meets the detector's targets (within >= 98% of alone; p99 <= 1.05 x alone
+    unless alone itself loses frames, when no p99 exists) with the most background frames
+    (the slower of the classifier and the recognizer); if none meets them, the one with the
+    highest within ratio, then the lowest p99 ratio.
+    """
+    scores = {}
+    for point, row in table.items():
+        for system in POOL_SYSTEMS:
+            if (system, 'within_ratio') not in row:
+                continue
+            p99 = median(table, point, system, 'p99_ratio')
+            alone_p99 = median(table, point, 'alone', 'detector_p99_with_misses_ms')
+            within = median(table, point, system, 'within_ratio') or 0.0
+            background = min(median(table, point, system, f'{t}_executed_per_s') or 0.0
+                             for t in ('classifier', 'recognizer'))
+            p99_met = p99 <= 1.05 if p99 is not None else alone_p99 is None
+            meets = p99_met and within >= 0.98
+            scores[system] = (meets, background if meets else within,
+                              -(p99 if p99 is not None else math.inf))
+    return max(scores, key=scores.get)
+
+
+def run_rounds(points, variants, rounds, args, runs, label='') -> list:
+    """Run every variant at every point, rounds times, in rotating order; append to runs."""
+    for round_index in range(rounds):
+        for point_index, (fps, budget) in enumerate(points):
+            shift = (round_index + point_index) % len(variants)
+            for system, threads, slots in variants[shift:] + variants[:shift]:
+                started = time.monotonic()
+                domain = args.domain + len(runs) % 20
+                run = run_once(system, fps, budget, args, domain, threads, slots)
+                run['round'] = round_index
+                run['phase'] = label
+                if args.threads_study:
+                    run['system'] = f'{system}/t{threads}/s{slots}'
+                runs.append(run)
+                detector = run['tasks']['detector']
+                print(f'{label}round {round_index + 1}/{rounds} {fps:g} fps {budget:g} ms '
+                      f'{run["system"]:<14} detector {detector["within_budget_per_s"]:.2f}'
+                      f' within/s p99 {detector["end_to_end"]["p99_ms"] or 0:.1f} ms '
+                      f'({time.monotonic() - started:.0f} s: first result '
+                      f'{run["first_result_s"]:.0f} s, stop {run["stop_s"]:.0f} s)',
+                      flush=True)
+    return runs
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--fps', default='10,15,30', help='camera rates (10,15,30)')
     parser.add_argument('--budgets', default='80,150', help='detector budgets in ms (80,150)')
-    parser.add_argument('--rounds', type=int, help='rounds (3; 1 with --short)')
-    parser.add_argument('--window-s', type=float, default=20.0)
+    parser.add_argument('--rounds', type=int, help='rounds (3; 1 with --short; 5 with --pools)')
+    parser.add_argument('--window-s', type=float, help='the window of each run (20; 60 with '
+                        '--pools)')
     parser.add_argument('--warmup-s', type=float, default=5.0,
                         help='from the first detector result to the window')
     parser.add_argument('--startup-timeout-s', type=float, default=90.0)
@@ -516,47 +640,80 @@ def main(argv=None) -> int:
     parser.add_argument('--threads-study', action='store_true',
                         help='priority and alone with intra-op threads 1 and 2 and 1 or 2 '
                         'slots, instead of the four systems')
+    parser.add_argument('--pools', action='store_true',
+                        help='the two-pool systems: a study, then the best beside priority '
+                        'and alone')
+    parser.add_argument('--pool-points', default=POOL_POINTS,
+                        help=f'fps/budget points of --pools ({POOL_POINTS})')
+    parser.add_argument('--study-point', default='15/150',
+                        help='fps/budget of the --pools study (15/150)')
+    parser.add_argument('--study-only', action='store_true', help='--pools: the study alone')
+    parser.add_argument('--study-rounds', type=int, default=3)
+    parser.add_argument('--study-window-s', type=float, default=30.0)
+    parser.add_argument('--pool-system', choices=sorted(POOL_SYSTEMS),
+                        help='--pools: skip the study, run this system')
     parser.add_argument('--domain', type=int, default=70,
                         help='the first ROS_DOMAIN_ID; run i uses domain + i %% 20 (70)')
     parser.add_argument('--out', required=True, help='folder of the outputs')
     args = parser.parse_args(argv)
     fps_list = [15.0] if args.short else [float(v) for v in args.fps.split(',')]
     budgets = [150.0] if args.short else [float(v) for v in args.budgets.split(',')]
-    rounds = args.rounds or (1 if args.short else 3)
+    points = [(f, b) for f in fps_list for b in budgets]
+    rounds = args.rounds or (1 if args.short else 5 if args.pools else 3)
+    window_s = args.window_s or (60.0 if args.pools else 20.0)
     os.makedirs(args.out, exist_ok=True)
     meta = {'date': datetime.date.today().isoformat(), 'machine': machine(),
-            'rounds': rounds, 'window_s': args.window_s, 'warmup_s': args.warmup_s,
+            'rounds': rounds, 'window_s': window_s, 'warmup_s': args.warmup_s,
             'load_start': load_average(), 'command': ' '.join(sys.argv)}
     runs = []
     variants = [(system, args.threads, args.slots) for system in SYSTEMS]
     if args.threads_study:
         variants = [(system, threads, slots) for threads in (1, 2) for slots in (1, 2)
                     for system in ('priority', 'alone')]
-    for round_index in range(rounds):
-        for point_index, (fps, budget) in enumerate((f, b) for f in fps_list
-                                                    for b in budgets):
-            shift = (round_index + point_index) % len(variants)
-            for system, threads, slots in variants[shift:] + variants[:shift]:
-                started = time.monotonic()
-                domain = args.domain + len(runs) % 20
-                run = run_once(system, fps, budget, args, domain, threads, slots)
-                run['round'] = round_index
-                if args.threads_study:
-                    run['system'] = f'{system}/t{threads}/s{slots}'
-                runs.append(run)
-                detector = run['tasks']['detector']
-                print(f'round {round_index + 1}/{rounds} {fps:g} fps {budget:g} ms '
-                      f'{run["system"]:<14} detector {detector["within_budget_per_s"]:.2f}'
-                      f' within/s p99 {detector["end_to_end"]["p99_ms"] or 0:.1f} ms '
-                      f'({time.monotonic() - started:.0f} s: first result '
-                      f'{run["first_result_s"]:.0f} s, stop {run["stop_s"]:.0f} s)',
-                      flush=True)
+    study = None
+    if args.pools:
+        chosen = args.pool_system
+        if chosen is None:
+            args.window_s = args.study_window_s
+            study_point = tuple(float(v) for v in args.study_point.split('/'))
+            study_runs = run_rounds([study_point], [(system, args.threads, 1) for system in
+                                                    list(POOL_SYSTEMS) + ['alone']],
+                                    1 if args.short else args.study_rounds, args, [],
+                                    'study ')
+            study_table = aggregate(study_runs)
+            chosen = pick_pool_system(study_table)
+            globals()['SYSTEMS'] = tuple(POOL_SYSTEMS) + ('alone',)
+            study = markdown(study_table, [], dict(meta, rounds=args.study_rounds,
+                                                   window_s=args.study_window_s,
+                                                   load_end=load_average()))
+            print(study)
+            print(f'picked: {chosen}', flush=True)
+            runs += study_runs
+            if args.study_only:
+                with open(os.path.join(args.out, 'study.json'), 'w',
+                          encoding='utf-8') as stream:
+                    json.dump({'meta': meta, 'runs': runs, 'picked': chosen}, stream, indent=1)
+                with open(os.path.join(args.out, 'study.md'), 'w', encoding='utf-8') as stream:
+                    stream.write(f'Study at {args.study_point} (picked: {chosen})\n\n{study}')
+                return 0
+        meta['pool_system'] = chosen
+        points = [(15.0, 150.0)] if args.short else [
+            tuple(float(v) for v in point.split('/')) for point in args.pool_points.split(',')]
+        variants = [(chosen, args.threads, 1), ('priority', args.threads, 1),
+                    ('alone', args.threads, 1)]
+    args.window_s = window_s
+    main_runs = run_rounds(points, variants, rounds, args, [])
+    runs += main_runs
     meta['load_end'] = load_average()
-    if args.threads_study:
-        globals()['SYSTEMS'] = tuple(dict.fromkeys(run['system'] for run in runs))
-    table = aggregate(runs)
-    checks = [] if args.threads_study else targets(table)
+    if args.threads_study or args.pools:
+        globals()['SYSTEMS'] = tuple(dict.fromkeys(run['system'] for run in main_runs))
+    table = aggregate(main_runs)
+    checks = pool_targets(table, meta['pool_system']) if args.pools else \
+        [] if args.threads_study else targets(table)
     report = markdown(table, checks, meta)
+    if study is not None:
+        report = (f'Study at {args.study_point} fps/ms (picked: {meta["pool_system"]})'
+                  f'\n\n{study}\nMain\n\n{report}')
     print(report)
     with open(os.path.join(args.out, 'matrix.json'), 'w', encoding='utf-8') as stream:
         json.dump({'meta': meta, 'runs': runs,
@@ -565,7 +722,7 @@ def main(argv=None) -> int:
     with open(os.path.join(args.out, 'matrix.md'), 'w', encoding='utf-8') as stream:
         stream.write(report)
     try:
-        plots(runs, table, args.out)
+        plots(main_runs, table, args.out)
     except ImportError:
         print('matplotlib is not installed: no plots', file=sys.stderr)
     return 0 if all(ok is not False for *_, ok in checks) else 1
