@@ -16,6 +16,21 @@ from setuptools import find_packages, setup
 
 package_name = 'inferedge_orchestrator'
 
+OPTIONAL = {
+    'onnx': ['onnxruntime', 'onnx'],
+    'opencv': ['opencv-python-headless<5'],
+    'plots': ['matplotlib'],
+    'resources': ['psutil'],
+    # The triton worker's client; a server is not part of it (docs/workers.md).
+    'triton': ['tritonclient[grpc,http]'],
+}
+# test: what the whole suite and the README's demo need, the optional extras included; only
+# the Triton server (its own venv) and ROS 2 stay outside, and their tests say so.
+EXTRAS = dict(OPTIONAL, test=['pytest', 'hypothesis'] + sorted(
+    {package for packages in OPTIONAL.values() for package in packages}),
+    # On a Jetson, TensorRT and pycuda come with JetPack instead.
+    tensorrt=['tensorrt', 'pycuda'])
+
 setup(
     name=package_name,
     version='0.1.0',
@@ -27,17 +42,7 @@ setup(
     ],
     python_requires='>=3.10',
     install_requires=['setuptools', 'numpy', 'PyYAML'],
-    extras_require={
-        'test': ['pytest', 'hypothesis'],
-        'onnx': ['onnxruntime', 'onnx'],
-        'opencv': ['opencv-python-headless<5'],
-        'plots': ['matplotlib'],
-        'resources': ['psutil'],
-        # On a Jetson, TensorRT and pycuda come with JetPack instead.
-        'tensorrt': ['tensorrt', 'pycuda'],
-        # The triton worker's client; a server is not part of it (docs/workers.md).
-        'triton': ['tritonclient[grpc,http]'],
-    },
+    extras_require=EXTRAS,
     zip_safe=True,
     maintainer='The inferedge_orchestrator_ros Authors',
     maintainer_email='maintainers@users.noreply.r-seed-4e8594ca.example',

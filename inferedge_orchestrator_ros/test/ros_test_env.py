@@ -52,6 +52,16 @@ NOT_BUILT = ('inferedge_orchestrator_ros or inferedge_orchestrator_msgs is not b
              'sourced: run colcon build and source install/setup.bash')
 
 
+def missing(*modules: str) -> str:
+    """Return why a test cannot run when one of modules is not installed ('' when all are)."""
+    import importlib.util
+    absent = [name for name in modules if importlib.util.find_spec(name) is None]
+    if not absent:
+        return ''
+    return (f'{" and ".join(absent)} not installed: pip install '
+            "'inferedge_orchestrator[test]' (or pip install " + ' '.join(absent) + ')')
+
+
 def launch_test_description(domain_id: int, *actions, **handles):
     """
     Return what a launch test's generate_test_description returns.

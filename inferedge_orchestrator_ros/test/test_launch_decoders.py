@@ -37,7 +37,8 @@ from .generated_models import detector_model
 from .ros_test_env import camera_node, launch_test_description, NOT_BUILT
 from .ros_test_env import orchestrator_node, package_available
 
-BUILT = package_available()
+SKIP = NOT_BUILT if not package_available() else \
+    ros_test_env.missing('onnx', 'onnxruntime')
 DOMAIN_ID = 47
 NODE = '/inferedge_orchestrator'
 PREFIX = '/decoders_test'
@@ -53,7 +54,7 @@ def orientation_model() -> str:
 
 
 @pytest.mark.launch_test
-@pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
+@pytest.mark.skipif(bool(SKIP), reason=SKIP or 'runs')
 def generate_test_description():
     folder = tempfile.mkdtemp(prefix='decoders_test_')
     parameters = {

@@ -40,7 +40,8 @@ from .ros_test_env import (camera_node, launch_test_description, NOT_BUILT, orch
 DOMAIN_ID = 55
 NODE = '/inferedge_orchestrator'
 TOPIC = '/triton_test/image'
-SKIP = NOT_BUILT if not package_available() else local_triton.unsupported_reason()
+SKIP = NOT_BUILT if not package_available() else ros_test_env.missing('onnx') or \
+    local_triton.unsupported_reason()
 SERVER_FILES = []  # the folder of the server's model repository and backends, once made
 
 
