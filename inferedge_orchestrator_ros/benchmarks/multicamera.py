@@ -60,7 +60,7 @@ import tempfile
 import time
 
 from ros_launch import Background, ros_environment, stamp_ns, summary
-from ros_matrix import load_average, machine, model_folder, spread
+from ros_matrix import fmt, load_average, machine, model_folder, spread
 import yaml
 
 SYSTEMS = ('one_task', 'per_camera', 'inline', 'alone')
@@ -463,13 +463,7 @@ def targets(table: dict, memory: dict, classifier: bool) -> list:
 
 def report(table: dict, memory: dict, checks: list, runs: list, meta: dict) -> str:
     def cell(point, system, key, percent=False, digits=2):
-        value = table.get((point, system), {}).get(key)
-        if value is None:
-            return '-'
-        if percent:
-            return f'{value["median"]:.0%} ({value["min"]:.0%}-{value["max"]:.0%})'
-        return (f'{value["median"]:.{digits}f} ({value["min"]:.{digits}f}-'
-                f'{value["max"]:.{digits}f})')
+        return fmt(table.get((point, system), {}).get(key), digits, percent)
     rows = (('detector within budget, all cameras (/s)', 'within_per_s', False, 2),
             ("slot capacity: 1 / the alone detector's median service (/s)", 'capacity_per_s',
              False, 2),

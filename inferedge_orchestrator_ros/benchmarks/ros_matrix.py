@@ -584,11 +584,11 @@ def pick_pool_system(table: dict) -> str:
     """
     scores = {}
     for point, row in table.items():
+        alone_p99 = median(table, point, 'alone', 'detector_p99_with_misses_ms')
         for system in POOL_SYSTEMS:
             if (system, 'within_ratio') not in row:
                 continue
             p99 = median(table, point, system, 'p99_ratio')
-            alone_p99 = median(table, point, 'alone', 'detector_p99_with_misses_ms')
             within = median(table, point, system, 'within_ratio') or 0.0
             background = min(median(table, point, system, f'{t}_executed_per_s') or 0.0
                              for t in ('classifier', 'recognizer'))
