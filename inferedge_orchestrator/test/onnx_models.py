@@ -59,13 +59,14 @@ def identity_model(tmp_path, shape, name='identity.onnx'):
                       [tensor('x', shape)], [tensor('y', shape)])
 
 
-def channel_sum_model(tmp_path):
-    """Build y = sum of x over channels (NCHW, dynamic H and W)."""
+def channel_sum_model(tmp_path, batch=1):
+    """Build y = sum of x over channels (NCHW, dynamic H and W; batch: 1 or a dynamic name)."""
     from onnx import helper, TensorProto
     node = helper.make_node('ReduceSum', ['x', 'axes'], ['y'], keepdims=1)
     axes = helper.make_tensor('axes', TensorProto.INT64, [1], [1])
-    return save_model(tmp_path / 'sum.onnx', [node], [tensor('x', [1, 3, 'h', 'w'])],
-                      [tensor('y', [1, 1, 'h', 'w'])], [axes])
+    name = 'sum.onnx' if batch == 1 else f'sum_{batch}.onnx'
+    return save_model(tmp_path / name, [node], [tensor('x', [batch, 3, 'h', 'w'])],
+                      [tensor('y', [batch, 1, 'h', 'w'])], [axes])
 
 
 def two_input_model(tmp_path):

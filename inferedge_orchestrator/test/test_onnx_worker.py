@@ -16,6 +16,7 @@
 
 import threading
 
+from inferedge_orchestrator.config.loader import load_config
 from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.contracts.errors import WorkerLoadError
 from inferedge_orchestrator.engine.engine import Engine
@@ -216,3 +217,75 @@ def test_the_engine_reports_a_worker_that_cannot_load(tmp_path):
     with pytest.raises(WorkerLoadError, match="task 'detector': worker 'onnxruntime' failed "
                                               'to load: FileNotFoundError'):
         engine.load()
+
+
+# -- batches (scheduling/batching.py) ------------------------------------------------------
+
+def batch_images(count, size=(8, 8)):
+    rng = np.random.default_rng(1)
+    return [rng.integers(0, 256, size + (3,), dtype=np.uint8) for _ in range(count)]
+
+
+def test_a_dynamic_batch_splits_into_each_frames_own_outputs(tmp_path):
+    worker = make_worker(identity_model(tmp_path, ['n', 3, 8, 8]), scale=1.0,
+                         intra_op_threads=1)
+    worker.load()
+    assert worker.batch_limit() == 1024  # dynamic: the task's max_batch decides
+    images = batch_images(3)
+    outputs = worker.infer_batch([frame(image, seq=i) for i, image in enumerate(images)])
+    assert len(outputs) == 3
+    for image, output in zip(images, outputs):
+        assert output.outputs['y'].shape == (1, 3, 8, 8)  # as a one-frame call gives it
+        assert np.array_equal(output.outputs['y'][0], image.transpose(2, 0, 1))
+        assert np.array_equal(output.outputs['y'], worker.infer(frame(image)).outputs['y'])
+    worker.warmup_batches(range(2, 4), 3)
+    assert 0 < worker.fast_batch_latency_s(3) <= worker.expected_batch_latency_s(3)
+
+
+def test_a_fixed_batch_is_padded_to_its_rows(tmp_path):
+    worker = make_worker(identity_model(tmp_path, [4, 3, 8, 8]), scale=1.0,
+                         intra_op_threads=1)
+    worker.load()
+    assert worker.batch_limit() == 4
+    images = batch_images(2)
+    outputs = worker.infer_batch([frame(image) for image in images])
+    assert [np.array_equal(o.outputs['y'][0], i.transpose(2, 0, 1))
+            for o, i in zip(outputs, images)] == [True, True]
+    single = worker.infer(frame(images[0]))  # one frame in the model's four rows
+    assert np.array_equal(single.outputs['y'][0], images[0].transpose(2, 0, 1))
+
+
+def test_frames_of_one_batch_must_give_one_input_shape(tmp_path):
+    worker = make_worker(channel_sum_model(tmp_path, batch='n'), intra_op_threads=1)
+    worker.load()
+    with pytest.raises(ValueError, match='a batch needs one: set input_size'):
+        worker.infer_batch([frame(np.zeros((8, 8, 3), np.uint8)),
+                            frame(np.zeros((16, 8, 3), np.uint8))])
+
+
+def test_a_task_batches_its_cameras_through_onnxruntime(tmp_path):
+    """The engine's batches on a real model: each frame's result is its own."""
+    path = identity_model(tmp_path, ['n', 3, 8, 8])
+    config = load_config({
+        'orchestrator': {'telemetry': {'resources': False}},
+        'inputs': {'cam0': {}, 'cam1': {}, 'cam2': {}},
+        'tasks': [{'name': 'detector', 'inputs': ['cam0', 'cam1', 'cam2'],
+                   'latency_budget_ms': 5000.0, 'max_batch': 3, 'worker': 'onnxruntime',
+                   'worker_options': {'model_path': path, 'scale': 1.0, 'warmup': 2,
+                                      'intra_op_threads': 1}}]})
+    results = []
+    engine = Engine(config, on_result=results.append)
+    engine.start()
+    images = batch_images(7)
+    for index, image in enumerate(images):
+        engine.submit(f'cam{index % 3}', image, meta=index)
+    assert engine.drain(10.0)
+    engine.stop()
+    assert sorted(r.meta for r in results) == list(range(7))
+    for result in results:
+        assert result.status == reasons.OK
+        assert np.array_equal(result.outputs['y'][0], images[result.meta].transpose(2, 0, 1))
+    snapshot = engine.snapshot()
+    assert check_invariants(snapshot) == []
+    costs = snapshot.tasks['detector'].batch_cost_ms
+    assert len(costs) == 3 and all(cost > 0 for cost in costs)  # warmed up at each size

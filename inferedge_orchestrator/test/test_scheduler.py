@@ -21,9 +21,10 @@ import random
 from inferedge_orchestrator.config.loader import load_config
 from inferedge_orchestrator.scheduling.policy import hold_for, select_fifo, select_priority
 from inferedge_orchestrator.scheduling.queues import Entry
-from inferedge_orchestrator.scheduling.task import (FAST_QUANTILE, FAST_Z,
-                                                    predicted_lognormal_quantile,
-                                                    student_t_quantile, TaskState)
+from inferedge_orchestrator.scheduling.service import (FAST_QUANTILE, FAST_Z,
+                                                       predicted_lognormal_quantile,
+                                                       student_t_quantile)
+from inferedge_orchestrator.scheduling.task import TaskState
 from inferedge_orchestrator.tools.simulation import periodic_trace, Simulation
 
 from .conftest import two_tasks

@@ -626,3 +626,39 @@ def test_a_task_sets_its_own_stream_priority_and_0_keeps_pycudas_stream(
     worker.load()
     assert len(cuda.streams) == 1 and len(driver.priorities) == 1  # no new driver stream
     worker.close()
+
+
+BATCHED = {'inputs': {'images': [-1, 3, 8, 8]}, 'outputs': {'sum': [-1, 1, 8, 8]},
+           'profile': {'images': [[1, 3, 8, 8], [4, 3, 8, 8]]}}
+
+
+def test_a_batch_runs_in_one_execution_and_splits_per_frame(fakes, tmp_path):
+    """Batches with the fakes only: unverified on a real TensorRT (no GPU here)."""
+    trt, cuda = fakes
+    worker = make_worker(engine_file(tmp_path, BATCHED))
+    worker.load()
+    assert worker.batch_limit() == 4  # the profile's largest batch
+    assert cuda.pinned[0].size == 4 * 3 * 8 * 8  # room for it, allocated once
+    context = trt.contexts[0]
+    executions = context.executions
+    frames = [frame(np.full((8, 8, 3), value, np.uint8), seq=value) for value in (1, 2, 3)]
+    outputs = worker.infer_batch(frames)
+    assert context.executions == executions + 1
+    assert context.shape_calls[-1] == ('images', (3, 3, 8, 8))
+    assert [o.outputs['sum'].shape for o in outputs] == [(1, 1, 8, 8)] * 3
+    assert [float(o.outputs['sum'].max()) for o in outputs] == [3.0, 6.0, 9.0]
+    single = worker.infer(frame(np.full((8, 8, 3), 5, np.uint8)))
+    assert context.shape_calls[-1] == ('images', (1, 3, 8, 8))
+    assert single.outputs['sum'].shape == (1, 1, 8, 8) and float(single.outputs['sum'].max()) \
+        == 15.0
+    worker.warmup_batches([2, 3, 4], 2)
+    assert worker.expected_batch_latency_s(4) > 0
+    with pytest.raises(ValueError, match='exceeds the buffer'):
+        worker.infer_batch(frames * 2)  # 6 > the profile's 4
+    assert cuda.stack() == []
+
+
+def test_an_engine_without_a_batch_range_takes_one_frame(fakes, tmp_path):
+    worker = make_worker(engine_file(tmp_path, STATIC))
+    worker.load()
+    assert worker.batch_limit() == 1

@@ -46,6 +46,8 @@ QUEUE = ('priority_levels: 2\n  default_priority_level: 2\n  default_queue_polic
          'timeout_action: REJECT allow_timeout_override: true '
          'default_timeout_microseconds: 60000000 }')
 SLOW_S = 0.3
+# The growing model (synthetic): 20 ms + 4 ms for each frame of a batch after the first.
+GROWING_S, PER_ITEM_S = 0.020, 0.004
 
 
 @pytest.fixture(scope='session')
@@ -71,12 +73,21 @@ def model_path(tmp_path_factory):
 
 
 def repository(folder, model_path):
-    """Write the test models: sum (y = the channel sum of x), spare (the same), slow."""
+    """
+    Write the test models: sum (y = the channel sum of x), spare (the same), slow, growing.
+
+    slow: one frame a request, SLOW_S each; growing: batches of up to 4, each costing
+    GROWING_S + PER_ITEM_S per frame after the first.
+    """
     repo = str(folder / 'models')
     local_triton.write_onnx_model(repo, 'sum', model_path)
     local_triton.write_onnx_model(repo, 'spare', model_path)
     local_triton.write_onnx_model(repo, 'slow', model_path, max_batch_size=1,
                                   dynamic_batching=QUEUE, delay_s=SLOW_S)
+    local_triton.write_onnx_model(repo, 'growing', channel_sum_model(folder, batch='n'),
+                                  max_batch_size=4,
+                                  dynamic_batching=QUEUE, delay_s=GROWING_S,
+                                  delay_per_item_s=PER_ITEM_S)
     return repo
 
 
@@ -548,3 +559,64 @@ def test_a_model_without_dynamic_batching_is_warned_about_once(server, core_log)
     slow.close()
     assert (slow.priority_levels, slow.sends_timeout) == (2, True)
     assert len([r for r in core_log if 'lacks' in r.getMessage()]) == 1
+
+
+def test_a_batch_is_one_request_split_into_each_frames_outputs(server):
+    remote = worker(server, model='growing')
+    try:
+        assert remote.batch_limit() == 4  # the model config's max_batch_size
+        images = frames(3)
+        outputs = remote.infer_batch([Frame('camera', i, 0.0, 0.0, image=image,
+                                            encoding='rgb8') for i, image in enumerate(images)])
+        for image, output in zip(images, outputs):
+            single = remote.infer(Frame('camera', 9, 0.0, 0.0, image=image, encoding='rgb8'))
+            assert output.outputs['y'].shape == (1, 1, *SIZE)
+            np.testing.assert_array_equal(output.outputs['y'], single.outputs['y'])
+        remote.warmup_batches([2, 4], 3)
+        # The synthetic cost, as the server's python model sleeps it (plus the round trip).
+        assert remote.expected_batch_latency_s(4) >= GROWING_S + 3 * PER_ITEM_S
+        assert remote.expected_batch_latency_s(2) < remote.expected_batch_latency_s(4)
+    finally:
+        remote.close()
+    plain = worker(server)  # max_batch_size 0: one frame a request
+    try:
+        assert plain.batch_limit() == 1
+    finally:
+        plain.close()
+    shared = TritonWorker('remote', TritonWorker.validate_options(
+        options(server, model='growing', shared_memory=True), 'worker_options'))
+    shared.load()
+    try:
+        with pytest.raises(ValueError, match='set shared_memory false'):
+            shared.batch_limit()
+    finally:
+        shared.close()
+
+
+def test_four_cameras_batch_on_the_server_and_each_frame_is_accounted(server):
+    """4 cameras x 30 fps into one task on the growing model: batches of several frames."""
+    cameras = [f'cam{index}' for index in range(4)]
+    task = {'name': 'remote', 'inputs': cameras, 'priority': 10, 'latency_budget_ms': 200.0,
+            'max_batch': 4, 'worker_options': options(server, model='growing')}
+    config = engine_config(None, slots=1, remote_tasks=[task])
+    config['inputs'] = {name: {} for name in ['camera'] + cameras}
+    results = []
+    engine = Engine(config, on_result=results.append)
+    engine.start()
+    try:
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            for camera in cameras:
+                engine.submit(camera, frames(1)[0], age_s=0.0)
+            time.sleep(1.0 / 30.0)
+        assert engine.drain(10.0)
+        snapshot = engine.snapshot()
+    finally:
+        engine.close()
+    stats = snapshot.tasks['remote']
+    assert check_invariants(snapshot) == []
+    assert sum(stats.batch_jobs[1:]) > 0, stats.batch_jobs
+    assert stats.batch_cost_ms[3] > 0
+    executed = [r for r in results if r.task == 'remote' and r.status == reasons.OK]
+    assert len(executed) == stats.executed
+    assert {r.input for r in executed if r.batch_size > 1} == set(cameras)

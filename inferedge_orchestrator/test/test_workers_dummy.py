@@ -134,4 +134,4 @@ def test_option_errors_name_the_field():
     assert worker.options == {'latency_ms': 10.0, 'jitter_ms': 0.0, 'distribution': 'fixed',
                               'seed': 0, 'busy_wait': False, 'fail_every': 0, 'allocate_mb': 0,
                               'crash_every': 0, 'hang_every': 0, 'hang_s': 3600.0,
-                              'leak_kib': 0}
+                              'leak_kib': 0, 'batch_limit': 1, 'per_item_ms': 0.0}

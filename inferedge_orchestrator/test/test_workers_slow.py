@@ -23,7 +23,8 @@ are spaced out (one budget, doubling, at most PROBE_INTERVAL_MAX_S apart).
 """
 
 from inferedge_orchestrator.contracts import reasons
-from inferedge_orchestrator.scheduling.task import MIN_SAMPLES, PROBE_AFTER, PROBE_INTERVAL_MAX_S
+from inferedge_orchestrator.scheduling.service import MIN_SAMPLES
+from inferedge_orchestrator.scheduling.task import PROBE_AFTER, PROBE_INTERVAL_MAX_S
 from inferedge_orchestrator.telemetry.job_trace import read_trace, TraceRecorder
 from inferedge_orchestrator.tools.simulation import periodic_trace, Simulation
 

@@ -76,7 +76,7 @@ def result_message(result, header, transport_s: Optional[float], tensors: bool,
     msg = InferenceResult(header=header, task=result.task, input=result.input,
                           frame_seq=result.seq, status=STATUS_CODES[result.status],
                           reason=result.reason, detail=result.detail[:2000],
-                          deadline_met=result.deadline_met)
+                          deadline_met=result.deadline_met, batch_size=result.batch_size)
     msg.transport_ms = NAN if transport_s is None else transport_s * 1000.0
     msg.queue_wait_ms = result.queue_wait_s * 1000.0
     msg.decode_ms = max(0.0, result.decode_s) * 1000.0
@@ -153,6 +153,8 @@ def telemetry_message(snapshot: Snapshot, stamp, node_state: str,
             camera_stats = copy_fields(CameraStats(input=camera), counts, skip=('input',))
             camera_stats.dropped_by_reason = reason_counts(counts.dropped_by_reason)
             stats.cameras.append(camera_stats)
+        stats.batch_jobs = list(data.batch_jobs)
+        stats.batch_cost_ms = [float(cost) for cost in data.batch_cost_ms]
         msg.tasks.append(stats)
     for name, data in snapshot.pools.items():
         stats = copy_fields(PoolStats(name=name), data, skip=('name', 'utilisation'))

@@ -186,6 +186,12 @@ class TaskConfig:
                                       live=True)
     timeout_ms: float = spec(0.0, 'fail a job running longer (0: none)', low=0.0, high=BIG,
                              unit='ms', live=True)
+    max_batch: int = spec(1, 'the most queued frames one job may take in one model call, when '
+                          'the model takes batches and the measured cost says it pays (1: one '
+                          'frame a job)', low=1, high=1024)
+    max_batch_delay_ms: float = spec(0.0, 'how long a batch may wait for frames to fill it (0: '
+                                     'take what is queued)', low=0.0, high=BIG, unit='ms',
+                                     live=True)
     pool: str = spec('cpu', 'the pool of slots it runs on', kind=NAME)
     enabled: bool = spec(True, 'false: its frames are dropped (disabled)', live=True)
 

@@ -70,9 +70,10 @@ RECOVERED = 'recovered'
 PARAM_CHANGE = 'param_change'
 SLOT_RETIRED = 'slot_retired'
 RESPAWNED = 'respawned'
+BATCH_COST = 'batch_cost'  # the measured costs of a task's batch sizes chose another size
 DECISION_REASONS = tuple(dict.fromkeys(
     DROP_REASONS + FAILURE_REASONS + (DEADLINE_MISS, LATENCY_P95, BACKLOG, RECOVERED,
-                                      PARAM_CHANGE, SLOT_RETIRED, RESPAWNED)))
+                                      PARAM_CHANGE, SLOT_RETIRED, RESPAWNED, BATCH_COST)))
 
 # Decision events.
 SHED_START = 'SHED_START'
@@ -86,6 +87,7 @@ WORKER_CRASH_EVENT = 'WORKER_CRASH'  # process isolation: a slot's child process
 WORKER_RESPAWN_EVENT = 'WORKER_RESPAWN'  # ... and was started again (loaded, warmed up)
 SERVER_DOWN = 'SERVER_DOWN'  # a server pool's circuit breaker opened (server_unavailable)
 SERVER_UP = 'SERVER_UP'  # ... and closed: a health probe found the server ready (recovered)
+BATCH_SIZE = 'BATCH_SIZE'  # the size a task's batches take changed (batch_cost)
 EVENTS = (SHED_START, SHED_STOP, LIMIT, DROP, PARAM_CHANGE_EVENT, WORKER_ERROR_EVENT,
           WORKER_TIMEOUT_EVENT, WORKER_CRASH_EVENT, WORKER_RESPAWN_EVENT, SERVER_DOWN,
-          SERVER_UP)
+          SERVER_UP, BATCH_SIZE)

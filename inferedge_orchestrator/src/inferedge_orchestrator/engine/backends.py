@@ -28,7 +28,8 @@ what executes a slot's jobs (docs/engine_api.md, "Pool back-ends"):
 - abort(job): stop a job past its timeout; True when the slot is free again at once;
 - retires_stuck: a slot whose job never returns (3 x timeout_ms) is retired (a thread cannot
   be stopped); a replaceable worker (Worker.replaceable) then gets a fresh one on a new slot;
-- call(job, budget_left_s): the model call of a job, on its slot's thread;
+- call(job, budget_left_s): the model call of a job, on its slot's thread; call_batch: the
+  same for a batch (job.batch), one output a frame;
 - down, lost(started), stop(): a server pool's circuit breaker (below);
 - threaded: whether its slots run on threads (all but the virtual clock's).
 
@@ -101,6 +102,10 @@ class PoolBackend:
     def call(self, job, budget_left_s: float):
         """Run a job's model call on its slot's thread; return the InferenceOutput."""
         return job.worker.infer(job.frame)
+
+    def call_batch(self, job, budget_left_s: float):
+        """Run a batch's model call (its frames in job.batch's order); one output a frame."""
+        return job.worker.infer_batch([member.frame for member in job.batch])
 
     def lost(self, started: float) -> bool:
         """Note that a job started at started could not reach its server; True: now down."""
@@ -206,6 +211,12 @@ class ServerBackend(ThreadBackend):
         # A task that runs late frames anyway gives the server no deadline either.
         budget = budget_left_s if task.drops_late else None
         return job.worker.infer(job.frame, budget_s=budget, priority_rank=task.priority_rank)
+
+    def call_batch(self, job, budget_left_s: float):
+        task = job.task
+        budget = budget_left_s if task.drops_late else None  # the lead's: the earliest
+        return job.worker.infer_batch([member.frame for member in job.batch], budget_s=budget,
+                                      priority_rank=task.priority_rank)
 
     def lost(self, started: float) -> bool:
         """Open the breaker and start probing, unless it is open or the job predates SERVER_UP."""

@@ -53,13 +53,14 @@ class Completion:
         self._queue_depths = queue_depths
         self._failure_log: Dict[str, Tuple[float, int]] = {}  # task: (last warning, hidden)
 
-    def finish(self, job: Job, output: Optional[InferenceOutput],
-               error: Optional[BaseException], now: float) -> Optional[Result]:
+    def finish(self, job: Job, output, error: Optional[BaseException],
+               now: float) -> List[Result]:
         """
-        Free the job's slot and count its outcome; return its Result to deliver.
+        Free the job's slot and count its frames' outcomes; return their Results to deliver.
 
-        None: nothing to deliver (a job timed out or abandoned before, or the server dropped
-        its request without running it).
+        output: its InferenceOutput, or a batch's list of them (one per frame, in the order of
+        job.batch). A frame has nothing to deliver when its job timed out or was abandoned
+        before, or the server dropped its request without running it.
         """
         slot = job.slot
         pool = slot.pool
@@ -78,7 +79,21 @@ class Completion:
         if job.state == JOB_RUNNING and isinstance(error, RequestTimedOut):
             return self.time_out(job, now, str(error))  # the transport's own timeout
         if job.state != JOB_RUNNING:
-            return None  # timed out or abandoned: its late output is discarded
+            return []  # timed out or abandoned: its late output is discarded
+        if job.batch is None:
+            result = self._outcome(job, output, error, now, 1, True)
+            return [] if result is None else [result]
+        size = len(job.batch)
+        outputs = output if error is None else [None] * size
+        results = [self._outcome(member, member_output, error, now, size, member is job)
+                   for member, member_output in zip(job.batch, outputs)]
+        return [result for result in results if result is not None]
+
+    def _outcome(self, job: Job, output: Optional[InferenceOutput],
+                 error: Optional[BaseException], now: float, size: int,
+                 lead: bool) -> Optional[Result]:
+        """Count one frame's outcome (of a job of size frames; lead: the batch's first)."""
+        task = job.task
         if isinstance(error, RequestDropped):  # the server's queue policy: it never ran
             task.count_end(job.frame.input)
             self._ledger.drop_frame(task, job.frame, error.reason, now, detail=str(error))
@@ -86,21 +101,23 @@ class Completion:
                 task.risk.loss(reasons.EXPIRED, now - job.blocking <= job.deadline)
             return None
         if error is not None:
-            return self._failed(job, error, now)
-        return self._executed(job, output, now)
+            return self._failed(job, error, now, lead)
+        return self._executed(job, output, now, size, lead)
 
-    def _failed(self, job: Job, error: BaseException, now: float) -> Result:
+    def _failed(self, job: Job, error: BaseException, now: float, lead: bool = True) -> Result:
+        """Count a failed frame; lead: the first of its job's frames, which counts the job."""
         task, frame, pool = job.task, job.frame, job.slot.pool
         reason = next((r for kind, r in _FAILURES if isinstance(error, kind)),
                       reasons.WORKER_ERROR)
         if reason == reasons.DECODE_ERROR:
             self._admission.count_decode_error(frame)
         task.count_failed(reason, frame.input)
-        if reason == reasons.WORKER_CRASHED:
+        # A batch's crash or outage is counted and announced once, by its lead.
+        if lead and reason == reasons.WORKER_CRASHED:
             pool.crashes += 1
             self._decisions.add(now, reasons.WORKER_CRASH_EVENT, reason, task=task.name,
                                 queue_depths=self._queue_depths(), detail=str(error))
-        elif reason == reasons.SERVER_UNAVAILABLE and pool.backend.lost(job.start):
+        elif lead and reason == reasons.SERVER_UNAVAILABLE and pool.backend.lost(job.start):
             config = pool.backend.config
             self._decisions.add(now, reasons.SERVER_DOWN, reason, task=task.name,
                                 queue_depths=self._queue_depths(),
@@ -115,7 +132,8 @@ class Completion:
             self._ledger.trace.ran(task.name, frame, job.start, now, reasons.FAILED, reason)
         return result
 
-    def _executed(self, job: Job, output: InferenceOutput, now: float) -> Result:
+    def _executed(self, job: Job, output: InferenceOutput, now: float, size: int = 1,
+                  lead: bool = True) -> Result:
         task, frame = job.task, job.frame
         result = self._result(job, reasons.OK, '', now)
         service = now - job.start
@@ -127,6 +145,7 @@ class Completion:
         if output.decoded is not None:
             result.image, result.encoding = frame.image, frame.encoding
         result.service_s = service
+        result.batch_size = size
         if output.span is not None:
             result.model_span = output.span
         result.deadline_met = now <= job.deadline
@@ -138,9 +157,13 @@ class Completion:
             task.probe_ended(now, service < task.fast_s)
         elif job.probe or result.deadline_met:
             task.probe_ended(now, result.deadline_met)
-        grown = task.record_service(service)
-        if grown:
-            self._expiry.sooner(grown)  # its queued frames become late that much sooner
+        if size > 1:
+            if lead:  # one measurement of the batch's size
+                task.batching.record(size, service)
+        else:
+            grown = task.record_service(service)
+            if grown:
+                self._expiry.sooner(grown)  # its queued frames become late that much sooner
         risk.end_to_end.append(result.end_to_end_s)
         risk.unblocked_end_to_end.append(result.end_to_end_s - job.blocking)
         risk.service.append(service)
@@ -185,9 +208,10 @@ class Completion:
             for slot in pool.slots:
                 job = slot.job
                 if job is not None and job.state == JOB_RUNNING:
-                    job.state = JOB_ABANDONED
-                    job.task.count_end(job.frame.input)
-                    self._ledger.drop_frame(job.task, job.frame, reason, now)
+                    for member in job.members:
+                        member.state = JOB_ABANDONED
+                        job.task.count_end(member.frame.input)
+                        self._ledger.drop_frame(job.task, member.frame, reason, now)
 
     # -- timeouts and stuck slots ----------------------------------------------------------
 
@@ -208,7 +232,7 @@ class Completion:
                 elapsed = now - job.start
                 if job.state == JOB_RUNNING:
                     if elapsed >= limit:
-                        timed_out.append(self.time_out(job, now))
+                        timed_out += self.time_out(job, now)
                     else:
                         wake = min(wake, job.start + limit)
                 if job.state == JOB_TIMED_OUT and pool.backend.retires_stuck:
@@ -219,24 +243,27 @@ class Completion:
                         wake = min(wake, job.start + 3 * limit)
         return wake, timed_out, retired
 
-    def time_out(self, job: Job, now: float, transport: str = '') -> Result:
+    def time_out(self, job: Job, now: float, transport: str = '') -> List[Result]:
         """Fail a job past timeout_ms, or whose request the transport timed out (its error)."""
         task = job.task
-        job.state = JOB_TIMED_OUT
-        task.count_failed(reasons.TIMEOUT, job.frame.input)
-        task.risk.loss(reasons.TIMEOUT, False)  # its own service time, whatever blocked it
         running = f'running {1000 * (now - job.start):.0f} ms'
         detail = f'{running}: {transport}' if transport else \
             f'{running} > timeout_ms {task.config.timeout_ms:g}'
+        results = []
+        for member in job.members:
+            member.state = JOB_TIMED_OUT
+            task.count_failed(reasons.TIMEOUT, member.frame.input)
+            task.risk.loss(reasons.TIMEOUT, False)  # its own service time, whatever blocked it
+            if self._ledger.trace is not None:
+                self._ledger.trace.ran(task.name, member.frame, job.start, now,
+                                       reasons.TIMED_OUT, reasons.TIMEOUT)
+            result = self._result(member, reasons.TIMED_OUT, reasons.TIMEOUT, now)
+            result.detail = transport or f'no result after {task.config.timeout_ms:g} ms'
+            results.append(result)
         self._decisions.add(now, reasons.WORKER_TIMEOUT_EVENT, reasons.TIMEOUT, task=task.name,
                             queue_depths=self._queue_depths(), detail=detail)
         job.slot.pool.backend.abort(job)  # a process back-end frees the slot at once
-        if self._ledger.trace is not None:
-            self._ledger.trace.ran(task.name, job.frame, job.start, now, reasons.TIMED_OUT,
-                                   reasons.TIMEOUT)
-        result = self._result(job, reasons.TIMED_OUT, reasons.TIMEOUT, now)
-        result.detail = transport or f'no result after {task.config.timeout_ms:g} ms'
-        return result
+        return results
 
     def _retire(self, slot: Slot, job: Job, now: float) -> None:
         pool = slot.pool

@@ -21,6 +21,7 @@ from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.engine.expiry import ExpiryIndex
 from inferedge_orchestrator.engine.ledger import Ledger
 from inferedge_orchestrator.engine.pool import Job, Pool
+from inferedge_orchestrator.scheduling.batching import describe_costs, plan_batch
 from inferedge_orchestrator.scheduling.policy import select_fifo, select_priority
 from inferedge_orchestrator.scheduling.task import PROBE_AFTER, TaskState
 
@@ -64,6 +65,11 @@ class Dispatcher:
                     wake = held_wake
                 if task is None:
                     break
+                filled_at = self.batch_wait(task, now) if task.batching and not self._fifo \
+                    else 0.0
+                if filled_at:  # the slot waits for the batch to fill, no longer than its delay
+                    wake = min(wake, filled_at)
+                    break
                 timeout_at = self._start(pool, task, now)
                 if timeout_at < wake:
                     wake = timeout_at
@@ -83,18 +89,72 @@ class Dispatcher:
         return task, wake
 
     def _start(self, pool: Pool, task: TaskState, now: float) -> float:
-        """Start task's next frame on a free slot; return when its timeout is due."""
+        """Start task's next frame (and its batch mates) on a free slot; return its timeout."""
         queue_ = task.queue  # FIFO: its head, in arrival order across its cameras
-        entry = queue_.pop() if self._fifo else queue_.take(task.next_entry(now))
-        deadline, frame, lower_at = entry
+        if self._fifo:
+            lead, mates = queue_.pop(), []
+        else:
+            lead = task.next_entry(now)
+            if task.batching:
+                lead, *mates = self._batch(task, lead, now)
+            else:
+                mates = []
+            queue_.take(lead)
+            for mate in mates:
+                queue_.take(mate)
         slot = pool.free.pop()
-        blocking = task.lower_busy - lower_at
-        job = Job(task, frame, deadline, slot, now, blocking)
+        job = self._job(task, lead, slot, now)
         job.probe = task.late_streak >= PROBE_AFTER
         job.hold_probe = task.hold_streak >= PROBE_AFTER and not job.probe
+        if mates:
+            job.batch = [job] + [self._job(task, mate, slot, now) for mate in mates]
+            job.cost = task.batching.models[len(job.batch)]
+            share = job.cost.median_s / len(job.batch)
+        else:
+            share = None
         slot.job = job
-        task.count_start(now, frame.input)
-        task.risk.blocking.append(blocking)
+        for member in job.members:
+            task.count_start(now, member.frame.input, share)
+            task.risk.blocking.append(member.blocking)
+        if task.batching:
+            task.telemetry.count_batch(len(job.members))
         pool.backend.hand(slot, job)
         # The timer must look at the job when it times out.
         return now + task.timeout_s if task.timeout_s else math.inf
+
+    @staticmethod
+    def _job(task: TaskState, entry, slot, now: float) -> Job:
+        deadline, frame, lower_at = entry
+        return Job(task, frame, deadline, slot, now, task.lower_busy - lower_at)
+
+    def _batch(self, task: TaskState, lead, now: float) -> list:
+        """Return the queued entries of the next job, its lead first (scheduling/batching)."""
+        costs = task.batching
+        members, _ = plan_batch(costs, now, lead, task.queue.entries, task.service)
+        preferred = costs.preferred(task.service)
+        if preferred != costs.size:  # what the costs say pays, whatever is queued now
+            self._ledger.decisions.add(
+                now, reasons.BATCH_SIZE, reasons.BATCH_COST, task=task.name, count=preferred,
+                detail=f'batch size {costs.size} -> {preferred}: '
+                       f'{describe_costs(costs, task.service)}')
+            costs.size = preferred
+        return members
+
+    def batch_wait(self, task: TaskState, now: float) -> float:
+        """
+        Return until when task's batch may wait to fill (max_batch_delay_ms), or 0: not.
+
+        It waits only while its queue holds fewer frames than max_batch, its oldest frame has
+        waited less than the delay, and its frames would still end in time at the largest
+        size's in-time bound once the wait is over.
+        """
+        costs = task.batching
+        delay = task.config.max_batch_delay_ms / 1000.0
+        entries = task.queue.entries
+        if not costs or not delay or len(entries) >= costs.max_batch:
+            return 0.0
+        until = min(entry.frame.submitted for entry in entries) + delay
+        largest = costs.models[costs.max_batch]
+        if until <= now or task.queue.earliest_deadline < until + largest.in_time_s:
+            return 0.0
+        return until

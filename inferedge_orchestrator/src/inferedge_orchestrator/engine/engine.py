@@ -276,12 +276,12 @@ class Engine:
         """
         with self._lock:
             now = self._clock()
-            result = self._completion.finish(job, output, error, now)
+            results = self._completion.finish(job, output, error, now)
             wake = self._dispatcher.dispatch(now, self._state in (RUNNING, PAUSED))
             if wake < self._timer_wake or self._state == STOPPING or \
                     self.decisions.has_outbox():
                 self._cond.notify_all()
-        if result is not None:
+        for result in results:
             self._deliver(result)
 
     def _dispatch(self, now: float) -> float:

@@ -44,7 +44,7 @@ class Slot:
 
 class Job:
     __slots__ = ('task', 'frame', 'deadline', 'slot', 'start', 'state', 'worker', 'blocking',
-                 'probe', 'hold_probe', 'priority')
+                 'probe', 'hold_probe', 'priority', 'batch', 'cost')
 
     def __init__(self, task: TaskState, frame: Frame, deadline: float, slot: Slot,
                  start: float, blocking: float):
@@ -59,6 +59,17 @@ class Job:
         self.probe = False  # it ran although its prediction said late
         self.hold_probe = False  # it ran although the priority hold would have kept it back
         self.priority = task.priority  # its frame's (a camera's own priority may differ)
+        # A batch (scheduling/batching.py): the jobs of its frames, this one first, each with
+        # its own frame, deadline and blocking; the slot holds this one. None: one frame.
+        self.batch: Optional[List['Job']] = None
+        # What predicts its service time: its batch size's ServiceModel, or its task (whose
+        # one-frame predictions bear the same names: median_s, fast_s).
+        self.cost = task
+
+    @property
+    def members(self) -> List['Job']:
+        """Return the jobs of its frames: its batch, or itself."""
+        return self.batch or [self]
 
 
 class Pool:
@@ -155,12 +166,12 @@ class Pool:
 
     def expected_free(self, now: float) -> List[float]:
         """When each slot is expected to be free: now, or its job's start + median service."""
-        return [now if s.job is None else max(now, s.job.start + s.job.task.median_s)
+        return [now if s.job is None else max(now, s.job.start + s.job.cost.median_s)
                 for s in self.slots]
 
     def free_at(self, now: float) -> float:
         """When a slot is expected to be free, by the drop predictor of the jobs running."""
         if self.free or not self.slots:
             return now
-        return max(now, min(s.job.start + s.job.task.fast_s for s in self.slots
+        return max(now, min(s.job.start + s.job.cost.fast_s for s in self.slots
                             if s.job is not None))

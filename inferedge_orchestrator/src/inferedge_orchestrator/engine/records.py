@@ -61,6 +61,7 @@ class Result:
     postprocess_s: float = 0.0
     decode_s: float = 0.0
     service_s: float = 0.0
+    batch_size: int = 1  # the frames its job ran in one call (scheduling/batching.py)
     end_to_end_s: float = 0.0
     deadline_met: bool = False
     finished: float = 0.0

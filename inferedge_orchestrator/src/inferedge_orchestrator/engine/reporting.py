@@ -49,7 +49,19 @@ def task_snapshot(task: TaskState, now: float) -> TaskSnapshot:
         predicted_service_ms=task.predicted_s * 1000.0, busy_s=task.busy_s,
         latency=telemetry.live_latency(now), window_overflow=telemetry.window_overflow(),
         cameras={name: camera_snapshot(counts, task.queue.counts.get(name, 0))
-                 for name, counts in telemetry.cameras.items()})
+                 for name, counts in telemetry.cameras.items()},
+        **batch_fields(task))
+
+
+def batch_fields(task: TaskState) -> dict:
+    """Return a batching task's jobs and learned median per size (nothing for another)."""
+    costs = task.batching
+    if costs is None:
+        return {}
+    sizes = range(1, costs.max_batch + 1)
+    jobs = task.telemetry.batch_jobs
+    return {'batch_jobs': [jobs.get(size, 0) for size in sizes],
+            'batch_cost_ms': [1000.0 * costs.median_s(size, task.service) for size in sizes]}
 
 
 def camera_snapshot(counts: CameraTelemetry, queued: int) -> CameraSnapshot:

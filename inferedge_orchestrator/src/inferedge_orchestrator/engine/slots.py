@@ -22,11 +22,11 @@ the engine then accounts for it and decides what runs next.
 
 from typing import Callable, Optional
 
-from inferedge_orchestrator.contracts.inference import InferenceOutput
 from inferedge_orchestrator.engine.pool import Job, Slot
-from inferedge_orchestrator.workers.jobs import run_model
+from inferedge_orchestrator.workers.jobs import run_batch, run_model
 
-Report = Callable[[Job, Optional[InferenceOutput], Optional[BaseException]], None]
+# (job, its output: a batch's list of them, or None on error, the error)
+Report = Callable[[Job, object, Optional[BaseException]], None]
 
 
 class SlotRunner:
@@ -48,8 +48,12 @@ class SlotRunner:
                 return
             output, error = None, None
             try:
-                output = run_model(lambda: backend.call(job, job.deadline - clock()),
-                                   job.task.decoder, job.frame)
+                if job.batch is None:
+                    output = run_model(lambda: backend.call(job, job.deadline - clock()),
+                                       job.task.decoder, job.frame)
+                else:
+                    output = run_batch(lambda: backend.call_batch(job, job.deadline - clock()),
+                                       job.task.decoder, [m.frame for m in job.batch])
             except BaseException as exc:  # noqa: B902 - a worker never kills the engine
                 error = exc
             self._report(job, output, error)

@@ -27,6 +27,7 @@ from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.contracts.errors import WorkerLoadError
 from inferedge_orchestrator.engine.pool import Pool, Slot
 from inferedge_orchestrator.engine.records import LOGGER
+from inferedge_orchestrator.scheduling.batching import BatchCosts
 from inferedge_orchestrator.scheduling.task import TaskState
 from inferedge_orchestrator.telemetry.decisions import DecisionLog
 from inferedge_orchestrator.workers.base import Worker, WorkerFactory
@@ -81,7 +82,32 @@ class Workforce:
                 task.set_expected(task.expected_s, min(fast, task.expected_s))
             else:
                 task.set_expected(worker.expected_latency_s(), fast)
+            task.batching = None
+            if config.max_batch > 1:
+                try:
+                    task.batching = self._batch_costs(config, worker)
+                except Exception as error:  # noqa: B902 - as a failed load
+                    self.close()
+                    raise WorkerLoadError(f'task {task.name!r}: max_batch {config.max_batch}: '
+                                          f'{type(error).__name__}: {error}') from error
         self.loaded = True
+
+    def _batch_costs(self, config: TaskConfig, worker: Worker) -> BatchCosts:
+        """Warm a batching task's worker up at each size; return its sizes' seeded costs."""
+        limit = worker.batch_limit()
+        if limit < 2:
+            isolated = self._pools[config.pool].backend.kind == 'process'
+            raise ValueError(
+                'its pool runs the worker in child processes, which take one frame a call'
+                if isolated else f"the {config.worker} worker's model takes one frame a call "
+                '(docs/workers.md, "Batches")')
+        costs = BatchCosts(min(config.max_batch, limit))
+        sizes = range(2, costs.max_batch + 1)
+        worker.warmup_batches(sizes, int(worker.options.get('warmup', 0) or 0))
+        for size in sizes:
+            costs.seed(size, worker.expected_batch_latency_s(size),
+                       worker.fast_batch_latency_s(size))
+        return costs
 
     def close(self) -> None:
         """Release every task's worker (models, sessions, device memory)."""

@@ -185,9 +185,11 @@ def select_priority(tasks: List[TaskState], now: float, last_free_slot: bool,
                 probes_hold(best, tasks, now):
             return best, []
     ready = [t for t in tasks if t.queue.entries]
-    # Rate floor first: a task below min_rate_hz over the last second runs ahead of priority.
-    starved = [t for t in ready if t.config.min_rate_hz and
-               t.started_rate.rate(now) < t.config.min_rate_hz]
+    # Rate floor first: a task that would be below min_rate_hz over the last second at its next
+    # chance (when the job of the highest-priority task with frames ends) runs ahead of
+    # priority.
+    starved = [t for t in ready if t.config.min_rate_hz and t.started_rate.rate_at(
+        now + (ready[0].median_s if t is not ready[0] else 0.0), now) < t.config.min_rate_hz]
     candidates = _by_priority(starved, now, free_at)
     candidates += _by_priority([t for t in ready if t not in starved], now, free_at)
     holds = []

@@ -22,35 +22,16 @@ failed + dropped + queued + in_flight rests on them), and the predictions the sc
 (fast, median and high quantiles of the next service time; the next expected frame).
 """
 
-import bisect
 from collections import deque
-import functools
 import math
-from statistics import NormalDist
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from inferedge_orchestrator.config.model import TaskConfig
+from inferedge_orchestrator.scheduling.batching import BatchCosts
 from inferedge_orchestrator.scheduling.queues import Entry, TaskQueue
+from inferedge_orchestrator.scheduling.service import ServiceModel
 from inferedge_orchestrator.telemetry.counters import CameraTelemetry, RateMeter, TaskTelemetry
 
-SERVICE_HISTORY = 50  # service times kept for the predictions
-MIN_SAMPLES = 5  # measurements before the predictions replace expected_latency_ms
-# The drop predictor: a frame is predicted late only if even a fast run (this quantile of the
-# task's next service time) cannot end it in time: a dropped frame had at most this chance.
-# It is predicted from a lognormal fitted to the recent service times (positive, skewed right),
-# with the uncertainty of the fit (few samples give a lower quantile): the empirical quantile
-# of a few dozen samples is one of the fastest few, noisy enough to call frames late that fit.
-# Before MIN_SAMPLES it is the worker's own fast guess (0 when it has none: no frame is dropped
-# for a service time nobody has measured).
-FAST_QUANTILE = 0.05
-FAST_Z = NormalDist().inv_cdf(FAST_QUANTILE)
-# The hold predictor (and predicted_service_ms): a quantile that a job rarely exceeds.
-HIGH_QUANTILE = 0.95
-# Whether a frame is in time started now (the choice of the next frame, level_order): the same
-# quantile predicted from the lognormal fit with its uncertainty, as the fast one is. The
-# empirical p95 of a few dozen samples is one of the slowest few, and of fewer it is the
-# slowest: too low a bound early in a run, when frames it calls in time would end late.
-HIGH_Z = NormalDist().inv_cdf(HIGH_QUANTILE)
 # After this many predicted_late drops of frames that its own fast service time made late from
 # their arrival (started at once, they would still end after their deadline: nothing else can
 # let them run, so no new measurement would come), a task's next frame runs anyway (a probe): a
@@ -59,49 +40,12 @@ HIGH_Z = NormalDist().inv_cdf(HIGH_QUANTILE)
 # task that cannot make it wastes little slot time yet is measured at least that often; a job
 # within budget ends the wait.
 PROBE_AFTER = 3
-# A task whose service times change (a slow start under contention, a slow spell that ends)
-# must not keep its old predictions until 50 new samples replace them: this many samples in a
-# row outside the predicted band on the same side (below the fast quantile, or above the high
-# one; each 5% likely, so by chance 1 in 8000) start the history again from them.
-SHIFT_AFTER = 3
 PROBE_INTERVAL_MAX_S = 1.0
-RESOLUTION_S = 1e-6  # service times closer than this are the same (clock and float noise)
 INTERARRIVAL_SMOOTHING = 0.1
 IDLE_INTERARRIVALS = 2.0  # a source silent for this many mean intervals is not expected
 # Transport ages vary: the next frame may arrive as early as its stamp plus the smallest of
 # the recent ages, which is when the hold must expect it.
 AGE_HISTORY = 16
-
-
-def quantile(ordered: List[float], q: float) -> float:
-    """Return the nearest-rank quantile q (0 < q <= 1) of a sorted, non-empty list."""
-    return ordered[min(len(ordered) - 1, max(0, int(math.ceil(q * len(ordered))) - 1))]
-
-
-@functools.lru_cache(maxsize=None)  # called per job with the same few (z, dof)
-def student_t_quantile(z: float, dof: int) -> float:
-    """Return Student's t quantile with dof degrees of freedom at the normal's z (A&S 26.7.5)."""
-    g1 = (z ** 3 + z) / 4.0
-    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96.0
-    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384.0
-    g4 = (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160.0
-    return z + g1 / dof + g2 / dof ** 2 + g3 / dof ** 3 + g4 / dof ** 4
-
-
-def predicted_lognormal_quantile(count: int, log_sum: float, log_square_sum: float,
-                                 z: float) -> float:
-    """
-    Return the quantile at z of the next sample, for count positive samples taken as lognormal.
-
-    Given the sum of their logs and of their squares. The prediction bound in log space
-    (Student's t: mean and spread both estimated) is wider than the fitted quantile: the fewer
-    the samples, the lower a low quantile, so that a handful of them cannot make frames that
-    would still fit look late.
-    """
-    mean = log_sum / count
-    variance = max(0.0, (log_square_sum - count * mean * mean) / (count - 1))
-    bound = student_t_quantile(z, count - 1) * math.sqrt(variance * (1.0 + 1.0 / count))
-    return math.exp(mean + bound)
 
 
 class RiskSignals:
@@ -149,19 +93,13 @@ class TaskState:
         self.priority_rank = 0  # 0: the highest priority of its pool (pool.sort_tasks)
         self.in_flight = 0
         self.busy_s = 0.0  # slot time its jobs took, since start (s)
-        self.expected_s = config.expected_latency_ms / 1000.0
-        self._service = deque(maxlen=SERVICE_HISTORY)  # arrival order
-        self._ordered: List[float] = []  # the same values, sorted
-        self._log_sum = self._log_square_sum = 0.0  # of their logs: the lognormal fit
-        self.predicted_s = self.expected_s  # high quantile: holds, telemetry
-        self.in_time_s = self.expected_s  # its fitted bound: a frame in time started now
-        self.fast_s = 0.0  # low quantile: predicted_late
-        self.median_s = self.expected_s  # the load a job adds
+        # The one-frame service-time predictor; its predictions are mirrored as attributes.
+        self.service = ServiceModel(config.expected_latency_ms / 1000.0)
+        self._mirror()
+        # Its batch sizes' costs (scheduling/batching.py), when it batches: set at load.
+        self.batching: Optional[BatchCosts] = None
         self.late_streak = 0  # predicted_late drops late from arrival since a job started
         self.hold_streak = 0  # frames the priority hold kept back since a job started
-        self._measured = False  # MIN_SAMPLES reached: the predictions are the measurements'
-        self._shift_side, self._shift_count = 0, 0
-        self._shift_band = (0.0, 0.0)  # (fast, high) when the streak began
         self.probe_interval_s = 0.0  # the wait after a probe that ended late
         self.probe_not_before = -math.inf  # no probe before then
         # Slot-seconds of lower-priority jobs on the pool, divided by its slots, since start:
@@ -349,15 +287,20 @@ class TaskState:
         if depth > self.telemetry.max_queue_depth:
             self.telemetry.max_queue_depth = depth
 
-    def count_start(self, now: float, camera: str) -> None:
-        """Count a job started now: in flight, the rate, the wait and the share it takes."""
+    def count_start(self, now: float, camera: str, share_s: Optional[float] = None) -> None:
+        """
+        Count a frame started now: in flight, the rate, the wait and the share it takes.
+
+        share_s: the slot time charged to it (a frame of a batch: its part of the batch's
+        median); the one-frame median by default.
+        """
         self.in_flight += 1
         if self.telemetry.cameras:
             self.telemetry.cameras[camera].in_flight += 1
         self.late_streak = self.hold_streak = 0
         self.started_rate.add(now)
         self.last_start = now
-        self.share_s += self.median_s
+        self.share_s += self.median_s if share_s is None else share_s
 
     def count_end(self, camera: str) -> None:
         """Count a job no longer in flight that neither ran nor failed (abandoned, dropped)."""
@@ -422,72 +365,21 @@ class TaskState:
 
     def set_expected(self, seconds: float, fast: float = 0.0) -> None:
         """Set the guesses used before measurements: typical and fast service time (s)."""
-        self.expected_s = seconds
-        if len(self._service) < MIN_SAMPLES:
-            self.predicted_s = self.median_s = self.in_time_s = seconds
-            self.fast_s = fast
+        self.service.set_expected(seconds, fast)
+        self._mirror()
 
     def record_service(self, seconds: float) -> float:
-        """Add a measured service time; return how much the drop predictor grew (s)."""
-        side = 0
-        if self._measured:
-            # Against the band the history predicted when the streak began: the first sample
-            # of a shift widens the fit (one 2 ms run among 100 ms ones puts its fast quantile
-            # near 0), and the rest must not be judged by it.
-            if self._shift_count:
-                low, high = self._shift_band
-            else:
-                low, high = self.fast_s, self.predicted_s
-            if seconds < low - RESOLUTION_S:
-                side = -1
-            elif seconds > high + RESOLUTION_S:
-                side = 1
-        if side and side == self._shift_side:
-            self._shift_count += 1
-        elif side:
-            self._shift_side, self._shift_count = side, 1
-            self._shift_band = (self.fast_s, self.predicted_s)
-        else:
-            self._shift_side = self._shift_count = 0
-        history, ordered = self._service, self._ordered
-        if self._shift_count >= SHIFT_AFTER:  # the task changed: its recent samples only
-            recent = list(history)[-(SHIFT_AFTER - 1):]
-            history.clear()
-            ordered.clear()
-            self._log_sum = self._log_square_sum = 0.0
-            self._shift_side, self._shift_count = 0, 0
-            for sample in recent:
-                self._add_sample(sample)
-        elif len(history) == SERVICE_HISTORY:
-            oldest = history[0]  # it leaves
-            del ordered[bisect.bisect_left(ordered, oldest)]
-            log = math.log(max(oldest, 1e-9))
-            self._log_sum -= log
-            self._log_square_sum -= log * log
-        self._add_sample(seconds)
-        count = len(ordered)
-        if count >= MIN_SAMPLES:
-            self._measured = True
-        if not self._measured:  # too few for a p95: no job is expected to exceed the slowest
-            self.predicted_s = self.in_time_s = max(self.expected_s, ordered[-1])
-            return 0.0
-        previous = self.fast_s
-        self.predicted_s = quantile(ordered, HIGH_QUANTILE)
-        self.median_s = quantile(ordered, 0.5)
-        # A low quantile is below the median; without spread the fit's exp(log) round trip
-        # could put it a hair above every sample, all of which would then look faster.
-        self.fast_s = min(self.median_s, predicted_lognormal_quantile(
-            count, self._log_sum, self._log_square_sum, FAST_Z))
-        self.in_time_s = predicted_lognormal_quantile(count, self._log_sum,
-                                                      self._log_square_sum, HIGH_Z)
-        return max(0.0, self.fast_s - previous)
+        """Add a measured one-frame service time; return how much the drop predictor grew (s)."""
+        grown = self.service.record(seconds)
+        self._mirror()
+        return grown
 
-    def _add_sample(self, seconds: float) -> None:
-        self._service.append(seconds)
-        bisect.insort(self._ordered, seconds)
-        log = math.log(max(seconds, 1e-9))
-        self._log_sum += log
-        self._log_square_sum += log * log
+    def _mirror(self) -> None:
+        """Copy the one-frame predictions to the attributes the hot paths read."""
+        service = self.service
+        self.expected_s = service.expected_s
+        self.predicted_s, self.in_time_s = service.predicted_s, service.in_time_s
+        self.fast_s, self.median_s = service.fast_s, service.median_s
 
     def admit(self, now: float) -> bool:
         """Apply the rate limit (a one-token bucket); True when the frame may be queued."""

@@ -47,6 +47,11 @@ class RateMeter:
         if times[0] <= now - self.span_s:  # trim here too: rate() may be called rarely
             times.popleft()
 
+    def rate_at(self, when: float, now: float) -> float:
+        """Return the rate over the span ending at when (>= now) of the events until now."""
+        horizon = when - self.span_s
+        return sum(1 for time in self._times if horizon < time <= now) / self.span_s
+
     def rate(self, now: float) -> float:
         times = self._times
         horizon = now - self.span_s
@@ -102,6 +107,7 @@ class TaskTelemetry:
         self.held_for_priority = 0
         self.max_queue_depth = 0
         self.cameras: Dict[str, CameraTelemetry] = {}  # a task over several inputs: each
+        self.batch_jobs: Dict[int, int] = {}  # a task that batches: jobs run, by size
         series = LATENCY_SERIES + tuple(extra_series)
         self.windows = {name: LatencyWindow(window_s, window_samples) for name in series}
         self.histograms = {name: LogHistogram() for name in series}
@@ -111,6 +117,10 @@ class TaskTelemetry:
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
         self.dropped_total += count
+
+    def count_batch(self, size: int) -> None:
+        """Count a job of a task that batches, by its size (frames)."""
+        self.batch_jobs[size] = self.batch_jobs.get(size, 0) + 1
 
     def fail(self, reason: str) -> None:
         self.failed[reason] = self.failed.get(reason, 0) + 1

@@ -99,6 +99,10 @@ class TaskSnapshot:
     window_overflow: int = 0
     run_latency: Optional[Dict[str, LatencySummary]] = None  # whole run (reports)
     cameras: Dict[str, CameraSnapshot] = field(default_factory=dict)  # several inputs: each
+    # A task that batches (max_batch > 1): per size 1, 2, ...: the jobs run at it, and its
+    # learned median service time (0: not known). Empty for a task that does not.
+    batch_jobs: List[int] = field(default_factory=list)
+    batch_cost_ms: List[float] = field(default_factory=list)
 
 
 @dataclass

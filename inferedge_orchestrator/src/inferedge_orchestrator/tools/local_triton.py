@@ -73,6 +73,9 @@ class TritonPythonModel:
         config = json.loads(args['model_config'])
         parameters = {k: v['string_value'] for k, v in config.get('parameters', {}).items()}
         self.delay_s = float(parameters.get('delay_s', 0))
+        # A synthetic cost that grows with the batch: delay_s + delay_per_item_s x (n - 1).
+        self.delay_per_item_s = float(parameters.get('delay_per_item_s', 0))
+        self.batched = int(config.get('max_batch_size', 0)) > 0
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = int(parameters.get('intra_op_threads', 0))
         # As the onnxruntime worker: idle threads that spin take the cores the server needs.
@@ -88,10 +91,12 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
-            if self.delay_s:
-                time.sleep(self.delay_s)
             feeds = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy()
                      for name in self.inputs}
+            rows = len(feeds[self.inputs[0]]) if self.batched else 1
+            delay = self.delay_s + self.delay_per_item_s * (rows - 1)
+            if delay:
+                time.sleep(delay)
             values = self.session.run(self.outputs, feeds)
             responses.append(pb_utils.InferenceResponse(
                 [pb_utils.Tensor(name, value) for name, value in zip(self.outputs, values)]))
@@ -389,13 +394,15 @@ def is_loopback(address: str) -> bool:
 
 def write_onnx_model(repository: str, name: str, onnx_path: str, max_batch_size: int = 0,
                      dynamic_batching: str = '', delay_s: float = 0.0, instances: int = 1,
-                     intra_op_threads: int = 0) -> str:
+                     intra_op_threads: int = 0, delay_per_item_s: float = 0.0) -> str:
     """
     Write a python-backend model that runs onnx_path with onnxruntime; return its folder.
 
     Its inputs and outputs are the ONNX file's (read with onnxruntime); with max_batch_size > 0
     the first dimension is Triton's batch. dynamic_batching: the body of the config's
-    dynamic_batching block ('' : none); delay_s: a sleep before each request (a slow model).
+    dynamic_batching block ('' : none); delay_s: a sleep before each request (a slow model),
+    and delay_per_item_s more for each row of a batch after the first (a synthetic cost that
+    grows with the batch, as a GPU's does).
     """
     import onnxruntime
     session = onnxruntime.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
@@ -420,6 +427,7 @@ def write_onnx_model(repository: str, name: str, onnx_path: str, max_batch_size:
               f'instance_group [ {{ kind: KIND_CPU count: {instances} }} ]',
               'parameters [ '
               f'{{ key: "delay_s" value {{ string_value: "{delay_s:g}" }} }}, '
+              f'{{ key: "delay_per_item_s" value {{ string_value: "{delay_per_item_s:g}" }} }}, '
               f'{{ key: "intra_op_threads" value {{ string_value: "{intra_op_threads}" }} }} ]']
     if dynamic_batching:
         config.append(f'dynamic_batching {{\n  {dynamic_batching}\n}}')

@@ -95,8 +95,7 @@ class Simulation:
         self.engine = Engine(self.config, on_result=self._result, clock=self.clock,
                              virtual=self._start_job, trace=trace, worker_factory=factory)
         self.trace = trace
-        self._service_time = service_time or (
-            lambda job: job.worker.simulated_service_time(job.frame))
+        self._service_time = service_time or _simulated_service_time
         self._image = np.zeros(frame_shape, dtype=np.uint8)
         self._ages = {name: draws.TransportAge(spec, seed)
                       for name, spec in self.config.inputs.items()}
@@ -160,7 +159,9 @@ class Simulation:
                 self._push_next_arrival(arrivals)
             elif kind == _COMPLETE:
                 job, service = payload
-                engine.complete(job, InferenceOutput({}, 0.0, service))
+                output = InferenceOutput({}, 0.0, service)
+                engine.complete(job, output if job.batch is None else
+                                [output] * len(job.batch))
             else:
                 self._wakes.discard(when)
                 if payload == 'snapshot':
@@ -176,6 +177,13 @@ class Simulation:
         if self.trace is not None:
             self.trace.flush()
         return engine.report()
+
+
+def _simulated_service_time(job) -> float:
+    """Return a job's service time from its worker: one frame's, or its batch's."""
+    if job.batch is None:
+        return job.worker.simulated_service_time(job.frame)
+    return job.worker.simulated_batch_time([member.frame for member in job.batch])
 
 
 def replay_trace(records: List[dict], seed: int = 0

@@ -20,7 +20,7 @@ loading, sessions, contexts), warmup(n), infer(frame) -> InferenceOutput, close(
 validated by the worker class without importing its runtime (onnxruntime, tensorrt).
 """
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Sequence
 
 from inferedge_orchestrator.config.schema import check_options, Field
 from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
@@ -63,6 +63,31 @@ class Worker:
 
     def infer(self, frame) -> InferenceOutput:
         raise NotImplementedError
+
+    # -- batches (a task's max_batch > 1: scheduling/batching.py) ---------------------------
+
+    def batch_limit(self) -> int:
+        """Return the most frames its model takes in one call, after load() (1: no batches)."""
+        return 1
+
+    def warmup_batches(self, sizes: Sequence[int], runs: int) -> None:
+        """Run the model runs times at each batch size of sizes; called after warmup()."""
+
+    def expected_batch_latency_s(self, size: int) -> float:
+        """Return a batch of size's service-time guess before measurements (0 = unknown)."""
+        return 0.0
+
+    def fast_batch_latency_s(self, size: int) -> float:
+        """Return a service time a batch of size rarely beats, before measurements (0)."""
+        return 0.0
+
+    def infer_batch(self, frames: Sequence) -> List[InferenceOutput]:
+        """Run frames in one model call; return one output per frame, in their order."""
+        raise NotImplementedError(f'worker {self.kind!r} takes one frame a call')
+
+    def simulated_batch_time(self, frames: Sequence) -> float:
+        """Return the service time of a batch of frames without running it (virtual clock)."""
+        raise NotImplementedError(f'worker {self.kind!r} takes one frame a call')
 
     def abort(self, thread_id: int) -> bool:
         """

@@ -105,3 +105,26 @@ class WarmUpTimes:
         """Return the fastest run after the first (0 when there were fewer than 2)."""
         times = self.times[1:]
         return min(times) if times else 0.0
+
+
+def batch_limit(batch_dim: Optional[int], dynamic_limit: int = 1024) -> int:
+    """Return the most frames a model input with this batch dimension takes (None: dynamic)."""
+    return dynamic_limit if batch_dim is None else batch_dim
+
+
+def split_batch(outputs: Dict[str, np.ndarray], frames: int, preprocess_s: float,
+                inference_s: float, geometries: Sequence[Any]) -> List[InferenceOutput]:
+    """
+    Return one InferenceOutput per frame of a batch: row i of every output, kept 4-D.
+
+    Each frame's output keeps a batch dimension of 1, as a one-frame call gives it, so that
+    decoders read both alike; rows beyond the frames (a fixed batch dimension) are ignored.
+    The preprocessing time is the batch's share per frame; the inference time the call's.
+    """
+    for name, value in outputs.items():
+        if np.ndim(value) == 0 or value.shape[0] < frames:
+            raise ValueError(f'output {name!r} of shape {list(np.shape(value))} has no batch '
+                             f'dimension of {frames} frames: the model cannot batch')
+    share = preprocess_s / frames
+    return [InferenceOutput({name: value[row:row + 1] for name, value in outputs.items()},
+                            share, inference_s, geometries[row]) for row in range(frames)]

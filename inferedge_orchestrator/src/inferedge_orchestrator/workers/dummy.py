@@ -65,6 +65,10 @@ class DummyWorker(Worker):
         setting('hang_every', 0, 'block on every Nth call for hang_s, as a call stuck in native '
                 'code would (0: never)', low=0, high=2 ** 31),
         setting('hang_s', 3600.0, 'how long a hanging call blocks', low=0.0, unit='s'),
+        setting('batch_limit', 1, 'the most frames its model takes in one call (1: no batches)',
+                low=1, high=1024),
+        setting('per_item_ms', 0.0, 'what each frame after the first adds to a batch: a batch of '
+                'n takes latency_ms + per_item_ms x (n - 1)', low=0.0, unit='ms'),
         setting('leak_kib', 0, 'keep this much memory for good on each call: the leak canary '
                 'of the soak test (0: none)', low=0, high=2 ** 20, unit='KiB'),
     )
@@ -101,6 +105,42 @@ class DummyWorker(Worker):
 
     def simulated_service_time(self, frame) -> float:
         return self.sample_latency_s(frame.seq)
+
+    def batch_limit(self) -> int:
+        return self.options['batch_limit']
+
+    def expected_batch_latency_s(self, size: int) -> float:
+        return self.expected_latency_s() + self._extra_items_s(size)
+
+    def fast_batch_latency_s(self, size: int) -> float:
+        return self.fast_latency_s() + self._extra_items_s(size)
+
+    def _extra_items_s(self, size: int) -> float:
+        return self.options['per_item_ms'] * (size - 1) / 1000.0
+
+    def simulated_batch_time(self, frames) -> float:
+        """Return the first frame's sampled latency plus per_item_ms for each other frame."""
+        return self.sample_latency_s(frames[0].seq) + self._extra_items_s(len(frames))
+
+    def infer_batch(self, frames) -> List[InferenceOutput]:
+        """Sleep as simulated_batch_time() says (one call: fail_every counts it once)."""
+        if len(frames) > self.options['batch_limit']:
+            raise ValueError(f'a batch of {len(frames)} frames > batch_limit '
+                             f'{self.options["batch_limit"]}')
+        start = time.perf_counter()
+        shapes = [frame.image.shape for frame in frames]
+        preprocess_s = time.perf_counter() - start
+        call = next(self._calls)
+        latency = self.simulated_batch_time(frames)
+        begin = time.perf_counter()
+        if latency > 0:
+            time.sleep(latency)
+        every = self.options['fail_every']
+        if every and call % every == 0:
+            raise DummyWorkerError(f'injected failure on call {call}')
+        inference_s = time.perf_counter() - begin
+        return [InferenceOutput({'shape': np.asarray(shape, dtype=np.int32)},
+                                preprocess_s / len(frames), inference_s) for shape in shapes]
 
     def infer(self, frame) -> InferenceOutput:
         start = time.perf_counter()

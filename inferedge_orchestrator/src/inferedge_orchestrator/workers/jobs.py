@@ -17,11 +17,12 @@ A worker brought up, and a job run through it: what the engine and a process chi
 
 bring_up() loads a worker and warms it up by its own `warmup` option; bound_decoder() makes a
 task's decoder and checks it against the loaded model; run_model() calls the model, decodes
-its outputs and times the call, on a slot thread of the engine or in a child process alike.
+its outputs and times the call, on a slot thread of the engine or in a child process alike;
+run_batch() does the same for a batch of frames.
 """
 
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
 from inferedge_orchestrator.decoders.base import create_decoder, Decoder
@@ -60,3 +61,26 @@ def run_model(call: Callable[[], InferenceOutput], decoder: Optional[Decoder],
     if output.span is None:
         output.span = (entered, time.monotonic())
     return output
+
+
+def run_batch(call: Callable[[], List[InferenceOutput]], decoder: Optional[Decoder],
+              frames: Sequence[Any]) -> List[InferenceOutput]:
+    """
+    Run call (the worker's infer_batch on frames) and decode each frame's outputs.
+
+    The worker returns one InferenceOutput per frame, in order, each with the frame's own
+    slice of the batch's outputs; their span is the call's.
+    """
+    entered = time.monotonic()
+    outputs = call()
+    if not isinstance(outputs, list) or len(outputs) != len(frames) or not all(
+            isinstance(output, InferenceOutput) for output in outputs):
+        raise TypeError(f'infer_batch() of {len(frames)} frames returned '
+                        f'{type(outputs).__name__}, not one InferenceOutput per frame')
+    span = (entered, time.monotonic())
+    for frame, output in zip(frames, outputs):
+        if decoder is not None and output.decoded is None:
+            decoder.decode_into(output, frame.image.shape)
+        if output.span is None:
+            output.span = span
+    return outputs

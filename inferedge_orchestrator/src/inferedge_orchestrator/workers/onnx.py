@@ -30,7 +30,8 @@ from inferedge_orchestrator.config.schema import CUSTOM, REQUIRED, setting, tabl
 from inferedge_orchestrator.contracts.errors import ConfigError, WorkerRuntimeMissing
 from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
 from inferedge_orchestrator.workers.base import Worker
-from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
+from inferedge_orchestrator.workers.binding import (batch_limit, bind_model, split_batch,
+                                                    TensorSpec, WarmUpTimes)
 from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS, static_dims
 import numpy as np
 
@@ -117,6 +118,7 @@ class OnnxWorker(Worker):
         self.preprocess = None
         self._extra: Dict[str, np.ndarray] = {}
         self._warmup = WarmUpTimes()
+        self._batch_warmup: Dict[int, WarmUpTimes] = {}  # by batch size
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -192,7 +194,49 @@ class OnnxWorker(Worker):
             raise RuntimeError(f'task {self.task_name}: infer() before load()')
         return self._run(frame.image, frame.encoding)
 
+    # -- batches ----------------------------------------------------------------------------
+
+    def batch_limit(self) -> int:
+        return batch_limit(self.preprocess.batch_dim)
+
+    def warmup_batches(self, sizes, runs: int) -> None:
+        """Run the whole path runs times at each size on copies of a synthetic image."""
+        image, encoding = self.preprocess.warmup_image()
+        for size in sizes:
+            times = self._batch_warmup[size] = WarmUpTimes()
+            for _ in range(runs):
+                outputs = self._run_batch([(image, encoding)] * size)
+                times.times.append(outputs[0].preprocess_s * size + outputs[0].inference_s)
+
+    def expected_batch_latency_s(self, size: int) -> float:
+        times = self._batch_warmup.get(size)
+        return times.expected_s() if times else 0.0
+
+    def fast_batch_latency_s(self, size: int) -> float:
+        times = self._batch_warmup.get(size)
+        return times.fast_s() if times else 0.0
+
+    def infer_batch(self, frames) -> List[InferenceOutput]:
+        if self.session is None:
+            raise RuntimeError(f'task {self.task_name}: infer_batch() before load()')
+        return self._run_batch([(frame.image, frame.encoding) for frame in frames])
+
+    def _run_batch(self, images) -> List[InferenceOutput]:
+        """Preprocess images into one batch tensor, run it, and split the outputs per frame."""
+        preprocess = self.preprocess
+        start = time.perf_counter()
+        feeds = dict(self._extra)
+        feeds[self.input_name] = preprocess.batch(images, preprocess.batch_dim or len(images))
+        begin = time.perf_counter()
+        values = self.session.run(self.output_names, feeds)
+        end = time.perf_counter()
+        return split_batch(dict(zip(self.output_names, values)), len(images), begin - start,
+                           end - begin, [preprocess.geometry(image.shape[0], image.shape[1])
+                                         for image, _ in images])
+
     def _run(self, image: np.ndarray, encoding: str) -> InferenceOutput:
+        if self.preprocess.batch_dim not in (None, 1):  # a fixed batch: one frame in its rows
+            return self._run_batch([(image, encoding)])[0]
         start = time.perf_counter()
         feeds = dict(self._extra)
         feeds[self.input_name] = self.preprocess(image, encoding)

@@ -216,6 +216,8 @@ class Preprocessor:
             raise ValueError(f'input {name!r}: shape {list(shape)} is not an image input; '
                              'allowed: 4-D (N, C, H, W | N, H, W, C) or 3-D without the batch')
         self.batched = len(dims) == 4
+        # Its batch dimension: None when dynamic, 1 without one (3-D) or a fixed size.
+        self.batch_dim = dims[0] if self.batched else 1
         body = dims[1:] if self.batched else dims
         layout = options['layout']
         if layout == 'auto':
@@ -259,7 +261,7 @@ class Preprocessor:
         return fixed_h, fixed_w
 
     def input_shape(self, height: int, width: int) -> Tuple[int, ...]:
-        """Return the model input's shape for an image of height x width."""
+        """Return the model input's shape for one image of height x width."""
         target_h, target_w = self.target_size(height, width)
         body = (self.channels, target_h, target_w) if self.layout == 'NCHW' else (
             target_h, target_w, self.channels)
@@ -304,6 +306,31 @@ class Preprocessor:
         target_h, target_w = shape[-3:-1] if self.layout == 'NHWC' else shape[-2:]
         pixels = self._geometry(self._drop_alpha(image, encoding), target_h, target_w)
         self._normalize(pixels, encoding, out[0] if self.batched else out)
+        return out
+
+    def batch(self, images: Sequence[Tuple[np.ndarray, str]], rows: int,
+              out: Optional[np.ndarray] = None) -> np.ndarray:
+        """
+        Return the model input of a batch: each (image, encoding) in its row, of rows rows.
+
+        rows >= len(images): a model with a fixed batch dimension gets its rows, the ones
+        beyond the images left as they are (their outputs are not read). It is written into
+        out when given (a pinned buffer), else into a buffer of the calling thread, reused by
+        its next batch. The images must give one input shape.
+        """
+        if not self.batched:
+            raise ValueError(f'input {self.name!r} has no batch dimension')
+        shapes = {self.input_shape(image.shape[0], image.shape[1]) for image, _ in images}
+        if len(shapes) > 1:
+            raise ValueError(f'input {self.name!r}: the frames of a batch give the input shapes '
+                             f'{sorted(shapes)}; a batch needs one: set input_size')
+        shape = (rows,) + shapes.pop()[1:]
+        if out is None:
+            out = self._buffer(shape)
+        elif tuple(out.shape) != shape:
+            raise ValueError(f'input {self.name!r}: buffer shape {out.shape} != {shape}')
+        for row, (image, encoding) in enumerate(images):
+            self(image, encoding, out[row:row + 1])
         return out
 
     def _buffer(self, shape: Tuple[int, ...]) -> np.ndarray:

@@ -45,7 +45,8 @@ from inferedge_orchestrator.config.schema import CUSTOM, REQUIRED, setting, tabl
 from inferedge_orchestrator.contracts.errors import ConfigError, WorkerRuntimeMissing
 from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
 from inferedge_orchestrator.workers.base import Worker
-from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
+from inferedge_orchestrator.workers.binding import (bind_model, split_batch, TensorSpec,
+                                                    WarmUpTimes)
 from inferedge_orchestrator.workers.preprocess import (PREPROCESS_OPTIONS, Preprocessor,
                                                        static_dims, string_list)
 import numpy as np
@@ -203,6 +204,7 @@ class TensorRTWorker(Worker):
         self._free_lock = threading.Lock()
         self._runtime = None
         self._warmup = WarmUpTimes()
+        self._batch_warmup: Dict[int, WarmUpTimes] = {}  # by batch size
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -280,11 +282,18 @@ class TensorRTWorker(Worker):
             return tensor.shape
         if tensor.name == self.input_name and self.options['input_size']:
             height, width = self.options['input_size']
-            return self.preprocess.input_shape(height, width)
+            one = self.preprocess.input_shape(height, width)
+            if self.preprocess.batch_dim is None:  # room for the profile's largest batch
+                return (self._profile_batch(profile),) + one[1:]
+            return one
         if tensor.name in self._extra:
             return self._extra[tensor.name].shape
         return tuple(int(d) for d in self.engine.get_tensor_profile_shape(tensor.name,
                                                                           profile)[2])
+
+    def _profile_batch(self, profile: int) -> int:
+        """Return the largest batch of the image input in an optimization profile."""
+        return int(self.engine.get_tensor_profile_shape(self.input_name, profile)[2][0])
 
     def _create_state(self, state: _SlotState) -> None:
         cuda = self.cuda
@@ -334,7 +343,7 @@ class TensorRTWorker(Worker):
         self._warmup = WarmUpTimes()
         for state in self._states:
             for _ in range(runs):
-                self._warmup.add(self._execute(state, image, encoding))
+                self._warmup.add(self._execute(state, [(image, encoding)], False)[0])
 
     def expected_latency_s(self) -> float:
         return self._warmup.expected_s()
@@ -345,30 +354,78 @@ class TensorRTWorker(Worker):
     def infer(self, frame) -> InferenceOutput:
         if self.engine is None:
             raise RuntimeError(f'task {self.task_name}: infer() before load()')
-        image = frame.image
+        return self._on_a_context([(frame.image, frame.encoding)], False)[0]
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def batch_limit(self) -> int:
+        """Return the image input's largest batch: its static one, or every profile's maximum."""
+        batch_dim = self.preprocess.batch_dim
+        if batch_dim is not None:
+            return batch_dim
+        profiles = getattr(self.engine, 'num_optimization_profiles', 1)
+        return min(self._profile_batch(profile) for profile in range(profiles))
+
+    def warmup_batches(self, sizes, runs: int) -> None:
+        """Run runs batches of each size of a synthetic image on every slot's context."""
+        image, encoding = self.preprocess.warmup_image()
+        for size in sizes:
+            times = self._batch_warmup[size] = WarmUpTimes()
+            for state in self._states:
+                for _ in range(runs):
+                    outputs = self._execute(state, [(image, encoding)] * size, True)
+                    times.times.append(outputs[0].preprocess_s * size + outputs[0].inference_s)
+
+    def expected_batch_latency_s(self, size: int) -> float:
+        times = self._batch_warmup.get(size)
+        return times.expected_s() if times else 0.0
+
+    def fast_batch_latency_s(self, size: int) -> float:
+        times = self._batch_warmup.get(size)
+        return times.fast_s() if times else 0.0
+
+    def infer_batch(self, frames) -> List[InferenceOutput]:
+        if self.engine is None:
+            raise RuntimeError(f'task {self.task_name}: infer_batch() before load()')
+        return self._on_a_context([(frame.image, frame.encoding) for frame in frames], True)
+
+    def _on_a_context(self, images, batch: bool) -> List[InferenceOutput]:
+        """Run images on a free execution context (one per slot)."""
         with self._free_lock:
             if not self._free:
                 raise RuntimeError(f'task {self.task_name}: more concurrent calls than the '
                                    f'{len(self._states)} execution context(s)')
             state = self._free.pop()
         try:
-            return self._execute(state, image, frame.encoding)
+            return self._execute(state, images, batch)
         finally:
             with self._free_lock:
                 self._free.append(state)
 
-    def _execute(self, state: _SlotState, image: np.ndarray, encoding: str) -> InferenceOutput:
-        """Preprocess into the pinned buffer, copy in, run, copy out, on this thread."""
+    def _execute(self, state: _SlotState, images, batch: bool) -> List[InferenceOutput]:
+        """
+        Preprocess into the pinned buffer, copy in, run, copy out, on this thread.
+
+        images: (image, encoding) pairs, one row each (batch), or one image as a one-frame
+        call gives it; a fixed batch dimension gets all its rows.
+        """
         start = time.perf_counter()
         name = self.input_name
-        shape = self.preprocess.input_shape(image.shape[0], image.shape[1])
+        preprocess = self.preprocess
+        first = images[0][0]
+        one = preprocess.input_shape(first.shape[0], first.shape[1])
+        rows = preprocess.batch_dim or len(images)
+        shape = (rows,) + one[1:] if batch or rows > 1 else one
         host = state.host[name]
         size = int(np.prod(shape))
         if size > host.size:
             raise ValueError(f'input {name!r}: shape {shape} exceeds the buffer allocated for '
                              f"{state.shapes[name]} (the profile's maximum or input_size)")
         view = host[:size].reshape(shape)
-        self.preprocess(image, encoding, out=view)
+        if batch or rows > 1:
+            preprocess.batch(images, rows, out=view)
+        else:
+            preprocess(first, images[0][1], out=view)
         begin = time.perf_counter()
         self.cuda_context.push()
         try:
@@ -393,8 +450,10 @@ class TensorRTWorker(Worker):
         outputs = {output: out_view.reshape(out_shape).copy()
                    for output, (out_view, out_shape) in views.items()}
         end = time.perf_counter()
-        return InferenceOutput(outputs, begin - start, end - begin,
-                               self.preprocess.geometry(image.shape[0], image.shape[1]))
+        geometries = [preprocess.geometry(image.shape[0], image.shape[1]) for image, _ in images]
+        if batch or rows > 1:
+            return split_batch(outputs, len(images), begin - start, end - begin, geometries)
+        return [InferenceOutput(outputs, begin - start, end - begin, geometries[0])]
 
     def model_info(self) -> ModelInfo:
         """Return the output shapes (None: dynamic dimensions); engines carry no metadata."""

@@ -50,7 +50,8 @@ from inferedge_orchestrator.contracts.errors import (ConfigError, RequestDropped
                                                      ServerUnavailable, WorkerRuntimeMissing)
 from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
 from inferedge_orchestrator.workers.base import Worker
-from inferedge_orchestrator.workers.binding import bind_model, TensorSpec, WarmUpTimes
+from inferedge_orchestrator.workers.binding import (bind_model, split_batch, TensorSpec,
+                                                    WarmUpTimes)
 from inferedge_orchestrator.workers.preprocess import int_list, PREPROCESS_OPTIONS, static_dims
 import numpy as np
 
@@ -170,6 +171,8 @@ class TritonWorker(Worker):
         self.priority_levels = 0  # the model's; 0: priorities are not sent
         self.sends_timeout = False  # the model's queue takes the request's timeout
         self._warmup = WarmUpTimes()
+        self._batch_warmup: Dict[int, WarmUpTimes] = {}  # by batch size
+        self.max_batch_size = 0  # the model config's (0: no batch dimension)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -227,6 +230,7 @@ class TritonWorker(Worker):
                 if fixed:
                     self._output_bytes[name] = fixed
         self._read_queue_policy(config)
+        self.max_batch_size = int(config.get('max_batch_size', 0) or 0)
 
     def _read_queue_policy(self, config: Dict[str, Any]) -> None:
         """Read what of the budget and the priority the model's queue takes; warn of the rest."""
@@ -363,27 +367,90 @@ class TritonWorker(Worker):
 
     def _run(self, image: np.ndarray, encoding: str, budget_s: Optional[float],
              priority_rank: Optional[int]) -> InferenceOutput:
-        channel = self._channel()
-        with self._lock:  # a new job: an abort of the thread's previous one is spent
-            channel.aborted = False
+        channel = self._job_channel()
         start = time.perf_counter()
         tensor = self.preprocess(image, encoding, channel.input_buffer(image))
+        begin = time.perf_counter()
+        outputs = self._send(channel, tensor, budget_s, priority_rank)
+        end = time.perf_counter()
+        return InferenceOutput(outputs, begin - start, end - begin,
+                               self.preprocess.geometry(image.shape[0], image.shape[1]))
+
+    def _job_channel(self) -> '_Channel':
+        """Return this thread's channel for a new job: an abort of its previous one is spent."""
+        channel = self._channel()
+        with self._lock:
+            channel.aborted = False
+        return channel
+
+    def _send(self, channel: '_Channel', tensor: np.ndarray, budget_s: Optional[float],
+              priority_rank: Optional[int]) -> Dict[str, np.ndarray]:
+        """Send one request on channel; raise what a failure means to the engine."""
         settings = {}
         if priority_rank is not None and self.priority_levels:
             settings['priority'] = min(priority_rank + 1, self.priority_levels)
         if budget_s is not None and self.sends_timeout:
             settings['timeout'] = max(1, int(budget_s * 1e6))
-        begin = time.perf_counter()
         try:
-            outputs = channel.request(tensor, settings)
+            return channel.request(tensor, settings)
         except self._server_error as error:
             raise self._failure(error.message(), error.status(), channel) from None
         except (OSError, http.client.HTTPException) as error:  # HTTP: the connection's own
             kind = 'timeout' if isinstance(error, TimeoutError) else 'connection'
             raise self._failure(f'{type(error).__name__}: {error}', kind, channel) from None
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def batch_limit(self) -> int:
+        """Return the model config's max_batch_size; ValueError where batches cannot go."""
+        if self.max_batch_size <= 1:
+            return 1
+        if self.options['shared_memory']:
+            raise ValueError('batches are sent without shared memory: set shared_memory false')
+        if self._extra:
+            raise ValueError('batches cannot send extra_inputs (constants of one frame)')
+        return self.max_batch_size
+
+    def warmup_batches(self, sizes, runs: int) -> None:
+        """Send runs batches of each size of a synthetic image (then close its channel)."""
+        image, encoding = self.preprocess.warmup_image()
+        try:
+            for size in sizes:
+                times = self._batch_warmup[size] = WarmUpTimes()
+                for _ in range(runs):
+                    outputs = self._run_batch([(image, encoding)] * size, None, None)
+                    times.times.append(outputs[0].preprocess_s * size + outputs[0].inference_s)
+        finally:
+            self._close_channel(threading.get_ident())
+
+    def expected_batch_latency_s(self, size: int) -> float:
+        times = self._batch_warmup.get(size)
+        return times.expected_s() if times else 0.0
+
+    def fast_batch_latency_s(self, size: int) -> float:
+        times = self._batch_warmup.get(size)
+        return times.fast_s() if times else 0.0
+
+    def infer_batch(self, frames, budget_s: Optional[float] = None,
+                    priority_rank: Optional[int] = None) -> List[InferenceOutput]:
+        """Send frames as one request of a batch; budget_s: the time left to the earliest."""
+        if self.preprocess is None:
+            raise RuntimeError(f'task {self.task_name}: infer_batch() before load()')
+        return self._run_batch([(frame.image, frame.encoding) for frame in frames], budget_s,
+                               priority_rank)
+
+    def _run_batch(self, images, budget_s: Optional[float],
+                   priority_rank: Optional[int]) -> List[InferenceOutput]:
+        channel = self._job_channel()
+        preprocess = self.preprocess
+        start = time.perf_counter()
+        tensor = preprocess.batch(images, len(images))
+        begin = time.perf_counter()
+        outputs = self._send(channel, tensor, budget_s, priority_rank)
         end = time.perf_counter()
-        return InferenceOutput(outputs, begin - start, end - begin,
-                               self.preprocess.geometry(image.shape[0], image.shape[1]))
+        return split_batch(outputs, len(images), begin - start, end - begin,
+                           [preprocess.geometry(image.shape[0], image.shape[1])
+                            for image, _ in images])
 
     def _failure(self, message: str, status: Optional[str], channel: '_Channel'
                  ) -> BaseException:
