@@ -20,6 +20,8 @@ Several cameras, one detector: fairness, capacity and memory over real ROS (a sc
     python3 benchmarks/multicamera.py --out docs/benchmarks/multicamera_points     # ~50 min
     python3 benchmarks/multicamera.py --points 4x15 --systems one_task,per_camera,alone \
         --no-classifier --out /tmp/multicamera        # the first sitting's comparison
+    python3 benchmarks/multicamera.py --points 4x15 --systems one_task,batched,alone \
+        --no-classifier --out docs/benchmarks/batching_ros   # batches on the CPU detector
 
 Points (--points): cameras x fps, 640x480 rgb8, one synthetic_camera process per camera
 (reliable QoS, depth 10, each on its own topic). Systems, started fresh for every run:
@@ -30,7 +32,10 @@ Points (--points): cameras x fps, 640x480 rgb8, one synthetic_camera process per
 - inline: one benchmarks/inline_node.py process per camera, the detector in its image
   callback (what yolo_ros users run: a node per camera);
 - alone: the detector alone on one camera through the orchestrator (on_deadline run): its
-  service time gives the slot's capacity in the same round (1 / its median).
+  service time gives the slot's capacity in the same round (1 / its median);
+- batched (not by default): one_task with max_batch 4: the scheduler picks the batch size
+  from the measured cost per size (on this CPU, size 1 unless a batch pays); its target:
+  within budget >= 0.98x one_task's of the same round; its jobs by size in the run table.
 With the classifier (default), the direction classifier (48x192, priority 50, budget 300 ms,
 min_rate_hz 1) also runs on the front camera (cam0) in one_task and per_camera (a task of the
 same node) and in the front camera's inline node. Each round runs every system at every point
@@ -46,7 +51,7 @@ one_task: within budget >= 90% of the capacity at every overloaded point, Jain >
 the worst camera >= 90% of the mean, the classifier >= its min_rate_hz, RSS at 4 cameras
 <= 0.5x per_camera's, and the memory one_task adds per extra camera ((RSS at the most cameras
 - at the fewest) / their difference) <= 10% of one detector task's own (per_camera's, the
-same way). Writes multicamera.json and multicamera.md to --out.
+same way). Writes multicamera.json, multicamera.md and multicamera.png (the plot) to --out.
 """
 
 import argparse
@@ -63,8 +68,10 @@ from ros_launch import Background, ros_environment, stamp_ns, summary
 from ros_matrix import fmt, load_average, machine, model_folder, spread
 import yaml
 
-SYSTEMS = ('one_task', 'per_camera', 'inline', 'alone')
-COMPARED = ('one_task', 'per_camera', 'inline')
+SYSTEMS = ('one_task', 'per_camera', 'inline', 'alone', 'batched')
+DEFAULT_SYSTEMS = SYSTEMS[:4]
+COMPARED = ('one_task', 'per_camera', 'inline', 'batched')
+MAX_BATCH = 4  # the batched system's
 NODE = '/inferedge_orchestrator'
 DETECTOR = ('ch_PP-OCRv4_det_infer.onnx', [480, 640])
 CLASSIFIER = ('ch_ppocr_mobile_v2.0_cls_infer.onnx', [48, 192])
@@ -101,8 +108,10 @@ def write_configs(system: str, cameras: int, fps: float, budget_ms: float, threa
                   classifier: bool, folder: str) -> list:
     """Write the core configs of a run (one per inline node, else one); return the paths."""
     names = camera_names(1 if system == 'alone' else cameras)
-    if system == 'one_task':
+    if system in ('one_task', 'batched'):
         configs = [[detector_block('detector', names, budget_ms, 'drop', threads)]]
+        if system == 'batched':
+            configs[0][0]['max_batch'] = MAX_BATCH
     elif system == 'inline':
         configs = [[detector_block('detector', [camera], budget_ms, 'drop', threads)]
                    for camera in names]
@@ -153,7 +162,7 @@ def start_camera(camera: str, fps: float, env: dict) -> Background:
 
 def result_topics(system: str, cameras: list, classifier: bool) -> list:
     """Return the result topics of a system: per camera, one task's or its own task's."""
-    if system == 'one_task':
+    if system in ('one_task', 'batched'):
         topics = [f'{NODE}/detector/{camera}/result' for camera in cameras]
     elif system == 'inline':
         topics = [f'/inline_{camera}/detector/result' for camera in cameras]
@@ -263,6 +272,12 @@ def received_rates(telemetry: list, window_ns) -> dict:
     return {i.name: (i.received - before.get(i.name, 0)) / seconds for i in last.inputs}
 
 
+def batch_jobs(telemetry: list) -> list:
+    """Return the detector's jobs by batch size in the last telemetry (empty: no batches)."""
+    tasks = {task.name: task for task in telemetry[-1].tasks} if telemetry else {}
+    return list(tasks['detector'].batch_jobs) if 'detector' in tasks else []
+
+
 def jain(values: list) -> float:
     """Return Jain's fairness index (1: all equal; 1/n: one gets everything)."""
     squares = sum(v * v for v in values)
@@ -305,6 +320,7 @@ def analyse(system: str, cameras: list, budget_ms: float, raw: dict) -> dict:
             'late_in_node_share': late_in_node / executed if executed else 0.0,
             'p99_worst_ms': max((c['end_to_end']['p99_ms'] or 0.0)
                                 for c in per_camera.values()),
+            'batch_jobs': batch_jobs(raw['telemetry']),
             'service_p50_ms': statistics.median(services) if services else None}
 
 
@@ -347,7 +363,8 @@ def aggregate(runs: list) -> dict:
     for run in runs:
         point = (run['cameras_count'], run['fps'])
         rounds.setdefault(point, {}).setdefault(run['round'], {})[run['system']] = run
-    keys = ('jain', 'within_per_s', 'worst_camera_within_per_s', 'worst_x_mean',
+    keys = ('jain', 'within_per_s', 'within_x_one_task', 'worst_camera_within_per_s',
+            'worst_x_mean',
             'capacity_per_s', 'within_x_capacity', 'late_share', 'late_in_node_share',
             'service_x_alone', 'camera_rate_min', 'kept_min', 'p99_worst_ms',
             'classifier_per_s', 'rss_mb', 'rss_x_per_camera', 'cpu_cores')
@@ -381,6 +398,10 @@ def aggregate(runs: list) -> dict:
                 rows['classifier_per_s'].append(mine['classifier_per_s'])
                 rows['cpu_cores'].append(mine['cpu_cores'])
                 rows['rss_mb'].append(mine['rss_mb'])
+                single = systems.get('one_task')
+                if system == 'batched' and single and single['within_budget_per_s']:
+                    rows['within_x_one_task'].append(mine['within_budget_per_s'] /
+                                                     single['within_budget_per_s'])
                 other = systems.get('per_camera')
                 if system == 'one_task' and other and other['rss_mb'] and mine['rss_mb']:
                     rows['rss_x_per_camera'].append(mine['rss_mb'] / other['rss_mb'])
@@ -449,6 +470,10 @@ def targets(table: dict, memory: dict, classifier: bool) -> list:
         if classifier and rate is not None:
             out.append((f'classifier >= its min_rate_hz {CLASSIFIER_MIN_RATE_HZ:g}', label,
                         f'{rate:.2f}/s', rate >= CLASSIFIER_MIN_RATE_HZ))
+        batched = median(point, 'within_x_one_task', 'batched')
+        if batched is not None:
+            out.append((f'max_batch {MAX_BATCH}: within budget >= 0.98x one frame a job', label,
+                        f'{batched:.2f}x', batched >= 0.98))
         ratio = median(point, 'rss_x_per_camera')
         if cameras == 4 and ratio is not None:
             out.append(("RSS <= 0.5x one task per camera's", label, f'{ratio:.2f}x',
@@ -468,6 +493,7 @@ def report(table: dict, memory: dict, checks: list, runs: list, meta: dict) -> s
             ("slot capacity: 1 / the alone detector's median service (/s)", 'capacity_per_s',
              False, 2),
             ('within budget x capacity', 'within_x_capacity', True, 2),
+            ("within budget x one_task's (batched)", 'within_x_one_task', False, 2),
             ('worst camera within budget (/s)', 'worst_camera_within_per_s', False, 2),
             ("worst camera x the cameras' mean", 'worst_x_mean', True, 2),
             ("Jain's index over the cameras", 'jain', False, 3),
@@ -485,13 +511,14 @@ def report(table: dict, memory: dict, checks: list, runs: list, meta: dict) -> s
              f'{meta["rounds"]} round(s) of {meta["window_s"]:g} s windows; load average at '
              f'the start {meta["load_start"]}, at the end {meta["load_end"]}. Medians over '
              'rounds (min-max).']
+    compared = [system for system in COMPARED if any(r['system'] == system for r in runs)]
     for point in sorted({point for point, _ in table}):
         lines += ['', f'{point[0]} cameras x {point[1]:g} fps', '',
-                  '| figure | ' + ' | '.join(COMPARED) + ' |',
-                  '| --- |' + ' --- |' * len(COMPARED)]
+                  '| figure | ' + ' | '.join(compared) + ' |',
+                  '| --- |' + ' --- |' * len(compared)]
         for text, key, percent, digits in rows:
             lines.append(f'| {text} | ' + ' | '.join(
-                cell(point, system, key, percent, digits) for system in COMPARED) + ' |')
+                cell(point, system, key, percent, digits) for system in compared) + ' |')
     if memory:
         lines += ['', f'Memory per extra camera ({memory["fewest"]} -> {memory["most"]} cameras'
                   f' x {memory["fps"]:g} fps): ' + ', '.join(
@@ -499,7 +526,7 @@ def report(table: dict, memory: dict, checks: list, runs: list, meta: dict) -> s
                       f'{value["max"]:.1f})' for system, value in
                       memory['per_camera_mb'].items() if value)]
     lines += ['', '| round | point | system | within/s per camera | executed/s per camera | '
-              'service p50 ms | RSS MB | CPU |', '|' + ' --- |' * 8]
+              'service p50 ms | RSS MB | CPU | jobs by batch size |', '|' + ' --- |' * 9]
     for run in runs:
         cameras = run['cameras'].values()
         within = ', '.join(f'{c["within_budget_per_s"]:.1f}' for c in cameras)
@@ -507,7 +534,7 @@ def report(table: dict, memory: dict, checks: list, runs: list, meta: dict) -> s
         lines.append(f'| {run["round"] + 1} | {run["cameras_count"]} x {run["fps"]:g} | '
                      f'{run["system"]} | {within} | {executed} | '
                      f'{run["service_p50_ms"] or 0:.1f} | {run["rss_mb"] or 0:.0f} | '
-                     f'{run["cpu_cores"] or 0:.2f} |')
+                     f'{run["cpu_cores"] or 0:.2f} | {run.get("batch_jobs") or ""} |')
     lines += ['', '| target (one task over the cameras) | point | measured | met |',
               '| --- | --- | --- | --- |']
     for text, label, measured, ok in checks:
@@ -516,11 +543,52 @@ def report(table: dict, memory: dict, checks: list, runs: list, meta: dict) -> s
     return '\n'.join(lines) + '\n'
 
 
+def plot(data: dict, path: str) -> None:
+    """Plot per point: within budget x capacity, Jain's index, worst-camera p99 and RSS."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = data['table']
+    points = sorted({(row['cameras'], row['fps']) for row in rows})
+    systems = [s for s in COMPARED if any(row['system'] == s for row in rows)]
+    panels = (('within_x_capacity', 'within budget x capacity', 0.9),
+              ('jain', "Jain's index over the cameras", 0.98),
+              ('p99_worst_ms', 'worst camera p99 (ms)', data['meta']['budget_ms']),
+              ('rss_mb', 'RSS (MB)', None))
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+    width = 0.8 / len(systems)
+    for axis, (key, title, line) in zip(axes, panels):
+        for index, system in enumerate(systems):
+            values = {(row['cameras'], row['fps']): row['figures'][key] for row in rows
+                      if row['system'] == system}
+            xs, medians, low, high = [], [], [], []
+            for position, point in enumerate(points):
+                value = values.get(point)
+                if value:
+                    xs.append(position + (index - (len(systems) - 1) / 2) * width)
+                    medians.append(value['median'])
+                    low.append(value['median'] - value['min'])
+                    high.append(value['max'] - value['median'])
+            axis.bar(xs, medians, width, yerr=[low, high], capsize=2, label=system)
+        if line is not None:
+            axis.axhline(line, color='black', linestyle='--', linewidth=0.8)
+        axis.set_xticks(range(len(points)))
+        axis.set_xticklabels([f'{c} x {f:g}' for c, f in points])
+        axis.set_title(title, fontsize=10)
+        if key == 'p99_worst_ms':
+            axis.set_yscale('log')
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f'cameras x fps, medians over {data["meta"]["rounds"]} rounds (min-max); '
+                    f'dashed: the target or the budget', fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--points', default='2x15,4x15,8x15,4x30',
                         help='cameras x fps, comma-separated (2x15,4x15,8x15,4x30)')
-    parser.add_argument('--systems', default=','.join(SYSTEMS),
+    parser.add_argument('--systems', default=','.join(DEFAULT_SYSTEMS),
                         help=f'a subset of {",".join(SYSTEMS)} (alone is needed)')
     parser.add_argument('--no-classifier', dest='classifier', action='store_false',
                         help='no classifier on the front camera')
@@ -534,7 +602,13 @@ def main(argv=None) -> int:
     parser.add_argument('--domain', type=int, default=90,
                         help='the first ROS_DOMAIN_ID; run i uses domain + i %% 10 (90)')
     parser.add_argument('--out', required=True, help='folder of the outputs')
+    parser.add_argument('--plot-only', action='store_true',
+                        help="only plot --out's multicamera.json again (multicamera.png)")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        with open(os.path.join(args.out, 'multicamera.json'), encoding='utf-8') as stream:
+            plot(json.load(stream), os.path.join(args.out, 'multicamera.png'))
+        return 0
     points = [tuple(int(v) if i == 0 else float(v) for i, v in enumerate(p.split('x')))
               for p in args.points.split(',')]
     systems = tuple(s for s in SYSTEMS if s in args.systems.split(','))
@@ -571,6 +645,8 @@ def main(argv=None) -> int:
                                for t, p, m, ok in checks]}, stream, indent=1)
     with open(os.path.join(args.out, 'multicamera.md'), 'w', encoding='utf-8') as stream:
         stream.write(text)
+    with open(os.path.join(args.out, 'multicamera.json'), encoding='utf-8') as stream:
+        plot(json.load(stream), os.path.join(args.out, 'multicamera.png'))
     return 0 if all(ok is not False for *_, ok in checks) else 1
 
 
