@@ -166,7 +166,7 @@ def test_parameter_checks():
     assert live == {'priority', 'latency_budget_ms', 'camera_priority', 'camera_budget_ms',
                     'enabled', 'max_rate_hz', 'min_rate_hz',
                     'queue_size', 'drop_policy', 'order', 'on_deadline',
-                    'expected_latency_ms', 'timeout_ms'}
+                    'expected_latency_ms', 'timeout_ms', 'max_batch_delay_ms'}
 
 
 def test_block_names_are_checked():
