@@ -18,8 +18,10 @@ The triton worker against a real Triton Inference Server that the tests start.
 The server is the tritonserver of the nvidia-pytriton wheel in a virtual environment of its
 own (tools/local_triton.py: INFEREDGE_TRITON_VENV or .ci/triton-venv, which .ci/run makes),
 with HTTP, gRPC and metrics on 127.0.0.1. Its models are python-backend models that run ONNX
-files made here with the onnx helper API. The tests skip, saying why, only where the wheel
-cannot install (another architecture, an older glibc); a missing environment is an error.
+files made here with the onnx helper API. The tests skip, saying why, where the wheel cannot
+install (another architecture, an older glibc) and where no server environment was made and
+INFEREDGE_TRITON_VENV is unset (local_triton.skip_reason); where it is set, as .ci/run does, a
+missing environment is an error.
 """
 
 import glob
@@ -52,8 +54,8 @@ GROWING_S, PER_ITEM_S = 0.020, 0.004
 
 @pytest.fixture(scope='session')
 def triton_install():
-    """Return the server's install; skip only where the wheel cannot be installed."""
-    reason = local_triton.unsupported_reason()
+    """Return the server's install; skip where local_triton.skip_reason() says why."""
+    reason = local_triton.skip_reason()
     if reason:
         pytest.skip(reason)
     require_onnx()

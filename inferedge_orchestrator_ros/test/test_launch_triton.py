@@ -41,7 +41,7 @@ DOMAIN_ID = 55
 NODE = '/inferedge_orchestrator'
 TOPIC = '/triton_test/image'
 SKIP = NOT_BUILT if not package_available() else ros_test_env.missing('onnx') or \
-    local_triton.unsupported_reason()
+    local_triton.skip_reason()
 SERVER_FILES = []  # the folder of the server's model repository and backends, once made
 
 
@@ -59,7 +59,8 @@ def generate_test_description():
     models = os.path.join(folder, 'models')
     local_triton.write_onnx_model(models, 'detector',
                                   detector_model(os.path.join(folder, 'detector.onnx')))
-    server = local_triton.LocalTriton(models, folder)  # ServerMissing (no environment): a failure
+    # ServerMissing where INFEREDGE_TRITON_VENV names no environment: a failure.
+    server = local_triton.LocalTriton(models, folder)
     tritonserver = ExecuteProcess(cmd=server.command(), env=server.environment(),
                                   name='tritonserver', output='log')
     orchestrator = orchestrator_node({

@@ -125,6 +125,24 @@ def unsupported_reason() -> str:
     return ''
 
 
+def skip_reason() -> str:
+    """
+    Return why the triton tests cannot run here ('' : they run).
+
+    No wheel for this machine; or no server environment while INFEREDGE_TRITON_VENV is unset
+    (a checkout installed by the README's lines). Where it is set (.ci/run sets it), a missing
+    or broken environment is not a reason: the tests fail with find_install()'s message.
+    """
+    reason = unsupported_reason()
+    if reason or os.environ.get(SERVER_VENV):
+        return reason
+    try:
+        find_install()
+    except ServerMissing as error:
+        return f'{error} (bash .ci/run makes it, or set {SERVER_VENV})'
+    return ''
+
+
 @dataclass(frozen=True)
 class ServerInstall:
     """Where the wheel's server is: the environment's Python, pytriton's folder, its version."""
