@@ -139,7 +139,7 @@ def skip_reason() -> str:
     try:
         find_install()
     except ServerMissing as error:
-        return f'{error} (bash .ci/run makes it, or set {SERVER_VENV})'
+        return str(error)  # it says how to make one
     return ''
 
 
