@@ -107,6 +107,27 @@ class WarmUpTimes:
         return min(times) if times else 0.0
 
 
+class BatchWarmUps:
+    """A model worker's warm-up run times at each batch size (s): its guesses per size."""
+
+    def __init__(self):
+        self._by_size: Dict[int, WarmUpTimes] = {}
+
+    def add(self, outputs: List[InferenceOutput]) -> None:
+        """Add one warm-up batch's time (the outputs of its frames, as split_batch made them)."""
+        size = len(outputs)
+        self._by_size.setdefault(size, WarmUpTimes()).times.append(
+            outputs[0].preprocess_s * size + outputs[0].inference_s)
+
+    def expected_s(self, size: int) -> float:
+        times = self._by_size.get(size)
+        return times.expected_s() if times else 0.0
+
+    def fast_s(self, size: int) -> float:
+        times = self._by_size.get(size)
+        return times.fast_s() if times else 0.0
+
+
 def batch_limit(batch_dim: Optional[int], dynamic_limit: int = 1024) -> int:
     """Return the most frames a model input with this batch dimension takes (None: dynamic)."""
     return dynamic_limit if batch_dim is None else batch_dim

@@ -30,8 +30,8 @@ from inferedge_orchestrator.config.schema import CUSTOM, REQUIRED, setting, tabl
 from inferedge_orchestrator.contracts.errors import ConfigError, WorkerRuntimeMissing
 from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
 from inferedge_orchestrator.workers.base import Worker
-from inferedge_orchestrator.workers.binding import (batch_limit, bind_model, split_batch,
-                                                    TensorSpec, WarmUpTimes)
+from inferedge_orchestrator.workers.binding import (batch_limit, BatchWarmUps, bind_model,
+                                                    split_batch, TensorSpec, WarmUpTimes)
 from inferedge_orchestrator.workers.preprocess import PREPROCESS_OPTIONS, static_dims
 import numpy as np
 
@@ -118,7 +118,7 @@ class OnnxWorker(Worker):
         self.preprocess = None
         self._extra: Dict[str, np.ndarray] = {}
         self._warmup = WarmUpTimes()
-        self._batch_warmup: Dict[int, WarmUpTimes] = {}  # by batch size
+        self._batch_warmup = BatchWarmUps()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -203,18 +203,14 @@ class OnnxWorker(Worker):
         """Run the whole path runs times at each size on copies of a synthetic image."""
         image, encoding = self.preprocess.warmup_image()
         for size in sizes:
-            times = self._batch_warmup[size] = WarmUpTimes()
             for _ in range(runs):
-                outputs = self._run_batch([(image, encoding)] * size)
-                times.times.append(outputs[0].preprocess_s * size + outputs[0].inference_s)
+                self._batch_warmup.add(self._run_batch([(image, encoding)] * size))
 
     def expected_batch_latency_s(self, size: int) -> float:
-        times = self._batch_warmup.get(size)
-        return times.expected_s() if times else 0.0
+        return self._batch_warmup.expected_s(size)
 
     def fast_batch_latency_s(self, size: int) -> float:
-        times = self._batch_warmup.get(size)
-        return times.fast_s() if times else 0.0
+        return self._batch_warmup.fast_s(size)
 
     def infer_batch(self, frames) -> List[InferenceOutput]:
         if self.session is None:

@@ -45,8 +45,8 @@ from inferedge_orchestrator.config.schema import CUSTOM, REQUIRED, setting, tabl
 from inferedge_orchestrator.contracts.errors import ConfigError, WorkerRuntimeMissing
 from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
 from inferedge_orchestrator.workers.base import Worker
-from inferedge_orchestrator.workers.binding import (bind_model, split_batch, TensorSpec,
-                                                    WarmUpTimes)
+from inferedge_orchestrator.workers.binding import (BatchWarmUps, bind_model, split_batch,
+                                                    TensorSpec, WarmUpTimes)
 from inferedge_orchestrator.workers.preprocess import (PREPROCESS_OPTIONS, Preprocessor,
                                                        static_dims, string_list)
 import numpy as np
@@ -204,7 +204,7 @@ class TensorRTWorker(Worker):
         self._free_lock = threading.Lock()
         self._runtime = None
         self._warmup = WarmUpTimes()
-        self._batch_warmup: Dict[int, WarmUpTimes] = {}  # by batch size
+        self._batch_warmup = BatchWarmUps()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -370,19 +370,15 @@ class TensorRTWorker(Worker):
         """Run runs batches of each size of a synthetic image on every slot's context."""
         image, encoding = self.preprocess.warmup_image()
         for size in sizes:
-            times = self._batch_warmup[size] = WarmUpTimes()
             for state in self._states:
                 for _ in range(runs):
-                    outputs = self._execute(state, [(image, encoding)] * size, True)
-                    times.times.append(outputs[0].preprocess_s * size + outputs[0].inference_s)
+                    self._batch_warmup.add(self._execute(state, [(image, encoding)] * size, True))
 
     def expected_batch_latency_s(self, size: int) -> float:
-        times = self._batch_warmup.get(size)
-        return times.expected_s() if times else 0.0
+        return self._batch_warmup.expected_s(size)
 
     def fast_batch_latency_s(self, size: int) -> float:
-        times = self._batch_warmup.get(size)
-        return times.fast_s() if times else 0.0
+        return self._batch_warmup.fast_s(size)
 
     def infer_batch(self, frames) -> List[InferenceOutput]:
         if self.engine is None:

@@ -50,8 +50,8 @@ from inferedge_orchestrator.contracts.errors import (ConfigError, RequestDropped
                                                      ServerUnavailable, WorkerRuntimeMissing)
 from inferedge_orchestrator.contracts.inference import InferenceOutput, ModelInfo
 from inferedge_orchestrator.workers.base import Worker
-from inferedge_orchestrator.workers.binding import (bind_model, split_batch, TensorSpec,
-                                                    WarmUpTimes)
+from inferedge_orchestrator.workers.binding import (BatchWarmUps, bind_model, split_batch,
+                                                    TensorSpec, WarmUpTimes)
 from inferedge_orchestrator.workers.preprocess import int_list, PREPROCESS_OPTIONS, static_dims
 import numpy as np
 
@@ -171,7 +171,7 @@ class TritonWorker(Worker):
         self.priority_levels = 0  # the model's; 0: priorities are not sent
         self.sends_timeout = False  # the model's queue takes the request's timeout
         self._warmup = WarmUpTimes()
-        self._batch_warmup: Dict[int, WarmUpTimes] = {}  # by batch size
+        self._batch_warmup = BatchWarmUps()
         self.max_batch_size = 0  # the model config's (0: no batch dimension)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -416,20 +416,16 @@ class TritonWorker(Worker):
         image, encoding = self.preprocess.warmup_image()
         try:
             for size in sizes:
-                times = self._batch_warmup[size] = WarmUpTimes()
                 for _ in range(runs):
-                    outputs = self._run_batch([(image, encoding)] * size, None, None)
-                    times.times.append(outputs[0].preprocess_s * size + outputs[0].inference_s)
+                    self._batch_warmup.add(self._run_batch([(image, encoding)] * size, None, None))
         finally:
             self._close_channel(threading.get_ident())
 
     def expected_batch_latency_s(self, size: int) -> float:
-        times = self._batch_warmup.get(size)
-        return times.expected_s() if times else 0.0
+        return self._batch_warmup.expected_s(size)
 
     def fast_batch_latency_s(self, size: int) -> float:
-        times = self._batch_warmup.get(size)
-        return times.fast_s() if times else 0.0
+        return self._batch_warmup.fast_s(size)
 
     def infer_batch(self, frames, budget_s: Optional[float] = None,
                     priority_rank: Optional[int] = None) -> List[InferenceOutput]:
