@@ -34,6 +34,7 @@ from inferedge_orchestrator.engine.pool import (Job, JOB_ABANDONED, JOB_RUNNING,
                                                 Pool, Slot)
 from inferedge_orchestrator.engine.records import LOGGER, Result
 from inferedge_orchestrator.frames.frame import Frame
+from inferedge_orchestrator.scheduling.batching import describe_costs
 from inferedge_orchestrator.scheduling.task import TaskState
 
 _FAILURES = ((DecodeError, reasons.DECODE_ERROR), (PostprocessError, reasons.POSTPROCESS_ERROR),
@@ -164,6 +165,8 @@ class Completion:
             grown = task.record_service(service)
             if grown:
                 self._expiry.sooner(grown)  # its queued frames become late that much sooner
+        if task.batching is not None and lead:
+            self._announce_batch_size(task, now)
         risk.end_to_end.append(result.end_to_end_s)
         risk.unblocked_end_to_end.append(result.end_to_end_s - job.blocking)
         risk.service.append(service)
@@ -173,6 +176,16 @@ class Completion:
         if self._ledger.trace is not None:
             self._ledger.trace.ran(task.name, frame, job.start, now, reasons.OK, '')
         return result
+
+    def _announce_batch_size(self, task: TaskState, now: float) -> None:
+        """Announce (BATCH_SIZE) a change of the size its costs favour after a measurement."""
+        costs = task.batching
+        preferred = costs.preferred(task.service)
+        if preferred != costs.size:
+            self._decisions.add(now, reasons.BATCH_SIZE, reasons.BATCH_COST, task=task.name,
+                                count=preferred, detail=f'batch size {costs.size} -> '
+                                f'{preferred}: {describe_costs(costs, task.service)}')
+            costs.size = preferred
 
     @staticmethod
     def _result(job: Job, status: str, reason: str, now: float, timed: bool = True) -> Result:

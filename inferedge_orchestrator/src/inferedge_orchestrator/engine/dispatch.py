@@ -21,7 +21,7 @@ from inferedge_orchestrator.contracts import reasons
 from inferedge_orchestrator.engine.expiry import ExpiryIndex
 from inferedge_orchestrator.engine.ledger import Ledger
 from inferedge_orchestrator.engine.pool import Job, Pool
-from inferedge_orchestrator.scheduling.batching import describe_costs, plan_batch
+from inferedge_orchestrator.scheduling.batching import plan_batch
 from inferedge_orchestrator.scheduling.policy import select_fifo, select_priority
 from inferedge_orchestrator.scheduling.task import PROBE_AFTER, TaskState
 
@@ -127,18 +127,10 @@ class Dispatcher:
         deadline, frame, lower_at = entry
         return Job(task, frame, deadline, slot, now, task.lower_busy - lower_at)
 
-    def _batch(self, task: TaskState, lead, now: float) -> list:
+    @staticmethod
+    def _batch(task: TaskState, lead, now: float) -> list:
         """Return the queued entries of the next job, its lead first (scheduling/batching)."""
-        costs = task.batching
-        members, _ = plan_batch(costs, now, lead, task.queue.entries, task.service)
-        preferred = costs.preferred(task.service)
-        if preferred != costs.size:  # what the costs say pays, whatever is queued now
-            self._ledger.decisions.add(
-                now, reasons.BATCH_SIZE, reasons.BATCH_COST, task=task.name, count=preferred,
-                detail=f'batch size {costs.size} -> {preferred}: '
-                       f'{describe_costs(costs, task.service)}')
-            costs.size = preferred
-        return members
+        return plan_batch(task.batching, now, lead, task.queue.entries, task.service)[0]
 
     def batch_wait(self, task: TaskState, now: float) -> float:
         """
