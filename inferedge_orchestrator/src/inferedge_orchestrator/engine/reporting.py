@@ -36,7 +36,8 @@ def task_snapshot(task: TaskState, now: float) -> TaskSnapshot:
     pool = task.pool
     return TaskSnapshot(
         inputs=list(task.config.inputs), pool=task.config.pool, priority=task.priority,
-        enabled=task.config.enabled, routed=telemetry.routed, executed=telemetry.executed,
+        enabled=task.config.enabled, latency_budget_ms=task.budget_s * 1000.0,
+        routed=telemetry.routed, executed=telemetry.executed,
         completed_within_budget=telemetry.within_budget, failed=telemetry.failed_total,
         failed_by_reason=dict(sorted(telemetry.failed.items())),
         dropped=telemetry.dropped_total, dropped_by_reason=dict(sorted(telemetry.dropped.items())),
@@ -48,7 +49,8 @@ def task_snapshot(task: TaskState, now: float) -> TaskSnapshot:
         executed_rate_hz=task.started_rate.rate(now),
         predicted_service_ms=task.predicted_s * 1000.0, busy_s=task.busy_s,
         latency=telemetry.live_latency(now), window_overflow=telemetry.window_overflow(),
-        cameras={name: camera_snapshot(counts, task.queue.counts.get(name, 0))
+        cameras={name: camera_snapshot(counts, task.queue.counts.get(name, 0),
+                                       (task.camera_budgets_s or {}).get(name, task.budget_s))
                  for name, counts in telemetry.cameras.items()},
         **batch_fields(task))
 
@@ -64,13 +66,13 @@ def batch_fields(task: TaskState) -> dict:
             'batch_cost_ms': [1000.0 * costs.median_s(size, task.service) for size in sizes]}
 
 
-def camera_snapshot(counts: CameraTelemetry, queued: int) -> CameraSnapshot:
+def camera_snapshot(counts: CameraTelemetry, queued: int, budget_s: float) -> CameraSnapshot:
     return CameraSnapshot(
         routed=counts.routed, executed=counts.executed,
         completed_within_budget=counts.within_budget, failed=counts.failed,
         dropped=sum(counts.dropped.values()),
         dropped_by_reason=dict(sorted(counts.dropped.items())),
-        queued=queued, in_flight=counts.in_flight)
+        queued=queued, in_flight=counts.in_flight, latency_budget_ms=budget_s * 1000.0)
 
 
 def pool_snapshot(pool: Pool, now: float, uptime: float) -> PoolSnapshot:

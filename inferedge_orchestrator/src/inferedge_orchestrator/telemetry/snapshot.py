@@ -70,6 +70,7 @@ class CameraSnapshot:
     dropped_by_reason: Dict[str, int] = field(default_factory=dict)
     queued: int = 0
     in_flight: int = 0
+    latency_budget_ms: float = 0.0  # its frames' budget (its own or the task's)
 
 
 @dataclass
@@ -78,6 +79,7 @@ class TaskSnapshot:
     pool: str = ''
     priority: int = 0
     enabled: bool = True
+    latency_budget_ms: float = 0.0  # the tightest of its cameras' budgets
     routed: int = 0
     executed: int = 0
     completed_within_budget: int = 0
