@@ -130,7 +130,8 @@ class Completion:
         result.detail = f'{failure_type(error)}: {error}'
         self._warn_failure(task.name, frame, result.detail, now)
         if self._ledger.trace is not None:
-            self._ledger.trace.ran(task.name, frame, job.start, now, reasons.FAILED, reason)
+            self._ledger.trace.ran(task.name, frame, task.camera_budget_s(frame.input),
+                                   job.start, now, reasons.FAILED, reason)
         return result
 
     def _executed(self, job: Job, output: InferenceOutput, now: float, size: int = 1,
@@ -174,7 +175,8 @@ class Completion:
                                   output.inference_s, output.postprocess_s,
                                   result.end_to_end_s)
         if self._ledger.trace is not None:
-            self._ledger.trace.ran(task.name, frame, job.start, now, reasons.OK, '')
+            self._ledger.trace.ran(task.name, frame, task.camera_budget_s(frame.input),
+                                   job.start, now, reasons.OK, '')
         return result
 
     def _announce_batch_size(self, task: TaskState, now: float) -> None:
@@ -268,8 +270,9 @@ class Completion:
             task.count_failed(reasons.TIMEOUT, member.frame.input)
             task.risk.loss(reasons.TIMEOUT, False)  # its own service time, whatever blocked it
             if self._ledger.trace is not None:
-                self._ledger.trace.ran(task.name, member.frame, job.start, now,
-                                       reasons.TIMED_OUT, reasons.TIMEOUT)
+                self._ledger.trace.ran(task.name, member.frame,
+                                       task.camera_budget_s(member.frame.input), job.start,
+                                       now, reasons.TIMED_OUT, reasons.TIMEOUT)
             result = self._result(member, reasons.TIMED_OUT, reasons.TIMEOUT, now)
             result.detail = transport or f'no result after {task.config.timeout_ms:g} ms'
             results.append(result)

@@ -91,7 +91,9 @@ class Engine:
         self._cond = threading.Condition(self._lock)
         self._state = CREATED
         telemetry, fifo = self.config.telemetry, self.config.mode == 'fifo'
-        self.decisions = DecisionLog(telemetry.decision_history, on_decision)
+        self.decisions = DecisionLog(telemetry.decision_history,
+                                     on_decision if trace is None else
+                                     traced_decisions(trace, on_decision))
         self._shedder = LoadShedder(self.config.shedding, self.decisions)
         self._pools: Dict[str, Pool] = {}
         for name, pool in self.config.pools.items():
@@ -482,6 +484,16 @@ def task_states(config: OrchestratorConfig, latency_series: Sequence[str]) -> Li
         for task in tasks:
             task.queue.newest_first = False  # FIFO: one arrival order, whatever the task says
     return tasks
+
+
+def traced_decisions(trace: TraceRecorder, on_decision: Optional[Callable[[Decision], None]]
+                     ) -> Callable[[Decision], None]:
+    """Return a decision callback: the trace records each decision, then on_decision gets it."""
+    def deliver(decision: Decision) -> None:
+        trace.decided(decision)
+        if on_decision is not None:
+            on_decision(decision)
+    return deliver
 
 
 def join(threads: List[threading.Thread], end: float) -> None:

@@ -43,7 +43,8 @@ class Ledger:
         for entry in entries:
             self.decisions.count_drop(task.name, entry.frame.input, reason)
             if self.trace is not None:
-                self.trace.dropped(task.name, entry.frame, reason, now)
+                self.trace.dropped(task.name, entry.frame,
+                                   task.camera_budget_s(entry.frame.input), reason)
 
     def drop_frame(self, task: TaskState, frame: Frame, reason: str, now: float,
                    detail: str = '') -> None:
@@ -55,4 +56,4 @@ class Ledger:
         task.count_dropped(reason, (frame,))
         self.decisions.count_drop(task.name, frame.input, reason, detail=detail)
         if self.trace is not None:
-            self.trace.dropped(task.name, frame, reason, now)
+            self.trace.dropped(task.name, frame, task.camera_budget_s(frame.input), reason)

@@ -147,6 +147,10 @@ class TaskState:
         self.timeout_s = config.timeout_ms / 1000.0  # 0: no timeout
         self.max_rate_hz = config.max_rate_hz
 
+    def camera_budget_s(self, camera: str) -> float:
+        """Return the latency budget of the task's frames from camera (its own or the task's)."""
+        return (self.camera_budgets_s or {}).get(camera, self.budget_s)
+
     def reconfigure(self, config: TaskConfig, fifo: bool) -> List[Entry]:
         """Apply a validated config at run time; return the entries a smaller queue dropped."""
         old = self.config

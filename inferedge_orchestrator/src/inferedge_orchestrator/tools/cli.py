@@ -15,8 +15,8 @@
 """
 Command line: python -m inferedge_orchestrator <command> (console script: inferedge-orchestrator).
 
-Commands: run (real time), report, compare-overload and simulate (virtual clock),
-from-inferedge.
+Commands: run (real time), report, compare-overload and simulate (virtual clock), plot (a
+job trace's timeline), from-inferedge.
 A broken config or bad argument prints one line and exits with code 2; a worker that fails to
 load exits with code 1; no traceback.
 """
@@ -300,6 +300,36 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Draw the timeline of a job trace: per task latency, budget, drops, shedding, decisions."""
+    from inferedge_orchestrator.telemetry.job_trace import read_trace_contents
+    from inferedge_orchestrator.tools import timeline
+    check_writable(args.output, '--output')
+    if args.bin_s is not None and not args.bin_s > 0:
+        raise CliError(f'--bin-s: {args.bin_s:g} is not allowed; allowed: > 0')
+    try:
+        timeline.pyplot()
+    except ImportError:
+        raise CliError('plot needs matplotlib: pip install matplotlib') from None
+    try:
+        contents = read_trace_contents(args.trace)
+        drawn = timeline.draw_timeline(contents, f'job trace {os.path.basename(args.trace)}',
+                                       args.bin_s)
+    except OSError as error:
+        raise CliError(f'{args.trace}: cannot read: {error.strerror}') from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CliError(f'{args.trace}: {error}' if not str(error).startswith(args.trace)
+                       else str(error)) from None
+    try:
+        timeline.save(drawn, args.output)
+    except OSError as error:
+        raise CliError(f'{args.output}: cannot write: {error.strerror}') from None
+    print(f'wrote {args.output}: {len(drawn.rows)} task(s), {len(contents.jobs)} jobs, '
+          f'{len(contents.decisions)} decisions, {len(drawn.shedding_spans)} shedding span(s), '
+          f'drops per {drawn.bin_s:g} s')
+    return 0
+
+
 def cmd_from_inferedge(args: argparse.Namespace) -> int:
     """Write a one-task config whose budget comes from an InferEdge result."""
     from inferedge_orchestrator.tools import inferedge_import
@@ -341,8 +371,24 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument('--input', help=argparse.SUPPRESS)  # the prototype's spelling
     report.set_defaults(handler=cmd_report)
 
+    _add_plot(commands)
+
     _add_from_inferedge(commands)
     return parser
+
+
+def _add_plot(commands) -> None:
+    """Add the plot command: the timeline of a job trace."""
+    plot = commands.add_parser(
+        'plot', help='timeline PNG of a job trace: per task latency against its budget, drops '
+        'by reason, shedding and decisions (needs matplotlib)')
+    plot.add_argument('trace', help="a job trace written by run --trace or the node's "
+                      'trace_path')
+    plot.add_argument('--output', required=True, help='PNG file')
+    plot.add_argument('--bin-s', type=float,
+                      help='width of the drop bins in seconds (default: a round width giving '
+                      'at most 50 bins)')
+    plot.set_defaults(handler=cmd_plot)
 
 
 def _add_run(commands) -> None:
