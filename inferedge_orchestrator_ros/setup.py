@@ -42,6 +42,7 @@ setup(
         'console_scripts': [
             'orchestrator = inferedge_orchestrator_ros.node:main',
             'synthetic_camera = inferedge_orchestrator_ros.synthetic_camera:main',
+            'top = inferedge_orchestrator_ros.top:main',
         ],
     },
 )

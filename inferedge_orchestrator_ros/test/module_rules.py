@@ -30,7 +30,7 @@ ROS_TOP_LEVEL_MODULES = {'rclpy', 'launch', 'launch_ros', 'launch_testing', 'lau
                          'diagnostic_msgs', 'sensor_msgs'}
 # Dependencies a machine may lack although the package and its tests are installed.
 OPTIONAL_MODULES = {'onnx', 'onnxruntime', 'cv2', 'matplotlib', 'psutil', 'tensorrt', 'pycuda',
-                    'tritonclient', 'cv_bridge'}
+                    'tritonclient', 'cv_bridge', 'rich', 'prometheus_client'}
 
 
 def _module_level(tree: ast.Module):
