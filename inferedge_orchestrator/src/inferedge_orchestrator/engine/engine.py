@@ -70,6 +70,7 @@ from inferedge_orchestrator.telemetry.counters import ResourceMonitor
 from inferedge_orchestrator.telemetry.decisions import Decision, DecisionLog
 from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
 from inferedge_orchestrator.telemetry.snapshot import Snapshot
+from inferedge_orchestrator.telemetry.stats import BucketCounts
 from inferedge_orchestrator.workers.base import Worker, WorkerFactory
 
 
@@ -436,6 +437,18 @@ class Engine:
         """Return the live telemetry (docs/telemetry.md); both invariants hold in it."""
         with self._lock:
             return self._snapshot(self._clock())
+
+    def snapshot_with_buckets(self) -> Tuple[Snapshot, Dict[str, Dict[str, BucketCounts]]]:
+        """
+        Return the live telemetry and, per task and series, its whole-run latency buckets.
+
+        The buckets (BUCKET_SERIES, telemetry/counters.py) count every executed frame once
+        per series; read with the snapshot at one moment, each series' count equals the
+        task's executed (the Prometheus histograms, telemetry/prometheus.py).
+        """
+        with self._lock:
+            return self._snapshot(self._clock()), {
+                task.name: task.telemetry.latency_buckets() for task in self._tasks}
 
     def record_latency(self, task: str, values: Mapping[str, Optional[float]]) -> None:
         """

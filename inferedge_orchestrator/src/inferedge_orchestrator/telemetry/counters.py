@@ -16,7 +16,8 @@
 Telemetry counters: bounded counters and latency statistics per input and task.
 
 Live percentiles come from a time window (LatencyWindow); whole-run percentiles for reports and
-benchmarks from a log-bucket histogram (LogHistogram). Nothing here grows with run length.
+benchmarks from a log-bucket histogram (LogHistogram); the Prometheus histograms from fixed
+buckets (FixedBuckets) of a few series. Nothing here grows with run length.
 """
 
 from collections import deque
@@ -24,12 +25,15 @@ import os
 from typing import Dict, Mapping, Optional, Sequence
 
 from inferedge_orchestrator.telemetry.snapshot import InputSnapshot, LatencySummary, Resources
-from inferedge_orchestrator.telemetry.stats import LatencyWindow
+from inferedge_orchestrator.telemetry.stats import BucketCounts, FixedBuckets, LatencyWindow
 from inferedge_orchestrator.telemetry.stats import LogHistogram
 
 # blocking: the part of queue_wait during which lower-priority jobs held the pool's slots.
 LATENCY_SERIES = ('queue_wait', 'blocking', 'preprocess', 'inference', 'postprocess',
                   'end_to_end')
+# The series also counted in fixed buckets: the Prometheus histograms
+# (Engine.snapshot_with_buckets, telemetry/prometheus.py).
+BUCKET_SERIES = ('queue_wait', 'inference', 'end_to_end')
 
 
 class RateMeter:
@@ -113,6 +117,10 @@ class TaskTelemetry:
         self.histograms = {name: LogHistogram() for name in series}
         self._window_list = [self.windows[name] for name in LATENCY_SERIES]
         self._histogram_list = [self.histograms[name] for name in LATENCY_SERIES]
+        self.buckets = {name: FixedBuckets() for name in BUCKET_SERIES}
+        self._queue_wait_buckets = self.buckets['queue_wait']
+        self._inference_buckets = self.buckets['inference']
+        self._end_to_end_buckets = self.buckets['end_to_end']
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
@@ -134,6 +142,9 @@ class TaskTelemetry:
                                             self._window_list, self._histogram_list):
             window.add(now, value)
             histogram.add(value)
+        self._queue_wait_buckets.add(queue_wait)
+        self._inference_buckets.add(inference)
+        self._end_to_end_buckets.add(end_to_end)
 
     def record_extra(self, now: float, values: Mapping[str, Optional[float]]) -> None:
         """Record the caller's series of one job; None: not measured for this job."""
@@ -151,6 +162,9 @@ class TaskTelemetry:
     def run_latency(self) -> Dict[str, LatencySummary]:
         return {name: LatencySummary.from_seconds(hist.summary())
                 for name, hist in self.histograms.items()}
+
+    def latency_buckets(self) -> Dict[str, BucketCounts]:
+        return {name: buckets.counts() for name, buckets in self.buckets.items()}
 
     def window_overflow(self) -> int:
         return sum(window.overflow for window in self.windows.values())

@@ -12,15 +12,26 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Bounded latency statistics: a time-windowed ring and a log-bucket histogram."""
+"""
+Bounded latency statistics: a time-windowed ring, a log-bucket histogram, fixed buckets.
+
+The fixed buckets count values at or below each of a few round bounds, the way a Prometheus
+histogram does (its `le` buckets), with their exact count and sum.
+"""
 
 from array import array
+from bisect import bisect_left
+from dataclasses import dataclass
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 PERCENTILES = (50.0, 95.0, 99.0)
+# The upper bounds of the fixed latency buckets (s): 1 ms to 10 s, Prometheus's default
+# buckets with 1 and 2.5 ms added for fast models.
+LATENCY_BOUNDS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0,
+                    2.5, 5.0, 10.0)
 
 
 def percentile(sorted_values: List[float], q: float) -> float:
@@ -136,3 +147,44 @@ class LogHistogram:
         return {'count': self.count, 'mean': self.total / self.count,
                 'p50': self.percentile(50.0), 'p95': self.percentile(95.0),
                 'p99': self.percentile(99.0), 'max': self.max}
+
+
+@dataclass
+class BucketCounts:
+    """
+    What FixedBuckets counted: cumulative counts per upper bound, then the exact count and sum.
+
+    cumulative[i] counts the values <= bounds_s[i]; count (all values, the +Inf bucket) is
+    >= the last of them.
+    """
+
+    bounds_s: Tuple[float, ...]
+    cumulative: List[int]
+    count: int
+    sum_s: float
+
+
+class FixedBuckets:
+    """Counts of values per fixed upper bound (a value equal to a bound is counted in it)."""
+
+    __slots__ = ('bounds', '_counts', 'count', 'total')
+
+    def __init__(self, bounds: Tuple[float, ...] = LATENCY_BOUNDS_S):
+        if list(bounds) != sorted(set(bounds)):
+            raise ValueError(f'bucket bounds {bounds!r} are not strictly increasing')
+        self.bounds = tuple(bounds)
+        self._counts = [0] * (len(bounds) + 1)  # the last: above every bound
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, value: float) -> None:
+        self._counts[bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.total += value
+
+    def counts(self) -> BucketCounts:
+        cumulative, running = [], 0
+        for count in self._counts[:-1]:
+            running += count
+            cumulative.append(running)
+        return BucketCounts(self.bounds, cumulative, self.count, self.total)
