@@ -20,6 +20,9 @@ OPTIONAL = {
     'onnx': ['onnxruntime', 'onnx'],
     'opencv': ['opencv-python-headless<5'],
     'plots': ['matplotlib'],
+    # The Prometheus endpoint (metrics_port, run --metrics-port); start_http_server returns
+    # its server from 0.17 on, so that it can be stopped.
+    'metrics': ['prometheus_client>=0.17'],
     'resources': ['psutil'],
     # The triton worker's client; a server is not part of it (docs/workers.md).
     'triton': ['tritonclient[grpc,http]'],

@@ -82,6 +82,9 @@ _API = {
     'read_process_stats': f'{_TELEMETRY}.process_stats',
     'TraceRecorder': f'{_TELEMETRY}.job_trace',
     'read_trace': f'{_TELEMETRY}.job_trace',
+    'MetricsConfig': f'{_TELEMETRY}.prometheus',  # the Prometheus endpoint (optional)
+    'MetricsServer': f'{_TELEMETRY}.prometheus',
+    'serve_metrics': f'{_TELEMETRY}.prometheus',
     # workers and decoders
     'Worker': 'inferedge_orchestrator.workers.base',
     'PREPROCESS_OPTIONS': 'inferedge_orchestrator.workers.preprocess',
