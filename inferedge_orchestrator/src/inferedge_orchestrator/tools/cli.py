@@ -29,7 +29,9 @@ import sys
 from typing import List, Optional
 
 from inferedge_orchestrator.config.loader import load_config
+from inferedge_orchestrator.config.schema import schema
 from inferedge_orchestrator.contracts.errors import ConfigError
+from inferedge_orchestrator.telemetry.prometheus import MetricsConfig, serve_metrics
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -239,10 +241,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         except OSError as error:
             raise CliError(f'--tegrastats: {error}') from None
     progress = None if args.quiet else _progress_printer(sys.stderr.isatty())
+    metrics = None
     try:
+        metrics = serve_metrics(_metrics_config(args))
+        if metrics is not None:
+            print(f'metrics: {metrics.url}', file=sys.stderr)
         report = runner.run(config, seconds=args.seconds, frames=args.frames,
                             images=args.images, mode=args.mode, on_progress=progress,
-                            tegrastats=monitor, trace_path=args.trace)
+                            tegrastats=monitor, trace_path=args.trace, metrics=metrics)
     except WorkerLoadError as error:
         print(f'error: {error}', file=sys.stderr)
         return EXIT_FAILURE
@@ -251,6 +257,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if monitor is not None:
             monitor.stop()
+        if metrics is not None:
+            metrics.stop()
     if progress is not None and sys.stderr.isatty():
         sys.stderr.write('\n')
     _write_json(args.output, report)
@@ -264,6 +272,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f'error: all {accepted} frames failed to decode', file=sys.stderr)
         return EXIT_FAILURE
     return 0
+
+
+def _metrics_config(args: argparse.Namespace) -> MetricsConfig:
+    """Return the checked --metrics-port and --metrics-address."""
+    fields = schema(MetricsConfig)
+    return MetricsConfig(fields['metrics_port'].check('--metrics-port', args.metrics_port),
+                         fields['metrics_address'].check('--metrics-address',
+                                                         args.metrics_address))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -410,6 +426,11 @@ def _add_run(commands) -> None:
                      help='interval of a live tegrastats (default 1000)')
     run.add_argument('--quiet', action='store_true', help='no progress line')
     run.add_argument('--trace', help='write the job trace there (JSON lines, one per job)')
+    metrics = schema(MetricsConfig)
+    for name, field in metrics.items():
+        run.add_argument('--' + name.replace('_', '-'), type=type(field.default),
+                         default=field.default,
+                         help=f'{field.description} (default {field.default})')
     run.set_defaults(handler=cmd_run)
 
 

@@ -36,6 +36,7 @@ from inferedge_orchestrator.config.model import InputConfig, OrchestratorConfig
 from inferedge_orchestrator.contracts.formats import CHANNELS, dtype_of
 from inferedge_orchestrator.engine.engine import Engine, Result
 from inferedge_orchestrator.telemetry.job_trace import TraceRecorder
+from inferedge_orchestrator.telemetry.prometheus import MetricsServer
 from inferedge_orchestrator.telemetry.snapshot import LatencySummary, Snapshot
 from inferedge_orchestrator.telemetry.stats import LogHistogram
 import numpy as np
@@ -144,7 +145,8 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
         on_progress: Optional[Callable[[str], None]] = None, progress_every_s: float = 1.0,
         tegrastats=None, on_result: Optional[Callable[[Result], None]] = None,
         drain_s: Optional[float] = None, stop_event: Optional[threading.Event] = None,
-        worker_factory=None, trace_path: Optional[str] = None) -> Dict[str, Any]:
+        worker_factory=None, trace_path: Optional[str] = None,
+        metrics: Optional[MetricsServer] = None) -> Dict[str, Any]:
     """
     Run config in real time for `seconds` or `frames` per input; return the report.
 
@@ -154,8 +156,9 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
     1 s) to finish; what is left is dropped with reason shutdown. stop_event (or Ctrl-C) ends
     the run early: the first Ctrl-C (SIGINT, main thread only) sets it; a second one raises
     KeyboardInterrupt, and the report is still returned. trace_path: write the job trace
-    there (job_trace.py). A synthetic frame's age is the time it waited to be submitted plus
-    a draw of its input's age distribution (InputConfig.age_*).
+    there (job_trace.py). metrics: a started MetricsServer (or None); it serves this run's
+    engine from its creation on (its owner stops it). A synthetic frame's age is the time it
+    waited to be submitted plus a draw of its input's age distribution (InputConfig.age_*).
     """
     if (seconds is None) == (frames is None):
         raise ValueError('give exactly one of seconds and frames')
@@ -164,6 +167,8 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
     first = FirstResults(on_result)
     trace = TraceRecorder(trace_path) if trace_path else None
     engine = Engine(base, on_result=first, worker_factory=worker_factory, trace=trace)
+    if metrics is not None:
+        metrics.source = engine
     feed = Feed(base, images, seconds, frames, stop)
     load_start = time.monotonic()
     engine.load()
