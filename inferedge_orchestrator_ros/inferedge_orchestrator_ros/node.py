@@ -30,8 +30,8 @@ import sys
 import time
 from typing import Optional
 
-from inferedge_orchestrator import (ConfigError, Engine, reasons, Snapshot, TraceRecorder,
-                                    WorkerLoadError)
+from inferedge_orchestrator import (ConfigError, Engine, MetricsConfig, MetricsServer, reasons,
+                                    serve_metrics, Snapshot, TraceRecorder, WorkerLoadError)
 from inferedge_orchestrator_msgs.msg import InputStats, OrchestratorTelemetry
 from inferedge_orchestrator_ros import messages
 from inferedge_orchestrator_ros.conversion import Converter, resolve_target
@@ -61,6 +61,7 @@ class OrchestratorNode(LifecycleNode):
         self._ingress: Optional[Ingress] = None
         self._outputs: Optional[Outputs] = None
         self._converter: Optional[Converter] = None  # once per node: imports tried once
+        self._metrics: Optional[MetricsServer] = None  # the Prometheus endpoint (metrics_port)
         self._telemetry_timer = None
         self._state_label = 'unconfigured'
         self.finished = False
@@ -146,6 +147,12 @@ class OrchestratorNode(LifecycleNode):
         engine = Engine(config, on_result=outputs.on_result, on_decision=outputs.on_decision,
                         trace=self._trace, latency_series=messages.NODE_SERIES)
         outputs.engine = engine
+        # Served from configure to cleanup, so that the counts stay readable while inactive;
+        # before the slow load, so that a port in use fails the transition at once.
+        self._metrics = serve_metrics(MetricsConfig(get('metrics_port'),
+                                                    get('metrics_address')), engine)
+        if self._metrics is not None:
+            self.get_logger().info(f'Prometheus metrics at {self._metrics.url}')
         engine.load()
         self._ingress = Ingress(engine, inputs, self._converter, self.get_clock(),
                                 self.get_logger())
@@ -254,7 +261,10 @@ class OrchestratorNode(LifecycleNode):
                 f'(reason {reason})')
 
     def _release(self) -> None:
-        """Close the engine and write the report; destroy publishers and diagnostics."""
+        """Stop the metrics; close the engine, write the report; release outputs, diagnostics."""
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            metrics.stop()
         engine, self._engine = self._engine, None
         self._node_parameters.engine = None
         outputs, self._outputs = self._outputs, None

@@ -28,8 +28,9 @@ after the set; docs/node.md lists them.
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from inferedge_orchestrator import (ConfigError, DECODERS, OrchestratorConfig, PoolConfig, schema,
-                                    SheddingConfig, TaskConfig, TelemetryConfig, WORKERS)
+from inferedge_orchestrator import (ConfigError, DECODERS, MetricsConfig, OrchestratorConfig,
+                                    PoolConfig, schema, SheddingConfig, TaskConfig,
+                                    TelemetryConfig, WORKERS)
 from inferedge_orchestrator_ros.conversion import AUTO, CONVERT_TO
 
 # The ROS parameter types the Fields are declared with.
@@ -118,7 +119,8 @@ GLOBAL_PARAMS = (
     _node('tasks', [], 'task names; each has a block of task parameters', kind=schema.STR_LIST),
     _node('pools', ['cpu'], 'pools of worker slots; each has <pool>.slots', kind=schema.STR_LIST),
 ) + _core(OrchestratorConfig, skip=('name',)) + _core(SheddingConfig, 'shedding.') + \
-    _core(TelemetryConfig, 'telemetry.', renames={'period_s': 'telemetry_period_s'}) + (
+    _core(TelemetryConfig, 'telemetry.', renames={'period_s': 'telemetry_period_s'}) + \
+    _core(MetricsConfig) + (
     _node('publish_tensors', False, 'put the output tensors into the results', live=True),
     _node('annotate_rate_hz', 0.0, 'publish ~/<task>/annotated (the detections drawn on the '
           'image) at most this often per task (0: off)', low=0.0, high=100.0, unit='Hz',
