@@ -28,6 +28,7 @@ from inferedge_orchestrator import Engine
 from inferedge_orchestrator_ros import parameter_schema as params
 from inferedge_orchestrator_ros.conversion import Converter
 from inferedge_orchestrator_ros.images import image_to_array, ZERO_COPY
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -118,8 +119,14 @@ class Ingress:
         self._clock = clock  # the node clock (use_sim_time): frame ages
         self._logger = logger
 
-    def subscribe(self, node) -> None:
-        """Subscribe to every input (activate)."""
+    def subscribe(self, node, groups: bool = False) -> None:
+        """
+        Subscribe to every input (activate).
+
+        groups: each input's callbacks in a mutually exclusive callback group of its own, so
+        a multi-threaded executor takes different inputs' images at once, never one input's
+        two (an input's counters have one writer at a time).
+        """
         for item in self.inputs.values():
             events = SubscriptionEventCallbacks(
                 deadline=lambda info, item=item: self._on_deadline(item, info),
@@ -128,8 +135,9 @@ class Ingress:
                 callback, msg_type = self.compressed_callback(item.name), CompressedImage
             else:
                 callback, msg_type = self.image_callback(item.name), Image
-            item.subscription = node.create_subscription(msg_type, item.topic, callback,
-                                                         item.qos(), event_callbacks=events)
+            item.subscription = node.create_subscription(
+                msg_type, item.topic, callback, item.qos(), event_callbacks=events,
+                callback_group=MutuallyExclusiveCallbackGroup() if groups else None)
             item.resolved_topic = item.subscription.topic_name
             item.last_message = None
 

@@ -44,7 +44,8 @@ from inferedge_orchestrator_ros.publishing import spin_once_unless_shut_down
 from inferedge_orchestrator_ros.signals import exit_if_threads_stuck, GracefulSignals
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
+                             SingleThreadedExecutor)
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 
@@ -66,6 +67,7 @@ class OrchestratorNode(LifecycleNode):
         self._state_label = 'unconfigured'
         self.finished = False
         self._node_parameters = NodeParameters(self, self._on_node_change)
+        self._executor_threads = self._node_parameters.get('executor_threads')
         self._diagnostics = Diagnostics(self, lambda: self._state_label)
         self._log_handler = RosLogHandler(self.get_logger())
         self._log_handler.attach()
@@ -83,6 +85,11 @@ class OrchestratorNode(LifecycleNode):
     def state_label(self) -> str:
         """Return the lifecycle state: unconfigured, inactive, active or finalized."""
         return self._state_label
+
+    @property
+    def executor_threads(self) -> int:
+        """Return the threads of the node's executor (1: single-threaded; read once)."""
+        return self._executor_threads
 
     @property
     def converter(self) -> Optional[Converter]:
@@ -163,7 +170,7 @@ class OrchestratorNode(LifecycleNode):
         super().on_activate(state)  # enables the lifecycle publishers
         try:
             self._engine.start()
-            self._ingress.subscribe(self)
+            self._ingress.subscribe(self, groups=self.executor_threads > 1)
         except Exception as error:  # noqa: B902 - any failure leaves the node inactive
             self.get_logger().error(f'activate failed: {type(error).__name__}: {error}')
             self._stop_inputs()
@@ -355,7 +362,9 @@ def main(args=None) -> int:
     signals.install()
     try:
         node = OrchestratorNode()
-        executor = SingleThreadedExecutor()
+        threads = node.executor_threads
+        executor = SingleThreadedExecutor() if threads == 1 else \
+            MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         while not node.finished and not signals.requested.is_set() and \
                 spin_once_unless_shut_down(node, executor, 0.25):

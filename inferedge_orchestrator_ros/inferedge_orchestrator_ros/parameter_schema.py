@@ -132,6 +132,10 @@ GLOBAL_PARAMS = (
     _node('deactivate_timeout_s', 2.0, 'deactivate finishes queued frames for at most this '
           'long, then drops the rest (reason deactivated)', low=0.0, high=600.0, unit='s',
           live=True),
+    _node('executor_threads', 1, "the node's executor (read once): 1 a single-threaded one; "
+          'more: a multi-threaded one of that many threads, each input in a callback group of '
+          "its own (cameras' images taken at once); docs/benchmarks.md measures both",
+          low=1, high=64),
 )
 
 INPUT_PARAMS = (
