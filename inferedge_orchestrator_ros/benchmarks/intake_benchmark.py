@@ -25,15 +25,19 @@ cameras x 1280x720 x 30 fps), one synthetic_camera process per camera (reliable,
 Systems, started fresh for every run, interleaved in rotating order within each round:
 - node: the orchestrator with one dummy task over every camera (latency_ms 0: no inference;
   every frame is converted, routed, queued, run, published as a result and counted), one slot;
+  its default single-threaded executor;
+- node_mt: the same with executor_threads = cameras + 1 (a multi-threaded executor, each
+  camera's subscription in a callback group of its own): the executor models compared;
 - bare: a bare rclpy node (SingleThreadedExecutor) subscribing to the same topics with the same
   QoS, whose callback only counts the message: the floor rclpy itself needs (the
   deserialisation of every image).
 Per run, over the window: the system process's CPU seconds (user + system, psutil; the
 orchestrator with its threads) over the frames it received (the node's telemetry; the bare
-node's own count). Per round: node / bare. Target: the median over the rounds of the ratio
-<= 2x at 4x640x480 (min-max shown), printed as met or not. With --profile, py-spy records
-each system's process during its window (py-spy record --native off, raw folded stacks) and
-the script prints each system's top functions by own time; the folded files are in --out.
+node's own count). Per round: node / bare (and node_mt / bare). Target: the median over the
+rounds of the ratio <= 2x at 4x640x480 (min-max shown), printed as met or not. With
+--profile, py-spy records each system's process during its window (py-spy record --native
+off, raw folded stacks) and the script prints each system's top functions by own time; the
+folded files are in --out.
 
 The bare subscriber is this script run with --bare TOPIC... (it prints its count every second).
 """
@@ -56,7 +60,9 @@ import yaml
 
 CONFIGS = {'4x640x480': (4, 640, 480), '2x1280x720': (2, 1280, 720)}
 FPS = 30.0
-SYSTEMS = ('node', 'bare')
+# node: the default single-threaded executor; node_mt: executor_threads = cameras + 1, each
+# camera in a callback group of its own.
+SYSTEMS = ('node', 'node_mt', 'bare')
 TARGET = 2.0
 TARGET_CONFIG = '4x640x480'
 NODE = '/inferedge_orchestrator'
@@ -83,6 +89,8 @@ def start_system(system: str, cameras: list, folder: str, env: dict) -> Backgrou
         return Background([sys.executable, os.path.abspath(__file__), '--bare'] +
                           [topic(camera) for camera in cameras], env)
     arguments = ['-p', f'config_file:={write_config(cameras, folder)}']
+    if system == 'node_mt':
+        arguments += ['-p', f'executor_threads:={len(cameras) + 1}']
     for camera in cameras:
         arguments += ['-p', f'{camera}.topic:={topic(camera)}',
                       '-p', f'{camera}.reliability:=reliable', '-p', f'{camera}.depth:=10']
@@ -173,8 +181,8 @@ def run_once(system: str, config: str, args, domain: int, profile_to: str) -> di
                                         '--format', 'raw', '--rate', '200', '--duration',
                                         str(int(args.window_s)), '--output', profile_to],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-            counts = node_received(domain, args.window_s) if system == 'node' else \
-                time.sleep(args.window_s)
+            counts = time.sleep(args.window_s) if system == 'bare' else \
+                node_received(domain, args.window_s)
             end, cpu1 = time.monotonic(), cpu_seconds(process)
             if spy is not None:
                 spy.wait(timeout=60)
@@ -246,6 +254,8 @@ def top_functions(folded: str, count: int = 12) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--configs', default=','.join(CONFIGS))
+    parser.add_argument('--systems', default=','.join(SYSTEMS),
+                        help='of ' + ', '.join(SYSTEMS) + ' (bare is the reference)')
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--window-s', type=float, default=60.0)
     parser.add_argument('--startup-s', type=float, default=8.0,
@@ -273,24 +283,29 @@ def main(argv=None) -> int:
             stream.write(text)
         return 0
     configs = args.configs.split(',')
+    systems = tuple(args.systems.split(','))
+    if 'bare' not in systems or not set(systems) <= set(SYSTEMS):
+        parser.error(f'--systems: some of {", ".join(SYSTEMS)}, bare included')
     meta = {'date': datetime.date.today().isoformat(), 'machine': machine(),
             'load_start': load_average(), 'rounds': args.rounds, 'window_s': args.window_s,
             'command': ' '.join(sys.argv)}
     runs = []
     for round_index in range(args.rounds):
         for config_index, config in enumerate(configs):
-            order = SYSTEMS if (round_index + config_index) % 2 == 0 else SYSTEMS[::-1]
+            # Rotating order: each system in each position about as often.
+            shift = (round_index + config_index) % len(systems)
+            order = systems[shift:] + systems[:shift]
             for system in order:
                 profile = os.path.join(args.out, f'{config}_{system}.folded') \
                     if args.profile and round_index == 0 else ''
                 run = run_once(system, config, args, args.domain + len(runs) % 10, profile)
                 run['round'] = round_index
                 runs.append(run)
-                print(f'round {round_index + 1}/{args.rounds} {config} {system:<4} '
+                print(f'round {round_index + 1}/{args.rounds} {config} {system:<7} '
                       f'{run["frames_per_s"]:.1f} frames/s, {run["cpu_cores"]:.2f} cores, '
                       f'{run["cpu_ms_per_frame"] or 0:.2f} ms CPU/frame', flush=True)
     meta['load_end'] = load_average()
-    text, table = report(runs, configs, meta, args)
+    text, table = report(runs, configs, systems, meta, args)
     print(text)
     with open(os.path.join(args.out, 'intake.json'), 'w', encoding='utf-8') as stream:
         json.dump({'meta': meta, 'runs': runs, 'table': table}, stream, indent=1)
@@ -299,45 +314,55 @@ def main(argv=None) -> int:
     return 0
 
 
-def report(runs: list, configs: list, meta: dict, args) -> tuple:
+def report(runs: list, configs: list, systems: tuple, meta: dict, args) -> tuple:
     lines = [f'Measured {meta["date"]} on {meta["machine"]}; {meta["rounds"]} round(s) of '
              f'{meta["window_s"]:g} s; load average at the start {meta["load_start"]}, at the '
              f'end {meta["load_end"]}. Medians over rounds (min-max).', '',
-             '| configuration | node CPU ms/frame | bare subscriber CPU ms/frame | node / bare '
-             '(same round) | node frames/s | bare frames/s |', '| --- |' + ' --- |' * 5]
+             '| configuration | system | CPU ms/frame | / bare (same round) | frames/s |',
+             '| --- |' + ' --- |' * 4]
     table = {}
+
+    def cell(value, digits=2):
+        if not value:
+            return 'n/a'
+        return (f'{value["median"]:.{digits}f} ({value["min"]:.{digits}f}-'
+                f'{value["max"]:.{digits}f})')
     for config in configs:
         rounds = {}
         for run in runs:
             if run['config'] == config:
                 rounds.setdefault(run['round'], {})[run['system']] = run
-        ratios = [r['node']['cpu_ms_per_frame'] / r['bare']['cpu_ms_per_frame']
-                  for r in rounds.values() if len(r) == 2 and r['node']['cpu_ms_per_frame']
-                  and r['bare']['cpu_ms_per_frame']]
-        row = {system: {key: spread([r[system][key] for r in rounds.values()
-                                     if system in r and r[system][key] is not None])
-                        for key in ('cpu_ms_per_frame', 'frames_per_s')}
-               for system in SYSTEMS}
-        row['ratio'] = spread(ratios)
-        table[config] = row
-
-        def cell(value, digits=2):
-            if not value:
-                return 'n/a'
-            return (f'{value["median"]:.{digits}f} ({value["min"]:.{digits}f}-'
-                    f'{value["max"]:.{digits}f})')
-        lines.append(f'| {config} x {FPS:g} fps | {cell(row["node"]["cpu_ms_per_frame"])} | '
-                     f'{cell(row["bare"]["cpu_ms_per_frame"])} | {cell(row["ratio"])} | '
-                     f'{cell(row["node"]["frames_per_s"], 1)} | '
-                     f'{cell(row["bare"]["frames_per_s"], 1)} |')
-    target = table.get(TARGET_CONFIG, {}).get('ratio')
-    if target:
-        met = 'met' if target['median'] <= TARGET else 'NOT met'
-        lines += ['', f"Target: node CPU per frame <= {TARGET:g}x the bare subscriber's at "
-                  f'{TARGET_CONFIG} x {FPS:g} fps: {target["median"]:.2f}x: {met}.']
+        table[config] = {}
+        for system in systems:
+            row = {key: spread([r[system][key] for r in rounds.values()
+                                if system in r and r[system][key] is not None])
+                   for key in ('cpu_ms_per_frame', 'frames_per_s')}
+            row['ratio'] = None if system == 'bare' else spread([
+                r[system]['cpu_ms_per_frame'] / r['bare']['cpu_ms_per_frame']
+                for r in rounds.values() if system in r and 'bare' in r
+                and r[system]['cpu_ms_per_frame'] and r['bare']['cpu_ms_per_frame']])
+            table[config][system] = row
+            lines.append(f'| {config} x {FPS:g} fps | {system} | '
+                         f'{cell(row["cpu_ms_per_frame"])} | '
+                         f'{cell(row["ratio"]) if row["ratio"] else "-"} | '
+                         f'{cell(row["frames_per_s"], 1)} |')
+    for system in systems:
+        target = table.get(TARGET_CONFIG, {}).get(system, {}).get('ratio')
+        if target:
+            met = 'met' if target['median'] <= TARGET else 'NOT met'
+            lines += ['', f'Target ({system}): CPU per frame <= {TARGET:g}x the bare '
+                      f"subscriber's at {TARGET_CONFIG} x {FPS:g} fps: "
+                      f'{target["median"]:.2f}x: {met}.']
+    executors = [system for system in systems if system != 'bare']
+    if len(executors) > 1:
+        for config in configs:
+            ratios = {system: table[config][system]['ratio'] for system in executors}
+            if all(ratios.values()):
+                best = min(executors, key=lambda system: ratios[system]['median'])
+                lines += ['', f'{config}: the executor that measures best: {best}.']
     if args.profile:
         for config in configs:
-            for system in SYSTEMS:
+            for system in systems:
                 path = os.path.join(args.out, f'{config}_{system}.folded')
                 if not os.path.isfile(path):
                     continue

@@ -240,6 +240,22 @@ def telemetry_delta(telemetry: list, window_ns) -> dict:
     return tasks
 
 
+def series_in_window(telemetry: list, window_ns, task: str, series: str) -> dict:
+    """Return the medians over the window's telemetry of a task's series' p50 and p95 (ms)."""
+    values = collections.defaultdict(list)
+    for msg in telemetry:
+        if not window_ns[0] <= stamp_ns(msg.header) <= window_ns[1]:
+            continue
+        for item in msg.tasks:
+            if item.name != task:
+                continue
+            for summary_ in item.latency:
+                if summary_.series == series and summary_.count:
+                    values['p50_ms'].append(summary_.p50_ms)
+                    values['p95_ms'].append(summary_.p95_ms)
+    return {key: statistics.median(found) for key, found in values.items()}
+
+
 def analyse(system: str, fps: float, budget_ms: float, raw: dict) -> dict:
     """Return the figures of one run, per task, over the frames stamped inside the window."""
     begin, end = raw['window_ns']
@@ -269,6 +285,9 @@ def analyse(system: str, fps: float, budget_ms: float, raw: dict) -> dict:
             'service': summary([service for name, stamp, _, status, service in raw['samples']
                                 if name == task and begin <= stamp < end and status == 0]),
             'dropped_by_reason': drops.get(task, {}).get('dropped_by_reason', {}),
+            # The time its frames waited while lower-priority jobs held the slot (the
+            # telemetry's blocking series): the part of the gap to `alone` a started job costs.
+            'blocking': series_in_window(raw['telemetry'], raw['window_ns'], task, 'blocking'),
             'latencies_ms': [round(v, 2) for v in ok],
         }
     shed = sum(1 for when, event, _, _ in raw['decisions']
@@ -366,6 +385,8 @@ def aggregate(runs: list) -> dict:
             row[(system, 'shed_starts')].append(run['shed_starts'])
             row[(system, 'detector_busy')].append(detector['busy_fraction'])
             row[(system, 'detector_service_p50_ms')].append(detector['service']['p50_ms'])
+            row[(system, 'detector_blocking_p95_ms')].append(
+                detector.get('blocking', {}).get('p95_ms'))
             if floor:
                 row[(system, 'service_ratio')].append(
                     ratio(detector['service']['p50_ms'], floor['service']['p50_ms']))
@@ -384,15 +405,19 @@ def targets(table: dict) -> list:
     for point in sorted(table):
         fps, budget = point
         mine = median(table, point, 'priority', 'detector_within_per_s')
-        best = max(v for v in (median(table, point, 'fifo', 'detector_within_per_s'),
-                               median(table, point, 'inline', 'detector_within_per_s'))
-                   if v is not None)
-        out.append(('detector within-budget rate >= best of FIFO and inline', point,
-                    f'{mine:.2f} vs {best:.2f} /s', mine >= best))
+        baselines = [v for v in (median(table, point, 'fifo', 'detector_within_per_s'),
+                                 median(table, point, 'inline', 'detector_within_per_s'))
+                     if v is not None]
+        if mine is not None and baselines:  # --systems may leave them out
+            out.append(('detector within-budget rate >= best of FIFO and inline', point,
+                        f'{mine:.2f} vs {max(baselines):.2f} /s', mine >= max(baselines)))
         within = median(table, point, 'priority', 'within_ratio')
         if budget == 80.0 and within is not None:
             out.append(('detector within-budget rate >= 90% of alone (80 ms)', point,
                         f'{within:.1%}', within >= 0.90))
+        if fps == 30.0 and within is not None:
+            out.append(('detector within-budget rate >= 95% of alone (30 fps, issue 28)', point,
+                        f'{within:.1%}', within >= 0.95))
         p99 = median(table, point, 'priority', 'p99_ratio')
         if fps in (15.0, 30.0):
             if p99 is not None:
@@ -452,8 +477,9 @@ def markdown(table: dict, checks: list, meta: dict) -> str:
              'Medians over rounds (min-max); ratios are to `alone` of the same round.', '']
     header = ('| point | system | detector within/s | x alone | detector p99 (misses) ms '
               '| x alone | detector exec/s | classifier exec/s | recognizer exec/s '
-              '| others use of spare slot | SHED_START | detector service p50 ms | x alone |')
-    lines += [header, '| ' + ' | '.join(['---'] * 13) + ' |']
+              '| others use of spare slot | SHED_START | detector service p50 ms | x alone '
+              '| detector blocking p95 ms |')
+    lines += [header, '| ' + ' | '.join(['---'] * 14) + ' |']
     for point in sorted(table):
         for system in SYSTEMS:
             if (system, 'detector_within_per_s') not in table[point]:
@@ -471,7 +497,8 @@ def markdown(table: dict, checks: list, meta: dict) -> str:
                 f'| {fmt(row.get((system, "slot_share")), percent=True)} '
                 f'| {fmt(row.get((system, "shed_starts")), 0)} '
                 f'| {fmt(row.get((system, "detector_service_p50_ms")))} '
-                f'| {fmt(row.get((system, "service_ratio")), 2)} |')
+                f'| {fmt(row.get((system, "service_ratio")), 2)} '
+                f'| {fmt(row.get((system, "detector_blocking_p95_ms")))} |')
     lines += ['', '| target | point | measured | met |', '| --- | --- | --- | --- |']
     for name, point, measured, met in checks:
         verdict = 'n/a' if met is None else ('yes' if met else '**no**')
@@ -635,6 +662,8 @@ def main(argv=None) -> int:
     parser.add_argument('--startup-timeout-s', type=float, default=90.0)
     parser.add_argument('--threads', type=int, default=2, help='intra-op threads per model')
     parser.add_argument('--slots', type=int, default=1)
+    parser.add_argument('--systems', default=','.join(SYSTEMS),
+                        help='the systems to run, of ' + ', '.join(SYSTEMS))
     parser.add_argument('--short', action='store_true',
                         help='one point (15 fps, 150 ms) and one round')
     parser.add_argument('--threads-study', action='store_true',
@@ -666,6 +695,10 @@ def main(argv=None) -> int:
             'rounds': rounds, 'window_s': window_s, 'warmup_s': args.warmup_s,
             'load_start': load_average(), 'command': ' '.join(sys.argv)}
     runs = []
+    chosen_systems = tuple(args.systems.split(','))
+    if not set(chosen_systems) <= set(SYSTEMS):
+        parser.error(f'--systems: some of {", ".join(SYSTEMS)}')
+    globals()['SYSTEMS'] = chosen_systems
     variants = [(system, args.threads, args.slots) for system in SYSTEMS]
     if args.threads_study:
         variants = [(system, threads, slots) for threads in (1, 2) for slots in (1, 2)
