@@ -22,6 +22,8 @@ rear camera stops, its input's diagnostics and the task's status of that camera 
 (stale) while the other two cameras' frames keep running; the telemetry counts every camera
 and the invariants hold per camera. Per-camera priorities and budgets change live
 (`ros2 param set`), and a list that does not match the inputs is refused with the reason.
+The node runs the multi-threaded executor here (executor_threads 4: each camera's images in a
+callback group of their own, taken at once); the other launch tests run the default one.
 """
 
 import unittest
@@ -53,7 +55,8 @@ def camera(name: str, **parameters):
 @pytest.mark.launch_test
 @pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
 def generate_test_description():
-    parameters = {'telemetry_period_s': 0.5, 'inputs': list(CAMERAS), 'tasks': ['detector'],
+    parameters = {'telemetry_period_s': 0.5, 'executor_threads': 4,
+                  'inputs': list(CAMERAS), 'tasks': ['detector'],
                   'detector.inputs': list(CAMERAS), 'detector.latency_budget_ms': 1000.0,
                   'detector.worker_options.latency_ms': 5.0}
     for name in CAMERAS:
