@@ -31,7 +31,7 @@ os.environ.pop('ROS_LOCALHOST_ONLY', None)  # deprecated in Jazzy; the range abo
 
 
 def ros_environment(domain_id: int) -> dict:
-    """Set and return the environment of a test file's ROS processes (domain_id: 40..60)."""
+    """Set and return the environment of a test file's ROS processes (domain_id: its own, 30..60)."""
     env = loopback_environment(domain_id)
     os.environ.update(env)
     return env

@@ -39,7 +39,7 @@ from .ros_test_env import launch_test_description, missing, NOT_BUILT, orchestra
 from .ros_test_env import package_available
 
 BUILT = package_available()
-DOMAIN_ID = 163
+DOMAIN_ID = 57
 NODE = '/inferedge_orchestrator'
 INPUTS = ('front', 'rear')
 FPS = 40.0
