@@ -23,7 +23,9 @@ decoder (postprocessing); a failure there comes back as ChildError with the orig
 A child that dies (a segfault in native code, os._exit, SIGKILL, an RLIMIT_AS breach) fails
 only the job it ran, with WorkerCrashed (reason worker_crashed); the next job respawns it
 (load and warm-up) after an exponential backoff. abort() kills a child whose job timed out, so
-that the slot is free again at once. close() leaves no child and no segment behind.
+that the slot is free again at once. close() leaves no child and no segment behind; so does
+the parent's death (SIGKILL): each child exits at once, also mid-job, and multiprocessing's
+resource tracker unlinks the segments once the last of them is gone.
 """
 
 from dataclasses import dataclass
@@ -49,6 +51,7 @@ LOGGER = logging.getLogger('inferedge_orchestrator')
 _SEGMENT_NUMBERS = itertools.count()
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
+PARENT_GONE_EXIT_CODE = 4  # a child whose node died (3: out of its address space)
 
 
 # The thread-count variables of the numeric libraries a worker may load (read at their import).
@@ -112,10 +115,33 @@ def settle_child(settings: ChildSettings, kind: str, options: Dict[str, Any]) ->
     return options
 
 
+def exit_with_parent() -> None:
+    """
+    Exit this child at once when its parent dies, also in the middle of a job.
+
+    A parent killed by SIGKILL (a crash, the OOM killer) closes the pipe, but the child reads
+    it only between jobs: a long or stuck inference would go on as an orphan holding the
+    model's memory while launch respawns the node, which loads it again. The spawn start
+    method hands each child a sentinel that the parent's death makes readable; a thread waits
+    on it. (PR_SET_PDEATHSIG would fire when the parent *thread* that started the child ends:
+    a slot or respawn thread, not the node.)
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def wait_for_the_parent():
+        parent.join()  # returns once the parent is gone
+        os._exit(PARENT_GONE_EXIT_CODE)
+    threading.Thread(target=wait_for_the_parent, name='inferedge-parent-watch',
+                     daemon=True).start()
+
+
 def _child_main(connection, kind: str, task_name: str, options: Dict[str, Any],
                 decoder: Tuple[str, Dict[str, Any]], settings: ChildSettings) -> None:
     """Run in the child: make the real worker, then serve frames until the pipe closes."""
     from multiprocessing import shared_memory
+    exit_with_parent()  # first: the settings below apply to its thread too
     options = settle_child(settings, kind, options)
     worker = WORKERS.create(kind, task_name, options, 1)
     try:
