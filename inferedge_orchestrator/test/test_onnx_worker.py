@@ -242,6 +242,26 @@ def test_a_dynamic_batch_splits_into_each_frames_own_outputs(tmp_path):
     assert 0 < worker.fast_batch_latency_s(3) <= worker.expected_batch_latency_s(3)
 
 
+def test_a_batch_run_hands_its_arena_growth_back(tmp_path):
+    """Batch runs shrink the CPU arena when they end; single frames keep it (their size)."""
+    worker = make_worker(identity_model(tmp_path, ['n', 3, 8, 8]), scale=1.0,
+                         intra_op_threads=1)
+    worker.load()
+    session, run_options = worker.session, []
+
+    class Recording:
+        def run(self, names, feeds, options=None):
+            run_options.append(options)
+            return session.run(names, feeds, options)
+    worker.session = Recording()
+    images = batch_images(2)
+    worker.infer_batch([frame(image) for image in images])
+    worker.infer(frame(images[0]))
+    assert [options is None for options in run_options] == [False, True]
+    assert run_options[0].get_run_config_entry(
+        'memory.enable_memory_arena_shrinkage') == 'cpu:0'
+
+
 def test_a_fixed_batch_is_padded_to_its_rows(tmp_path):
     worker = make_worker(identity_model(tmp_path, [4, 3, 8, 8]), scale=1.0,
                          intra_op_threads=1)
