@@ -34,6 +34,7 @@ class Listener:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._subscriptions = {}
+        self._clients = {}  # service name -> client (timed_call)
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -87,6 +88,22 @@ class Listener:
             return future.result()
         finally:
             self.node.destroy_client(client)
+
+    def timed_call(self, srv_type, name: str, request, timeout: float = 20.0):
+        """
+        Call a service through a client kept for the next calls; return (response, seconds).
+
+        The seconds run from the request to its answer: the service's answer time, without
+        the discovery of a new client that call() waits for.
+        """
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self.node.create_client(srv_type, name)
+        assert self.spin_until(client.service_is_ready, timeout), f'{name} is not ready'
+        start = time.monotonic()
+        future = client.call_async(request)
+        assert self.spin_until(future.done, timeout), f'{name} did not answer'
+        return future.result(), time.monotonic() - start
 
     def lifecycle_state(self, node: str) -> str:
         from lifecycle_msgs.srv import GetState
