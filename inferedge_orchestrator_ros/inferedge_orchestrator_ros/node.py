@@ -37,6 +37,7 @@ from inferedge_orchestrator_ros import messages
 from inferedge_orchestrator_ros.conversion import Converter, resolve_target
 from inferedge_orchestrator_ros.diagnostics import Diagnostics
 from inferedge_orchestrator_ros.ingress import Ingress, Input
+from inferedge_orchestrator_ros.kept_files import KeptFiles
 from inferedge_orchestrator_ros.log_forwarding import RosLogHandler
 from inferedge_orchestrator_ros.outputs import Outputs
 from inferedge_orchestrator_ros.parameters import NodeParameters
@@ -72,6 +73,7 @@ class OrchestratorNode(LifecycleNode):
         self._log_handler = RosLogHandler(self.get_logger())
         self._log_handler.attach()
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._kept_files = KeptFiles()  # report and trace of an earlier process: moved aside
         self._autostart_timer = None
         if self._node_parameters.get('autostart'):
             self._autostart_timer = self.create_timer(0.0, self._autostart)
@@ -145,6 +147,7 @@ class OrchestratorNode(LifecycleNode):
         trace_path = get('trace_path')
         if trace_path:
             try:
+                self._keep_earlier('trace_path', trace_path)
                 self._trace = TraceRecorder(trace_path)  # _release() closes it
             except OSError as error:
                 raise ConfigError(f'trace_path: {trace_path}: cannot write: '
@@ -301,6 +304,7 @@ class OrchestratorNode(LifecycleNode):
         inputs = self._ingress.inputs if self._ingress is not None else {}
         report['node'] = {
             'name': self.get_fully_qualified_name(),
+            'pid': os.getpid(),  # which process wrote it (launch may respawn the node)
             'tasks': {name: {series: task['run_latency'][series]
                              for series in messages.NODE_SERIES}
                       for name, task in report['final']['tasks'].items()},
@@ -308,12 +312,19 @@ class OrchestratorNode(LifecycleNode):
         }
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._keep_earlier('report_path', path)
             with open(path, 'w', encoding='utf-8') as stream:
                 json.dump(report, stream, indent=2, sort_keys=True, default=str)
                 stream.write('\n')
             self.get_logger().info(f'report written to {path}')
         except (OSError, ValueError) as error:
             self.get_logger().error(f'cannot write the report to {path}: {error}')
+
+    def _keep_earlier(self, parameter: str, path: str) -> None:
+        """Move aside a file an earlier process left at path before this one first writes it."""
+        moved = self._kept_files.claim(path)
+        if moved is not None:
+            self.get_logger().info(f'{parameter}: the earlier {path} was moved to {moved}')
 
     # -- telemetry and diagnostics -----------------------------------------------------------
 
