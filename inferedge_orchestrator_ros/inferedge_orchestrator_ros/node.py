@@ -98,6 +98,11 @@ class OrchestratorNode(LifecycleNode):
         """Return what converts camera encodings (None until an input takes raw images)."""
         return self._converter
 
+    def set_parameters_atomically(self, parameter_list):
+        """Set parameters (both set services come here); every refusal names its parameter."""
+        return self._node_parameters.set_atomically(parameter_list,
+                                                    super().set_parameters_atomically)
+
     def _on_node_change(self, name: str, value) -> None:
         """Apply a live change of a node setting (the others are read where they are used)."""
         if self._outputs is None:

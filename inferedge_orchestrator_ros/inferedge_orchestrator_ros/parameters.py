@@ -32,6 +32,7 @@ from inferedge_orchestrator_ros.parameter_schema import (ANY, ARRAYS, check_name
                                                          task_parameter_values, TASK_PARAMS)
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
+from rclpy.exceptions import ParameterNotDeclaredException
 from rclpy.parameter import Parameter
 
 
@@ -170,12 +171,63 @@ class NodeParameters:
                 return key in {p.name for p in option_params(options_block, kind)}
         return True
 
+    def set_atomically(self, parameters: List[Parameter],
+                       set_: Callable[[List[Parameter]], SetParametersResult]
+                       ) -> SetParametersResult:
+        """
+        Set parameters with set_ (rclpy's set_parameters_atomically); refusals name them.
+
+        The node's parameter services come here (OrchestratorNode.set_parameters_atomically).
+        rclpy (Jazzy) checks the declared types before any on-set callback and its refusals
+        name neither the parameter nor what it allows ("Wrong parameter type, expected
+        'Type.INTEGER' got 'Type.STRING'", "Static parameter cannot be undeclared"); its
+        list of undeclared names loses the first one (a generator read twice: "Invalid
+        access to undeclared parameter(s): []"). This refuses what those checks refuse, for
+        every parameter of the node, with the name and what is allowed; undeclared names
+        raise ParameterNotDeclaredException with every one of them, as rclpy means to.
+        """
+        unknown = [p.name for p in parameters if not self._node.has_parameter(p.name)]
+        if not unknown:  # rclpy refuses undeclared names before it looks at types
+            for param in parameters:
+                refusal = self._type_refusal(param)
+                if refusal:
+                    return SetParametersResult(successful=False, reason=refusal)
+        try:
+            return set_(parameters)
+        except ParameterNotDeclaredException:
+            raise ParameterNotDeclaredException(unknown) from None
+
+    def _type_refusal(self, param: Parameter) -> Optional[str]:
+        """Return why a declared parameter of a static type refuses param's type, or None."""
+        described = self._node.describe_parameter(param.name)
+        if described.dynamic_typing or described.read_only:
+            return None  # the on-set callback checks the value; rclpy names a read-only one
+        expected = Parameter.Type(described.type)
+        if param.type_ == Parameter.Type.NOT_SET:
+            why = 'cannot be unset (rclpy would undeclare it)'
+        elif param.type_ != expected:
+            why = f'{param.value!r} is of type {_type_name(param.type_)}'
+        else:
+            return None
+        spec = self._specs.get(param.name)
+        allowed = spec.range_text() if spec is not None else ''
+        return f'{param.name}: {why}; allowed: {_type_name(expected)}' + \
+            (f' ({allowed})' if allowed else '')
+
     def _on_set(self, parameters: List[Parameter]) -> SetParametersResult:
         """Validate every change; refuse structural ones while configured."""
         for param in parameters:
             spec = self._specs.get(param.name)
             if spec is None:
                 continue  # not ours (use_sim_time, diagnostic_updater.period, ...)
+            if param.type_ == Parameter.Type.NOT_SET and self.engine is not None:
+                # rclpy undeclares an unset parameter: the engine would keep the old value of
+                # a live one, and later sets of it would fail as undeclared.
+                return SetParametersResult(
+                    successful=False,
+                    reason=f'{param.name}: cannot be unset while the node is '
+                           f'{self._node.state_label} (rclpy would undeclare it); allowed: a '
+                           'value' + (' ([] empties a list)' if spec.kind in ARRAYS else ''))
             if param.type_ == Parameter.Type.NOT_SET:
                 if spec.kind == ANY or spec.kind in ARRAYS:
                     continue
@@ -244,6 +296,11 @@ def descriptor(spec: Param) -> ParameterDescriptor:
         result.floating_point_range = [FloatingPointRange(
             from_value=float(field.low), to_value=float(field.high), step=0.0)]
     return result
+
+
+def _type_name(kind: Parameter.Type) -> str:
+    """Return a ROS parameter type as ros2 param names it (integer, string_array, ...)."""
+    return kind.name.lower()
 
 
 def _value(spec: Param, param: Parameter) -> Any:
