@@ -28,6 +28,9 @@ import numpy as np
 
 # The encoding of a single-channel array submitted without one, by its dtype.
 _SINGLE_CHANNEL = {'uint8': 'mono8', 'uint16': 'mono16', 'float32': '32FC1'}
+# The element types an array may have, by dtype: a dict lookup per frame, where dtype.name is
+# a Python-level property of numpy's and comparing dtypes with types converts them each time.
+_DTYPE_NAMES = {np.dtype(name): name for name in _SINGLE_CHANNEL}
 
 
 def size_fault(height: int, width: int, max_pixels: int) -> str:
@@ -66,18 +69,19 @@ def check_data(data: Any, encoding: Optional[str], max_pixels: int
     if isinstance(data, np.ndarray):
         if data.ndim == 2:
             data = data[:, :, None]
-        if data.ndim != 3 or data.dtype not in (np.uint8, np.uint16, np.float32):
+        dtype = _DTYPE_NAMES.get(data.dtype)
+        if data.ndim != 3 or dtype is None:
             return None, None, None, reasons.BAD_ARRAY
         height, width, channels = data.shape
         fault = size_fault(height, width, max_pixels)
         if fault:
             return None, None, None, fault
         if encoding is None:
-            encoding = {1: _SINGLE_CHANNEL.get(data.dtype.name, 'mono8'),
-                        3: 'rgb8', 4: 'rgba8'}.get(channels)
+            encoding = _SINGLE_CHANNEL[dtype] if channels == 1 else \
+                {3: 'rgb8', 4: 'rgba8'}.get(channels)
         if CHANNELS.get(encoding) != channels:
             return None, None, None, reasons.UNKNOWN_ENCODING
-        if data.dtype.name != dtype_of(encoding):
+        if dtype != dtype_of(encoding):
             return None, None, None, reasons.BAD_ARRAY
         return data, None, encoding, ''
     if isinstance(data, (bytes, bytearray, memoryview)):
