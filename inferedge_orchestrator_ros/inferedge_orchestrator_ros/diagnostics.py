@@ -47,6 +47,7 @@ class InputState:
     silent_s: float  # since its last message (or the activation)
     stale_after_s: float
     expected_rate_hz: float
+    qos_conflict: str = ''  # incompatible publishers seen (why a stale input may get nothing)
 
 
 class Diagnostics:
@@ -213,7 +214,7 @@ class Diagnostics:
         last = item.last_message if item.last_message is not None else self.activated_at
         state = InputState(item.resolved_topic, item.deadline_missed, item.incompatible_qos,
                            time.monotonic() - last, self._get(f'{name}.stale_after_s'),
-                           self._get(f'{name}.expected_rate_hz'))
+                           self._get(f'{name}.expected_rate_hz'), item.qos_conflict())
         return self._input_status(stat, name, snapshot.inputs[name], self._state_label(), state)
 
     def _input_status(self, stat, name: str, data: InputSnapshot, state_label: str,
@@ -233,7 +234,8 @@ class Diagnostics:
         self._previous[f'input {name}'] = counts
         if state.silent_s >= state.stale_after_s:
             stat.summary(DiagnosticStatus.ERROR, f'no image for {state.silent_s:.1f} s '
-                         f'(stale_after_s {state.stale_after_s:g}) on {state.topic}')
+                         f'(stale_after_s {state.stale_after_s:g}) on {state.topic}' +
+                         (f'; {state.qos_conflict}' if state.qos_conflict else ''))
         elif state.expected_rate_hz and data.rate_hz < state.expected_rate_hz:
             stat.summary(DiagnosticStatus.WARN, f'rate {data.rate_hz:.1f} Hz below '
                          f'expected_rate_hz {state.expected_rate_hz:g}')

@@ -30,7 +30,8 @@ from inferedge_orchestrator_ros.conversion import Converter
 from inferedge_orchestrator_ros.images import image_to_array, ZERO_COPY
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_policy_name_from_kind, QoSProfile,
+                       ReliabilityPolicy)
 from sensor_msgs.msg import CompressedImage, Image
 
 try:  # Iron and later
@@ -64,6 +65,7 @@ class Input:
         self.subscription = None
         self.deadline_missed = 0
         self.incompatible_qos = 0
+        self.incompatible_policy = ''  # the QoS policy the last incompatible publisher broke
         self.last_message: Optional[float] = None  # time.monotonic() of the last message
         self.resolved_topic = self.topic
 
@@ -85,6 +87,15 @@ class Input:
         if settings['deadline_ms'] > 0:
             qos.deadline = Duration(nanoseconds=int(settings['deadline_ms'] * 1e6))
         return qos
+
+    def qos_conflict(self) -> str:
+        """Return what incompatible publishers offered ('' when none came): logs name it."""
+        if not self.incompatible_qos:
+            return ''
+        return (f'{self.incompatible_qos} publisher(s) on {self.resolved_topic} offered QoS '
+                f'incompatible with this subscription ({self.settings["reliability"]}, '
+                f'{self.settings["durability"]}), the last one on policy '
+                f'{self.incompatible_policy}')
 
     def report(self) -> Dict[str, Any]:
         return {'topic': self.resolved_topic, 'deadline_missed': self.deadline_missed,
@@ -219,8 +230,11 @@ class Ingress:
 
     def _on_incompatible(self, item: Input, info) -> None:
         item.incompatible_qos = info.total_count
-        self._logger.warning(
-            f'input {item.name}: a publisher on {item.resolved_topic} offers QoS incompatible '
-            f'with this subscription ({item.settings["reliability"]}, '
-            f'{item.settings["durability"]}): no messages flow from it; last policy id '
-            f'{info.last_policy_kind}', once=True)
+        try:
+            item.incompatible_policy = qos_policy_name_from_kind(info.last_policy_kind)
+        except ValueError:
+            item.incompatible_policy = str(info.last_policy_kind)
+        # Each event is a publisher that appeared (a camera restarted with another QoS): rare
+        # enough to log every one, for every input (rclpy's once is per line of code).
+        self._logger.warning(f'input {item.name}: {item.qos_conflict()}: no messages flow '
+                             'from them')
