@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-The node's /diagnostics statuses: one per task and one per input, from the typed snapshot.
+The node's /diagnostics statuses: one per task, per input and the publishing, from the counts.
 
 A status compares the counts with those of its previous update, so that it reports what
 happened in the last period (a failure an hour ago is no error now).
@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from diagnostic_msgs.msg import DiagnosticStatus
 import diagnostic_updater
 from inferedge_orchestrator import Engine, InputSnapshot, reasons, Snapshot
+from rclpy.clock import Clock, ClockType
 
 TASK_VALUES = ('priority', 'routed', 'executed', 'completed_within_budget', 'failed', 'dropped',
                'queued', 'in_flight', 'shed_limit_hz', 'executed_rate_hz')
@@ -55,27 +56,35 @@ class Diagnostics:
     The node's diagnostic updater and its statuses, with the counts of their previous update.
 
     configure() adds a status per task, per camera of a task over several inputs and per
-    input of a configuration, release() removes them; the updater calls task_status,
-    camera_status and input_status at its period.
+    input of a configuration, and one of its publishing; release() removes them; the updater
+    calls task_status, camera_status, input_status and publishing_status at its period.
     """
 
     def __init__(self, node, state_label: Callable[[], str]):
         # diagnostic_updater declares its own parameter: one updater per node, never recreated.
         self._updater = diagnostic_updater.Updater(node)
         self._updater.setHardwareID('inferedge_orchestrator')
+        # Its period on the steady clock, as the telemetry's: the updater's own timer runs on
+        # the node clock, and a wall clock stepped back (NTP) would stall it for as long.
+        node.destroy_timer(self._updater.timer)
+        self._updater.timer = node.create_timer(
+            self._updater.period, self._updater.update,
+            clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._state_label = state_label
         self._previous: Dict[str, Dict[str, Any]] = {}
         self._labels: List[str] = []
         self._engine: Optional[Engine] = None
         self._inputs: Dict[str, Any] = {}  # name -> ingress.Input
         self._get: Callable[[str], Any] = None  # a node parameter's value
+        self._publish_counts: Callable[[], List[Any]] = list  # the publish queue's TopicCounts
         self._snapshot: Optional[Snapshot] = None
         self._snapshot_time = -math.inf
         self.activated_at = time.monotonic()  # a silent input counts from here
 
-    def configure(self, engine: Engine, inputs: Dict[str, Any],
-                  get: Callable[[str], Any]) -> None:
+    def configure(self, engine: Engine, inputs: Dict[str, Any], get: Callable[[str], Any],
+                  publish_counts: Callable[[], List[Any]]) -> None:
         self._engine, self._inputs, self._get = engine, inputs, get
+        self._publish_counts = publish_counts
         self._previous.clear()
         for task, state in engine.tasks.items():
             self._add(f'task {task}', self.task_status, task)
@@ -84,12 +93,13 @@ class Diagnostics:
                 self._add(f'task {task} camera {camera}', self.camera_status, (task, camera))
         for name in inputs:
             self._add(f'input {name}', self.input_status, name)
+        self._add('publishing', self.publishing_status, None)
 
     def release(self) -> None:
         for label in self._labels:
             self._updater.removeByName(label)
         self._labels.clear()
-        self._engine, self._inputs = None, {}
+        self._engine, self._inputs, self._publish_counts = None, {}, list
 
     def _add(self, label: str, function, name) -> None:
         self._updater.add(label, lambda stat: function(stat, name))
@@ -202,6 +212,33 @@ class Diagnostics:
         else:
             stat.summary(DiagnosticStatus.OK, f'{counts["executed"] - before["executed"]} '
                          'frames executed in the last period')
+        return stat
+
+    def publishing_status(self, stat, _=None):
+        """
+        Fill the status of the publish queue (the updater's callback).
+
+        WARN when a topic dropped messages in the last period (its queue was full: the
+        publisher thread fell behind), naming the topics.
+        """
+        counts = self._publish_counts()
+        before = self._previous.get('publishing', {})
+        now = {topic.topic: (topic.published, topic.dropped) for topic in counts}
+        self._previous['publishing'] = now
+        published = sum(p - before.get(t, (0, 0))[0] for t, (p, _) in now.items())
+        dropped = {t: d - before.get(t, (0, 0))[1] for t, (_, d) in now.items()
+                   if d > before.get(t, (0, 0))[1]}
+        for topic in counts:
+            stat.add(topic.topic, f'offered {topic.offered}, published {topic.published}, '
+                     f'dropped {topic.dropped}, queued {topic.queued}, max_queued '
+                     f'{topic.max_queued}')
+        if dropped:
+            stat.summary(DiagnosticStatus.WARN, 'publish queue full: ' + ', '.join(
+                f'{count} dropped on {topic}' for topic, count in dropped.items()) +
+                ' in the last period')
+        else:
+            stat.summary(DiagnosticStatus.OK, f'{published} messages published in the last '
+                         'period')
         return stat
 
     def input_status(self, stat, name: str):

@@ -35,7 +35,7 @@ from vision_msgs.msg import (BoundingBox2D, Classification, Detection2D, Detecti
 STATUS_CODES = {reasons.OK: InferenceResult.OK, reasons.FAILED: InferenceResult.FAILED,
                 reasons.TIMED_OUT: InferenceResult.TIMED_OUT}
 # The node's own latency series, kept by the engine's telemetry (Engine(latency_series=...)).
-NODE_SERIES = ('transport', 'convert', 'node_overhead')
+NODE_SERIES = ('transport', 'convert', 'node_overhead', 'publish')
 NAN = float('nan')
 _INTEGER_TYPES = {'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64',
                   'octet', 'byte'}
@@ -171,7 +171,7 @@ def telemetry_message(snapshot: Snapshot, stamp, node_state: str,
 
 
 def telemetry_invariant_violations(telemetry: OrchestratorTelemetry) -> List[str]:
-    """Return the violations of the core invariants in a telemetry message (from outside)."""
+    """Return the invariants' violations in a telemetry message (the core's, the queues')."""
     problems = []
     for item in telemetry.inputs:
         if item.received != item.malformed + item.accepted:
@@ -191,4 +191,8 @@ def telemetry_invariant_violations(telemetry: OrchestratorTelemetry) -> List[str
             if camera.routed != total:
                 problems.append(f'task {task.name} camera {camera.input}: routed '
                                 f'{camera.routed} != {total}')
+    for topic in telemetry.publish:
+        total = topic.published + topic.dropped + topic.queued
+        if topic.offered != total:
+            problems.append(f'publish {topic.topic}: offered {topic.offered} != {total}')
     return problems

@@ -157,7 +157,8 @@ class OrchestratorNode(LifecycleNode):
             except OSError as error:
                 raise ConfigError(f'trace_path: {trace_path}: cannot write: '
                                   f'{error.strerror}') from None
-        outputs = Outputs(self, config, get('publish_tensors'), get('annotate_rate_hz'))
+        outputs = Outputs(self, config, get('publish_tensors'), get('annotate_rate_hz'),
+                          get('publish_queue_depth'))
         self._outputs = outputs  # _release() destroys its publishers, also when load() fails
         engine = Engine(config, on_result=outputs.on_result, on_decision=outputs.on_decision,
                         trace=self._trace, latency_series=messages.NODE_SERIES)
@@ -172,10 +173,11 @@ class OrchestratorNode(LifecycleNode):
         self._ingress = Ingress(engine, inputs, self._converter, self.get_clock(),
                                 self.get_logger())
         self._engine = self._node_parameters.engine = engine
-        self._diagnostics.configure(engine, inputs, get)
+        self._diagnostics.configure(engine, inputs, get, outputs.publish_counts)
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         super().on_activate(state)  # enables the lifecycle publishers
+        self._outputs.start()  # the publisher thread, before the first result
         try:
             self._engine.start()
             self._ingress.subscribe(self, groups=self.executor_threads > 1)
@@ -183,6 +185,7 @@ class OrchestratorNode(LifecycleNode):
             self.get_logger().error(f'activate failed: {type(error).__name__}: {error}')
             self._stop_inputs()
             self._engine.stop(1.0, reasons.DEACTIVATED)
+            self._outputs.stop()
             super().on_deactivate(state)
             return TransitionCallbackReturn.FAILURE
         self._diagnostics.activated_at = time.monotonic()
@@ -201,6 +204,7 @@ class OrchestratorNode(LifecycleNode):
         self._stop_engine(reasons.DEACTIVATED)
         self._state_label = 'inactive'
         self.publish_telemetry()  # the final counters, before the publishers are disabled
+        self._outputs.stop()  # publishes what is queued, before the publishers are disabled
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:

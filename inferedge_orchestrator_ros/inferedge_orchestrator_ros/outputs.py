@@ -18,20 +18,22 @@ The node's outputs: the publishers of one configuration and what they publish.
 
 Each task's results, its detections or classes and annotated image, the telemetry and the
 decisions. A task over several inputs publishes those of each camera on topics of their own,
-~/<task>/<input>/result and so on, so that a consumer of one camera needs no filter. Results
-are published on the slot thread that ran the job; the node's latency series of each result
-(transport, convert, node_overhead) go to the engine's telemetry of the task.
+~/<task>/<input>/result and so on, so that a consumer of one camera needs no filter. The slot
+thread that ran a job builds its messages and hands them to the publish queue (publishing.py),
+whose thread publishes them: a slow publish never holds a slot, the engine's timer thread or
+the executor. The node's latency series of each result (transport, convert, node_overhead,
+publish) go to the engine's telemetry of the task.
 """
 
 import time
-from typing import Optional
+from typing import List, Optional
 
 from inferedge_orchestrator import DECODERS, Engine, OrchestratorConfig
 from inferedge_orchestrator_msgs.msg import (InferenceResult, OrchestratorTelemetry,
-                                             SchedulerDecision)
+                                             PublishStats, SchedulerDecision)
 from inferedge_orchestrator_ros import messages
 from inferedge_orchestrator_ros.annotation import Annotator
-from inferedge_orchestrator_ros.publishing import publish_unless_shut_down
+from inferedge_orchestrator_ros.publishing import PublishQueue, TopicCounts
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Classification, Detection2DArray
@@ -40,6 +42,9 @@ RESULTS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TELEMETRY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
 DECISIONS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+# Deactivate, cleanup and shutdown publish what is queued for at most this long (the second
+# of shutdown_grace_s that is not the engine's).
+FLUSH_TIMEOUT_S = 1.0
 
 
 class Outputs:
@@ -49,14 +54,17 @@ class Outputs:
     node: what creates the publishers (create_lifecycle_publisher) and gives the clock, the
     logger and the context; any object with those serves, a ROS graph is not needed.
     engine: set by the node once its engine exists; it keeps the node's latency series.
+    publish_queue_depth: the messages each topic's publish queue holds (0: publish on the
+    caller's thread, no queue).
     """
 
     def __init__(self, node, config: OrchestratorConfig, publish_tensors: bool,
-                 annotate_rate_hz: float):
+                 annotate_rate_hz: float, publish_queue_depth: int):
         self.engine: Optional[Engine] = None
         self.publish_tensors = publish_tensors
         self.closing = False  # the engine is closing or the context ended: publish nothing
         self._node = node
+        self._queue = PublishQueue(node, publish_queue_depth)
         # By (task, input): a task over one input has one prefix, ~/<task>/.
         self._results = {}
         self._decoded = {}  # (task, input) -> (publisher, message builder)
@@ -99,18 +107,17 @@ class Outputs:
         overhead = (submitted - meta.entry - (meta.convert_s or 0.0)) + \
             (time.monotonic() - result.finished)
         msg.node_overhead_ms = overhead * 1000.0
-        self._publish(publisher, msg)
+        publish_s = self._timed_publish(publisher, msg)
+        decoded = result.decoded
+        if decoded is not None and key in self._decoded:
+            decoded_publisher, build = self._decoded[key]
+            publish_s += self._timed_publish(decoded_publisher, build(decoded, meta.header))
         self.engine.record_latency(result.task, {'transport': meta.transport_s,
                                                  'convert': meta.convert_s,
-                                                 'node_overhead': overhead})
-        decoded = result.decoded
-        if decoded is None:
-            return
-        if key in self._decoded:
-            decoded_publisher, build = self._decoded[key]
-            self._publish(decoded_publisher, build(decoded, meta.header))
+                                                 'node_overhead': overhead,
+                                                 'publish': publish_s})
         annotated, annotator = self._annotated.get(key), self._annotator
-        if annotated is not None and annotator is not None:
+        if decoded is not None and annotated is not None and annotator is not None:
             annotator.offer(key, annotated, result, meta.header)
 
     def on_decision(self, decision) -> None:
@@ -121,11 +128,35 @@ class Outputs:
         self._publish(self._decisions, msg)
 
     def publish_telemetry(self, msg: OrchestratorTelemetry) -> None:
+        """Publish a telemetry message with the publish queue's counts of every topic."""
+        msg.publish = [messages.copy_fields(PublishStats(), counts)
+                       for counts in self._queue.counts()]
         self._publish(self._telemetry, msg)
 
+    def publish_counts(self) -> List[TopicCounts]:
+        """Return what the publish queue did with each topic's messages (diagnostics)."""
+        return self._queue.counts()
+
+    def start(self) -> None:
+        """Start the publisher thread (activate): from now on messages go through the queue."""
+        self._queue.start()
+
+    def stop(self) -> None:
+        """Publish what is queued (within FLUSH_TIMEOUT_S), then stop the publisher thread."""
+        left = self._queue.stop(FLUSH_TIMEOUT_S)
+        if left:
+            self._node.get_logger().warning(
+                f'{left} queued messages were not published within {FLUSH_TIMEOUT_S:g} s '
+                '(counted as dropped)')
+
     def close(self) -> None:
-        """Stop the annotator and destroy the publishers (the engine is closed)."""
+        """
+        Stop (publish what is queued), stop the annotator, destroy the publishers.
+
+        Called once the engine is closed: no result comes after.
+        """
         self.closing = True
+        self.stop()
         annotator, self._annotator = self._annotator, None
         if annotator is not None:
             annotator.close()
@@ -138,4 +169,10 @@ class Outputs:
         self._annotated.clear()
 
     def _publish(self, publisher, msg) -> None:
-        publish_unless_shut_down(self._node, publisher, msg)
+        self._queue.add(publisher, msg)
+
+    def _timed_publish(self, publisher, msg) -> float:
+        """Hand msg over as _publish does; return the seconds it took (the publish series)."""
+        start = time.monotonic()
+        self._queue.add(publisher, msg)
+        return time.monotonic() - start

@@ -125,6 +125,10 @@ GLOBAL_PARAMS = (
     _node('annotate_rate_hz', 0.0, 'publish ~/<task>/annotated (the detections drawn on the '
           'image) at most this often per task (0: off)', low=0.0, high=100.0, unit='Hz',
           live=True),
+    _node('publish_queue_depth', 100, 'messages each published topic may hold waiting for '
+          "the node's publisher thread; a full one drops its oldest, counted (0: no queue, "
+          'publish on the slot threads, the timer thread and the executor)', low=0,
+          high=100000),
     _node('report_path', '', 'write the final JSON report there at cleanup and shutdown '
           '(empty: no report)', live=True),
     _node('trace_path', '', 'write the job trace there, one JSON line per routed frame and '

@@ -418,7 +418,7 @@ def test_telemetry_message_and_diagnostics(make_node):
     assert [(r.reason, r.count) for r in tasks['ocr'].failed_by_reason] == [('worker_error', 3)]
     assert tasks['detector'].executed == 3
     series = [s.series for s in tasks['detector'].latency]
-    assert series == list(LATENCY_SERIES) + ['transport', 'convert', 'node_overhead']
+    assert series == list(LATENCY_SERIES) + ['transport', 'convert', 'node_overhead', 'publish']
     assert msg.inputs[0].received == msg.inputs[0].accepted == 3
     assert msg.node_state == 'active'
     time.sleep(0.15)  # past the diagnostics' snapshot cache
@@ -428,6 +428,32 @@ def test_telemetry_message_and_diagnostics(make_node):
     assert detector.level == DiagnosticStatus.OK, detector.message
     camera = node.diagnose_input(DiagnosticStatusWrapper(), 'camera')
     assert camera.level == DiagnosticStatus.OK, camera.message
+
+
+def test_the_publishing_status_warns_while_a_topic_drops_messages(ros_context):
+    from inferedge_orchestrator import Engine, load_config
+    from inferedge_orchestrator_ros.diagnostics import Diagnostics
+    from inferedge_orchestrator_ros.publishing import TopicCounts
+    node = rclpy.create_node('publishing_status_test', context=ros_context)
+    counts = [TopicCounts('/a/result', offered=10, published=10)]
+    diagnostics = Diagnostics(node, lambda: 'active')
+    try:
+        engine = Engine(load_config({'tasks': [{'name': 'a'}]}))
+        diagnostics.configure(engine, {}, lambda name: None, lambda: list(counts))
+        ok = diagnostics.publishing_status(DiagnosticStatusWrapper())
+        assert ok.level == DiagnosticStatus.OK, ok.message
+        assert ok.message == '10 messages published in the last period'
+        counts[0] = TopicCounts('/a/result', offered=20, published=14, dropped=4, queued=2)
+        warn = diagnostics.publishing_status(DiagnosticStatusWrapper())
+        assert warn.level == DiagnosticStatus.WARN, warn.message
+        assert warn.message == 'publish queue full: 4 dropped on /a/result in the last period'
+        assert {v.key: v.value for v in warn.values}['/a/result'] == \
+            'offered 20, published 14, dropped 4, queued 2, max_queued 0'
+        again = diagnostics.publishing_status(DiagnosticStatusWrapper())  # no new drops
+        assert again.level == DiagnosticStatus.OK, again.message
+    finally:
+        diagnostics.release()
+        node.destroy_node()
 
 
 def test_report_is_written_at_shutdown(make_node, tmp_path):
