@@ -212,19 +212,17 @@ class TestRespawn(ros_test_env.ListenerTestCase):
 class TestRespawnShutdown(unittest.TestCase):
 
     def test_reports_and_nothing_left(self, proc_info):
+        self.addCleanup(shutil.rmtree, REPORTS, ignore_errors=True)
         # The last life exits 0 at the launch's shutdown (SIGINT) and writes its report.
         launch_testing.asserts.assertExitCodes(proc_info)
         self.assertEqual(len(LIVES), 3, 'the active test did not reach the third life')
         first, _, third = LIVES
-        try:
-            self.assertEqual(sorted(os.listdir(REPORTS)), ['report.1.json', 'report.json'])
-            kept, last = read_report(f'{REPORTS}/report.1.json'), read_report(REPORT)
-            self.assertEqual((kept['node']['pid'], last['node']['pid']), (first, third))
-            for report in (kept, last):
-                self.assertEqual(report['invariant_violations'], [])
-                self.assertGreater(report['final']['tasks']['detector']['executed'], 0)
-        finally:
-            shutil.rmtree(REPORTS, ignore_errors=True)
+        self.assertEqual(sorted(os.listdir(REPORTS)), ['report.1.json', 'report.json'])
+        kept, last = read_report(f'{REPORTS}/report.1.json'), read_report(REPORT)
+        self.assertEqual((kept['node']['pid'], last['node']['pid']), (first, third))
+        for report in (kept, last):
+            self.assertEqual(report['invariant_violations'], [])
+            self.assertGreater(report['final']['tasks']['detector']['executed'], 0)
         self.assertEqual(ros_test_env.left_after(lambda: alive(CHILDREN), 5.0), [])
         for pid in LIVES:
             self.assertEqual(ros_test_env.left_after(lambda: segments_of(pid), 5.0), [])
