@@ -234,15 +234,22 @@ def compare(args) -> None:
         order = ('this', 'other') if round_index % 2 == 0 else ('other', 'this')
         measured = {}
         for which in order:
-            with tempfile.NamedTemporaryFile(suffix='.json') as out:
-                subprocess.run([sys.executable, os.path.join(trees[which], 'benchmarks',
-                                                             'core_benchmark.py'),
-                                '--cycles', str(args.cycles), '--minutes', str(args.minutes),
-                                '--json', out.name], check=True, stdout=subprocess.DEVNULL,
-                               env=dict(os.environ, PYTHONPATH=os.path.join(trees[which],
-                                                                            'src')))
-                with open(out.name, encoding='utf-8') as stream:
-                    measured[which] = json.load(stream)
+            # Each checkout runs its own copy of this script (their APIs differ); an older
+            # copy may stop on a loaded machine (a held slot), so a run is tried three times.
+            for attempt in range(3):
+                with tempfile.NamedTemporaryFile(suffix='.json') as out:
+                    done = subprocess.run(
+                        [sys.executable, os.path.join(trees[which], 'benchmarks',
+                                                      'core_benchmark.py'),
+                         '--cycles', str(args.cycles), '--minutes', str(args.minutes),
+                         '--json', out.name], stdout=subprocess.DEVNULL,
+                        env=dict(os.environ, PYTHONPATH=os.path.join(trees[which], 'src')))
+                    if done.returncode == 0:
+                        with open(out.name, encoding='utf-8') as stream:
+                            measured[which] = json.load(stream)
+                        break
+            else:
+                raise SystemExit(f'{trees[which]}: core_benchmark.py failed three times')
         line = []
         for name, figure in figures.items():
             this, other = figure(measured['this']), figure(measured['other'])
