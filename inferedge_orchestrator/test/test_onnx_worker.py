@@ -250,6 +250,7 @@ def test_a_batch_run_hands_its_arena_growth_back(tmp_path):
     session, run_options = worker.session, []
 
     class Recording:
+
         def run(self, names, feeds, options=None):
             run_options.append(options)
             return session.run(names, feeds, options)

@@ -31,10 +31,28 @@ os.environ.pop('ROS_LOCALHOST_ONLY', None)  # deprecated in Jazzy; the range abo
 
 
 def ros_environment(domain_id: int) -> dict:
-    """Set and return the environment of a test file's ROS processes (domain_id: its own, 30..60)."""
+    """Set and return the environment of a test file's ROS processes (a domain of its own)."""
     env = loopback_environment(domain_id)
     os.environ.update(env)
     return env
+
+
+def start_executable(name: str, parameters: dict, domain_id: int, log, env: dict = None):
+    """
+    Start one of the package's executables as a process in a session of its own.
+
+    parameters go as `-p key:=value`; its environment is this process's with the domain's
+    loopback variables and env over it; its output goes to log (a file, or DEVNULL).
+    """
+    import subprocess
+    from inferedge_orchestrator_ros.environment import executable
+    arguments = [executable(name), '--ros-args']
+    for key, value in parameters.items():
+        value = str(value).lower() if isinstance(value, bool) else value
+        arguments += ['-p', f'{key}:={value}']
+    return subprocess.Popen(arguments, env=dict(os.environ, **ros_environment(domain_id),
+                                                **(env or {})),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def package_available(name: str = 'inferedge_orchestrator_ros') -> bool:
