@@ -51,6 +51,7 @@ class NodeParameters:
         self.engine = None  # the node's engine while configured: task changes go there
         self._node = node
         self._on_node_change = on_node_change
+        self._before: Dict[str, Any] = {}  # the node settings a set is changing, before it
         self._specs: Dict[str, Param] = {}
         self._blocks: Dict[str, Set[str]] = {}  # block name -> full names of its parameters
         for spec in GLOBAL_PARAMS:
@@ -249,6 +250,9 @@ class NodeParameters:
                 self.engine.validate_task_update(task, **changes)
         except ConfigError as error:
             return SetParametersResult(successful=False, reason=str(error))
+        # The node's own settings as they are before the set, for the PARAM_CHANGE decision.
+        _, node_changes = self._live_changes(parameters)
+        self._before = {name: self.get(name) for name in node_changes}
         if not self._post_set:
             self._apply(parameters)
         return SetParametersResult(successful=True)
@@ -278,6 +282,9 @@ class NodeParameters:
             self._node.get_logger().info(f'task {task}: {decision.detail}')
         for name, value in node_changes.items():
             self._on_node_change(name, value)
+            before = self._before.get(name)
+            if before != value:
+                self.engine.announce_setting(f'{name}: {before!r} -> {value!r}')
 
 
 def descriptor(spec: Param) -> ParameterDescriptor:

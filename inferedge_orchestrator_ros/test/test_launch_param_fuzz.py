@@ -24,7 +24,8 @@ values out of range, of a wrong type, unset values, unknown names and structural
 each refusal names its parameter and says why (a structural one: it cannot change while the
 node is active); each accepted change reads back by get_parameters, all of an atomic call or
 none, and a task's is announced as one PARAM_CHANGE decision per set whose detail lists
-old -> new; no other PARAM_CHANGE; the next telemetry message holds both invariants and the
+old -> new, then each changed setting of the node or an input as one with no task; no other
+PARAM_CHANGE; the next telemetry message holds both invariants and the
 tasks' priority, budget and enabled as set; the node stays active; get_parameters answers
 within 1 s (the largest answer times are printed). The explicit examples are the refusals
 that named no parameter and the unset values that were accepted while active, before the
@@ -393,6 +394,11 @@ class TestParameterFuzz(unittest.TestCase):
                 for task in dict.fromkeys(task_of(i.name) for i in items if task_of(i.name)):
                     mine = [i for i in items if task_of(i.name) == task]
                     expected_details.append((task, oracle.change_detail(mine)))
+                # then each changed setting of the node's own (or an input's), with no task
+                for item in items:
+                    if not task_of(item.name) and item.name in params and \
+                            oracle.values.get(item.name) != python_value(item.value):
+                        expected_details.append(('', [f'{item.name}: ']))
                 oracle.values.update({i.name: python_value(i.value) for i in items})
             touched = sorted({i.name for i in call.items if i.name in params})
             self.assertEqual(normal(get(touched)), normal(

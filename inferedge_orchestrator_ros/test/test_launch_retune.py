@@ -18,7 +18,8 @@ Launch test: live retuning with parameters while the node is active.
 A priority swap (set atomically) takes effect at once: comparing the executed-count increments
 of successive telemetry messages, the promoted task leads in 2 consecutive periods within the
 first 5 after the swap; both changes are announced as PARAM_CHANGE decisions. A bad value and a
-structural parameter are refused with a reason, and nothing changes.
+structural parameter are refused with a reason, and nothing changes. A live setting of the
+node's own (publish_tensors, an input's stale_after_s) is announced too, with no task.
 """
 
 import unittest
@@ -105,6 +106,21 @@ class TestRetune(ros_test_env.ListenerTestCase):
         # an integer for a floating-point parameter is fine
         result = listener.set_parameters(NODE, {'detector.latency_budget_ms': 150})[0]
         self.assertTrue(result.successful, result.reason)
+
+    def test_3_node_settings_are_announced(self):
+        from inferedge_orchestrator_msgs.msg import SchedulerDecision
+        listener = self.listener
+        decisions = listener.subscribe(SchedulerDecision, f'{NODE}/decisions')
+        result = listener.set_parameters(NODE, {'publish_tensors': True,
+                                                'camera.stale_after_s': 3.0}, atomically=True)
+        self.assertTrue(result.successful, result.reason)
+
+        def announced():
+            return sorted(d.detail for d in decisions
+                          if d.event == SchedulerDecision.PARAM_CHANGE and not d.task)
+        self.assertTrue(listener.spin_until(lambda: len(announced()) >= 2, 10.0), announced())
+        self.assertEqual(announced(), ['camera.stale_after_s: 2.0 -> 3.0',
+                                       'publish_tensors: False -> True'])
 
 
 @launch_testing.post_shutdown_test()

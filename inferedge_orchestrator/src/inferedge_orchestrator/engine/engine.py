@@ -431,6 +431,18 @@ class Engine:
             self._cond.notify_all()
         return decision
 
+    def announce_setting(self, detail: str) -> Decision:
+        """
+        Announce a run-time change of a setting outside the tasks (task '', PARAM_CHANGE).
+
+        detail: what changed, 'name: old -> new'. The caller applied it (a ROS node's own
+        settings, e.g. publish_tensors): the decision log is where every retune is found.
+        """
+        with self._lock:
+            return self.decisions.add(self._clock(), reasons.PARAM_CHANGE_EVENT,
+                                      reasons.PARAM_CHANGE, task='',
+                                      queue_depths=self._queue_depths(), detail=detail)
+
     # -- telemetry -------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
