@@ -209,6 +209,16 @@ class Completion:
         more = f'; {hidden} more failed since the last warning' if hidden else ''
         LOGGER.warning('task %s: frame %d%s failed: %s%s', task, frame.seq, source, detail, more)
 
+    def server_up(self, pool: Pool, detail: str, now: float) -> bool:
+        """Close a server pool's breaker (SERVER_UP, the end of its SERVER_DOWN); False: open."""
+        if not pool.backend.down:
+            return False
+        pool.backend.server_up(now)
+        self._decisions.add(now, reasons.SERVER_UP, reasons.RECOVERED,
+                            queue_depths=self._queue_depths(),
+                            detail=f'pool {pool.name}: {detail}')
+        return True
+
     def respawned(self, task: Optional[TaskState], detail: str, now: float) -> None:
         """Count and announce the respawned executor of task's pool (a child process)."""
         if task is not None:

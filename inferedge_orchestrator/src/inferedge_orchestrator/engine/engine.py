@@ -117,7 +117,8 @@ class Engine:
             self._admission.route(task)
             self._pools[task.config.pool].add_task(task)
         self._retuner = Retuner(self.config, self._tasks_by_name, ledger, self._expiry,
-                                self._shedder, self._queue_depths)
+                                self._shedder, self._queue_depths, self._cond, self._clock,
+                                self._dispatch)
         self._workforce = Workforce(self._tasks, self._pools, worker_factory, self._cond,
                                     self._clock, self.decisions)
         self._slots = SlotRunner(self._clock, self.complete,
@@ -371,16 +372,11 @@ class Engine:
     def _server_up(self, pool_name: str, detail: str) -> None:
         """Close a server pool's breaker: a health probe found it ready (the probe's thread)."""
         with self._lock:
-            pool = self._pools[pool_name]
-            if self._state not in (RUNNING, PAUSED) or not pool.backend.down:
-                return
             now = self._clock()
-            pool.backend.server_up(now)
-            self.decisions.add(now, reasons.SERVER_UP, reasons.RECOVERED,
-                               queue_depths=self._queue_depths(),
-                               detail=f'pool {pool_name}: {detail}')
-            self._dispatch(now)
-            self._cond.notify_all()
+            if self._state in (RUNNING, PAUSED) and \
+                    self._completion.server_up(self._pools[pool_name], detail, now):
+                self._dispatch(now)
+                self._cond.notify_all()
 
     def _respawned(self, task_name: str, detail: str) -> None:
         """Count and announce a respawned executor (called by the back-end, on a slot thread)."""
@@ -423,25 +419,11 @@ class Engine:
         enabled change lifts every shedding limit; a smaller queue_size drops the oldest frames
         with reason queue_resized.
         """
-        config = self._retuner.validate(name, changes)
-        with self._lock:
-            now = self._clock()
-            decision = self._retuner.apply(name, config, changes, now)
-            self._dispatch(now)
-            self._cond.notify_all()
-        return decision
+        return self._retuner.update(name, changes)
 
     def announce_setting(self, detail: str) -> Decision:
-        """
-        Announce a run-time change of a setting outside the tasks (task '', PARAM_CHANGE).
-
-        detail: what changed, 'name: old -> new'. The caller applied it (a ROS node's own
-        settings, e.g. publish_tensors): the decision log is where every retune is found.
-        """
-        with self._lock:
-            return self.decisions.add(self._clock(), reasons.PARAM_CHANGE_EVENT,
-                                      reasons.PARAM_CHANGE, task='',
-                                      queue_depths=self._queue_depths(), detail=detail)
+        """Announce a setting the caller changed ('name: old -> new'): PARAM_CHANGE, no task."""
+        return self._retuner.announce(detail)
 
     # -- telemetry -------------------------------------------------------------------------
 
@@ -451,24 +433,15 @@ class Engine:
             return self._snapshot(self._clock())
 
     def snapshot_with_buckets(self) -> Tuple[Snapshot, Dict[str, Dict[str, BucketCounts]]]:
-        """
-        Return the live telemetry and, per task and series, its whole-run latency buckets.
-
-        The buckets (BUCKET_SERIES, telemetry/counters.py) count every executed frame once
-        per series; read with the snapshot at one moment, each series' count equals the
-        task's executed (the Prometheus histograms, telemetry/prometheus.py).
-        """
+        """Return the live telemetry and each task's run latency buckets, read at one moment."""
+        # At one moment, each series' count is the task's executed (telemetry/prometheus.py).
         with self._lock:
             return self._snapshot(self._clock()), {
                 task.name: task.telemetry.latency_buckets() for task in self._tasks}
 
     def record_latency(self, task: str, values: Mapping[str, Optional[float]]) -> None:
-        """
-        Record a job's values of the caller's latency series (Engine(latency_series=...)).
-
-        They are kept, summarised and reported with the task's own series (None: not measured
-        for this job); the ROS node records transport, convert and node_overhead this way.
-        """
+        """Record a job's values of the caller's latency series (None: not measured)."""
+        # Kept as the task's own series: the ROS node's transport, convert and node_overhead.
         with self._lock:
             self._tasks_by_name[task].telemetry.record_extra(self._clock(), values)
 

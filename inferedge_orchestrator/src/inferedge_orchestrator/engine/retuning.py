@@ -14,6 +14,7 @@
 
 """Live retuning: a task's run-time settings validated, then applied between two decisions."""
 
+import threading
 from typing import Any, Callable, Dict
 
 from inferedge_orchestrator.config.loader import updated_task
@@ -28,11 +29,20 @@ from inferedge_orchestrator.telemetry.decisions import Decision
 
 
 class Retuner:
-    """Validates task updates (any thread) and applies them (under the engine's lock)."""
+    """
+    Validates task updates (any thread) and applies them under the engine's lock.
+
+    lock: the engine's condition; clock and dispatch: the engine's (dispatch(now) starts what
+    the change lets start).
+    """
 
     def __init__(self, config: OrchestratorConfig, tasks: Dict[str, TaskState],
                  ledger: Ledger, expiry: ExpiryIndex, shedder: LoadShedder,
-                 queue_depths: Callable[[], Dict[str, int]]):
+                 queue_depths: Callable[[], Dict[str, int]], lock: threading.Condition,
+                 clock: Callable[[], float], dispatch: Callable[[float], Any]):
+        self._lock = lock
+        self._clock = clock
+        self._dispatch = dispatch
         self._config = config
         self._tasks = tasks  # by name
         self._ledger = ledger
@@ -47,6 +57,23 @@ class Retuner:
             raise ConfigError(f'tasks: {name!r} is not a task; allowed: '
                               f'{", ".join(self._tasks)}')
         return updated_task(task.config, changes)
+
+    def update(self, name: str, changes: Dict[str, Any]) -> Decision:
+        """Validate, then apply under the lock and dispatch (Engine.update_task)."""
+        config = self.validate(name, changes)
+        with self._lock:
+            now = self._clock()
+            decision = self.apply(name, config, changes, now)
+            self._dispatch(now)
+            self._lock.notify_all()
+        return decision
+
+    def announce(self, detail: str) -> Decision:
+        """Announce a setting changed outside the tasks (Engine.announce_setting)."""
+        with self._lock:
+            return self._ledger.decisions.add(self._clock(), reasons.PARAM_CHANGE_EVENT,
+                                              reasons.PARAM_CHANGE, task='',
+                                              queue_depths=self._queue_depths(), detail=detail)
 
     def apply(self, name: str, config: TaskConfig, changes: Dict[str, Any],
               now: float) -> Decision:

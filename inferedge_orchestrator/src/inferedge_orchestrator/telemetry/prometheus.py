@@ -221,42 +221,7 @@ def families(snapshot: Snapshot, buckets: Dict[str, Dict[str, BucketCounts]]) ->
         add('inferedge_input_decode_errors_total', [name], item.decode_errors)
     add('inferedge_unknown_input_frames_total', [], snapshot.unknown_input)
     for name, task in snapshot.tasks.items():
-        labels = [name]
-        add('inferedge_task_frames_routed_total', labels, task.routed)
-        add('inferedge_task_frames_executed_total', labels, task.executed)
-        add('inferedge_task_frames_within_budget_total', labels, task.completed_within_budget)
-        out.by_reason('inferedge_task_frames_failed_total', labels, task.failed_by_reason,
-                      reasons.FAILURE_REASONS)
-        out.by_reason('inferedge_task_frames_dropped_total', labels, task.dropped_by_reason,
-                      reasons.DROP_REASONS)
-        add('inferedge_task_frames_held_for_priority_total', labels, task.held_for_priority)
-        add('inferedge_task_busy_seconds_total', labels, task.busy_s)
-        for size, jobs in enumerate(task.batch_jobs, start=1):
-            add('inferedge_task_batch_jobs_total', [name, str(size)], jobs)
-        add('inferedge_task_queued_frames', labels, task.queued)
-        add('inferedge_task_in_flight_frames', labels, task.in_flight)
-        add('inferedge_task_queue_depth_max_frames', labels, task.max_queue_depth)
-        add('inferedge_task_slots_down', labels, task.slots_down)
-        add('inferedge_task_rate_limit_hertz', labels, task.rate_limit_hz)
-        add('inferedge_task_shed_limit_hertz', labels, task.shed_limit_hz)
-        add('inferedge_task_predicted_service_seconds', labels,
-            task.predicted_service_ms / 1000.0)
-        add('inferedge_task_enabled', labels, int(task.enabled))
-        for metric, series in BUCKETED.items():
-            counts = buckets.get(name, {}).get(series)
-            if counts is not None:
-                out.histogram(metric, labels, counts)
-        for camera, counts in task.cameras.items():
-            pair = [name, camera]
-            add('inferedge_camera_frames_routed_total', pair, counts.routed)
-            add('inferedge_camera_frames_executed_total', pair, counts.executed)
-            add('inferedge_camera_frames_within_budget_total', pair,
-                counts.completed_within_budget)
-            add('inferedge_camera_frames_failed_total', pair, counts.failed)
-            out.by_reason('inferedge_camera_frames_dropped_total', pair,
-                          counts.dropped_by_reason, reasons.DROP_REASONS)
-            add('inferedge_camera_queued_frames', pair, counts.queued)
-            add('inferedge_camera_in_flight_frames', pair, counts.in_flight)
+        _task_families(out, name, task, buckets.get(name, {}))
     for name, pool in snapshot.pools.items():
         labels = [name]
         add('inferedge_pool_slots', labels, pool.slots)
@@ -273,6 +238,44 @@ def families(snapshot: Snapshot, buckets: Dict[str, Dict[str, BucketCounts]]) ->
         add('inferedge_decisions_total', [event], snapshot.decisions.by_event.get(event, 0))
     add('inferedge_engine_uptime_seconds', [], snapshot.uptime_s)
     return out.every()
+
+
+def _task_families(out: '_Families', name: str, task, buckets: Dict[str, BucketCounts]) -> None:
+    """Add one task's counters, gauges and histograms, then its cameras' counters."""
+    add, labels = out.add, [name]
+    add('inferedge_task_frames_routed_total', labels, task.routed)
+    add('inferedge_task_frames_executed_total', labels, task.executed)
+    add('inferedge_task_frames_within_budget_total', labels, task.completed_within_budget)
+    out.by_reason('inferedge_task_frames_failed_total', labels, task.failed_by_reason,
+                  reasons.FAILURE_REASONS)
+    out.by_reason('inferedge_task_frames_dropped_total', labels, task.dropped_by_reason,
+                  reasons.DROP_REASONS)
+    add('inferedge_task_frames_held_for_priority_total', labels, task.held_for_priority)
+    add('inferedge_task_busy_seconds_total', labels, task.busy_s)
+    for size, jobs in enumerate(task.batch_jobs, start=1):
+        add('inferedge_task_batch_jobs_total', [name, str(size)], jobs)
+    add('inferedge_task_queued_frames', labels, task.queued)
+    add('inferedge_task_in_flight_frames', labels, task.in_flight)
+    add('inferedge_task_queue_depth_max_frames', labels, task.max_queue_depth)
+    add('inferedge_task_slots_down', labels, task.slots_down)
+    add('inferedge_task_rate_limit_hertz', labels, task.rate_limit_hz)
+    add('inferedge_task_shed_limit_hertz', labels, task.shed_limit_hz)
+    add('inferedge_task_predicted_service_seconds', labels, task.predicted_service_ms / 1000.0)
+    add('inferedge_task_enabled', labels, int(task.enabled))
+    for metric, series in BUCKETED.items():
+        counts = buckets.get(series)
+        if counts is not None:
+            out.histogram(metric, labels, counts)
+    for camera, counts in task.cameras.items():
+        pair = [name, camera]
+        add('inferedge_camera_frames_routed_total', pair, counts.routed)
+        add('inferedge_camera_frames_executed_total', pair, counts.executed)
+        add('inferedge_camera_frames_within_budget_total', pair, counts.completed_within_budget)
+        add('inferedge_camera_frames_failed_total', pair, counts.failed)
+        out.by_reason('inferedge_camera_frames_dropped_total', pair, counts.dropped_by_reason,
+                      reasons.DROP_REASONS)
+        add('inferedge_camera_queued_frames', pair, counts.queued)
+        add('inferedge_camera_in_flight_frames', pair, counts.in_flight)
 
 
 class EngineCollector:

@@ -100,6 +100,26 @@ class ImageFolderSource:
             return stream.read(), None
 
 
+def _feed_and_stop(engine: Engine, feed: 'Feed', on_progress, progress_every_s: float,
+                   drain_s: float, stop: threading.Event) -> None:
+    """Start the engine, feed it until the end (or Ctrl-C), drain it for drain_s, stop it."""
+    previous_handler = _catch_sigint(stop)
+    try:
+        engine.start()
+        feed.run(engine, on_progress, progress_every_s)
+        if not feed.interrupted:
+            engine.drain(drain_s)
+    except KeyboardInterrupt:
+        feed.interrupted = True
+    finally:
+        try:
+            engine.stop(timeout=drain_s)
+        except KeyboardInterrupt:  # a second Ctrl-C: give up waiting, still report
+            feed.interrupted = True
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler[0] or signal.SIG_DFL)
+
+
 class FirstResults:
     """Keeps per task the first OK result and the whole-run service-time histogram."""
 
@@ -175,21 +195,7 @@ def run(config: Any, seconds: Optional[float] = None, frames: Optional[int] = No
     load_s = time.monotonic() - load_start
     if drain_s is None:
         drain_s = max(1.0, max(t.latency_budget_ms for t in base.tasks) / 1000.0)
-    previous_handler = _catch_sigint(stop)
-    try:
-        engine.start()
-        feed.run(engine, on_progress, progress_every_s)
-        if not feed.interrupted:
-            engine.drain(drain_s)
-    except KeyboardInterrupt:
-        feed.interrupted = True
-    finally:
-        try:
-            engine.stop(timeout=drain_s)
-        except KeyboardInterrupt:  # a second Ctrl-C: give up waiting, still report
-            feed.interrupted = True
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler[0] or signal.SIG_DFL)
+    _feed_and_stop(engine, feed, on_progress, progress_every_s, drain_s, stop)
     report = engine.report()
     engine.close()
     if trace is not None:

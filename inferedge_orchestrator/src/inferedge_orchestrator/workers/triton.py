@@ -94,6 +94,32 @@ def import_tritonclient(protocol: str):
     return client, InferenceServerException
 
 
+def queue_policy(config: Dict[str, Any]) -> Tuple[int, bool, List[str]]:
+    """
+    Return a model config's priority levels, whether it takes a request timeout, what it lacks.
+
+    Triton applies request timeouts and priorities in its dynamic batcher only.
+    """
+    batching = config.get('dynamic_batching')
+    priority_levels = int((batching or {}).get('priority_levels', 0) or 0)
+    policy = (batching or {}).get('default_queue_policy') or {}
+    # Triton only ever lowers the default timeout: 0 (no timeout) cannot be lowered.
+    sends_timeout = bool(policy.get('allow_timeout_override')) and \
+        int(policy.get('default_timeout_microseconds', 0) or 0) > 0
+    missing = []
+    if batching is None:
+        missing.append('dynamic_batching (Triton applies request timeouts and priorities '
+                       'in its dynamic batcher only)')
+    else:
+        if not priority_levels:
+            missing.append('dynamic_batching.priority_levels')
+        if not sends_timeout:
+            missing.append('dynamic_batching.default_queue_policy with '
+                           'allow_timeout_override: true and a '
+                           'default_timeout_microseconds > 0')
+    return priority_levels, sends_timeout, missing
+
+
 class TritonWorker(Worker):
     """Run a task's model on a Triton Inference Server (see the module's text)."""
 
@@ -234,23 +260,7 @@ class TritonWorker(Worker):
 
     def _read_queue_policy(self, config: Dict[str, Any]) -> None:
         """Read what of the budget and the priority the model's queue takes; warn of the rest."""
-        batching = config.get('dynamic_batching')
-        self.priority_levels = int((batching or {}).get('priority_levels', 0) or 0)
-        policy = (batching or {}).get('default_queue_policy') or {}
-        # Triton only ever lowers the default timeout: 0 (no timeout) cannot be lowered.
-        self.sends_timeout = bool(policy.get('allow_timeout_override')) and \
-            int(policy.get('default_timeout_microseconds', 0) or 0) > 0
-        missing = []
-        if batching is None:
-            missing.append('dynamic_batching (Triton applies request timeouts and priorities '
-                           'in its dynamic batcher only)')
-        else:
-            if not self.priority_levels:
-                missing.append('dynamic_batching.priority_levels')
-            if not self.sends_timeout:
-                missing.append('dynamic_batching.default_queue_policy with '
-                               'allow_timeout_override: true and a '
-                               'default_timeout_microseconds > 0')
+        self.priority_levels, self.sends_timeout, missing = queue_policy(config)
         if missing:
             LOGGER.warning('task %s: model %r on %s lacks %s: %s', self.task_name, self.model,
                            self.url, ', '.join(missing),
