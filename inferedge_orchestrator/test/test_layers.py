@@ -188,3 +188,26 @@ def test_the_public_api_names_resolve_and_the_face_loads_nothing_before_use():
     for name in inferedge_orchestrator.__all__:
         assert getattr(inferedge_orchestrator, name) is not None, name
     assert set(inferedge_orchestrator.__all__) <= set(dir(inferedge_orchestrator))
+
+
+MAX_CLASS_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def test_no_class_over_400_lines_and_no_function_over_60():
+    """A part a reader takes in at once (issue 23): sizes by the AST, docstrings included."""
+    too_long = []
+    for folder, _, files in os.walk(ROOT):
+        for name in sorted(files):
+            if not name.endswith('.py'):
+                continue
+            path = os.path.join(folder, name)
+            with open(path, encoding='utf-8') as stream:
+                tree = ast.parse(stream.read(), path)
+            for node in ast.walk(tree):
+                limit = MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else \
+                    MAX_FUNCTION_LINES if isinstance(
+                        node, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+                lines = node.end_lineno - node.lineno + 1 if limit else 0
+                if limit and lines > limit:
+                    too_long.append(f'{os.path.relpath(path, ROOT)}: {node.name} {lines}')
+    assert too_long == []
