@@ -33,8 +33,8 @@ from inferedge_orchestrator import Frame, load_config, WORKERS
 from inferedge_orchestrator_msgs.msg import InferenceResult
 from inferedge_orchestrator_ros.images import image_to_array
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from ros_launch import spin_until_interrupted
 from sensor_msgs.msg import Image
 
 
@@ -93,15 +93,7 @@ class InlineNode(Node):
 
 def main(argv=None) -> int:
     rclpy.init(args=argv if argv is not None else sys.argv)
-    node = InlineNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_until_interrupted(InlineNode())
 
 
 if __name__ == '__main__':

@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 
-from ros_launch import Background, ros_environment
+from ros_launch import Background, ros_environment, spin_until_interrupted
 from ros_matrix import load_average, machine, spread
 import yaml
 
@@ -374,7 +374,7 @@ def report(runs: list, configs: list, systems: tuple, meta: dict, args) -> tuple
 def bare(topics: list) -> int:
     """Count every message of topics and print the count every second: the bare subscriber."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     rclpy.init()
@@ -391,14 +391,7 @@ def bare(topics: list) -> int:
                                          flush=True))
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_until_interrupted(node, executor)
 
 
 if __name__ == '__main__':

@@ -160,3 +160,20 @@ def summary(values) -> dict:
 
 def stamp_ns(header) -> int:
     return header.stamp.sec * 1000000000 + header.stamp.nanosec
+
+
+def spin_until_interrupted(node, executor=None) -> int:
+    """Spin node (on executor, or rclpy's default) until Ctrl-C or a shutdown; return 0."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    try:
+        if executor is None:
+            rclpy.spin(node)
+        else:
+            executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
