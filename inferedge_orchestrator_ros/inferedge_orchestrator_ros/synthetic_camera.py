@@ -15,6 +15,9 @@
 """
 synthetic_camera: publishes a moving test pattern at a fixed rate, stamped by the node clock.
 
+Its rate is kept on the steady clock (a wall clock stepped back does not stall it), or on the
+node clock under use_sim_time (it follows /clock).
+
 Raw images (sensor_msgs/Image) by default, in any encoding the orchestrator takes (the camera
 encodings such as yuv422_yuy2, uyvy, bayer_rggb8 or 16UC1 made from the same pattern:
 camera_patterns.py); with format jpeg or png it publishes sensor_msgs/CompressedImage instead.
@@ -31,6 +34,7 @@ from inferedge_orchestrator_ros.publishing import (publish_unless_shut_down,
                                                    spin_once_unless_shut_down)
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
@@ -88,7 +92,12 @@ class SyntheticCamera(Node):
             self.publisher = self.create_publisher(CompressedImage, self.topic, qos)
         self.sent = 0
         self.started = time.monotonic()
-        self.timer = self.create_timer(1.0 / self.fps, self._publish)
+        # Paced by the steady clock: on the wall clock a step back (NTP) would stall it for as
+        # long. Under use_sim_time by the node clock, so that it follows /clock (rcl moves a
+        # timer's next call when /clock jumps).
+        pace = None if self.get_parameter('use_sim_time').value else \
+            Clock(clock_type=ClockType.STEADY_TIME)
+        self.timer = self.create_timer(1.0 / self.fps, self._publish, clock=pace)
         self.get_logger().info(
             f'publishing {self.width}x{self.height} {self.encoding} {self.pattern} '
             f'({self.format}) at {self.fps:g} fps on {self.publisher.topic_name} '

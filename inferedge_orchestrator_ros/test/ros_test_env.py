@@ -50,9 +50,10 @@ def start_executable(name: str, parameters: dict, domain_id: int, log, env: dict
     for key, value in parameters.items():
         value = str(value).lower() if isinstance(value, bool) else value
         arguments += ['-p', f'{key}:={value}']
-    return subprocess.Popen(arguments, env=dict(os.environ, **ros_environment(domain_id),
-                                                **(env or {})),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    environment = dict(os.environ, **ros_environment(domain_id))
+    environment.update(env or {})
+    return subprocess.Popen(arguments, env=environment, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def package_available(name: str = 'inferedge_orchestrator_ros') -> bool:
