@@ -135,8 +135,25 @@ class Admission:
         if out is None:
             return '', late_at
         if not self._fifo:
-            task.risk.loss(reasons.QUEUE_OVERFLOW, pool.lower_running(task.priority))
+            task.risk.loss(reasons.QUEUE_OVERFLOW, pool.lower_running(task.priority) and
+                           self._overflow_blocked(task, out))
         if out.frame is not frame:  # drop_oldest: an older frame made room
             self._ledger.drop_entries(task, [out], reasons.QUEUE_OVERFLOW, now)
             return '', math.inf
         return reasons.QUEUE_OVERFLOW, math.inf
+
+    @staticmethod
+    def _overflow_blocked(task: TaskState, out: Entry) -> bool:
+        """
+        Whether blocking explains an overflow of task's queue (a lower-priority job runs now).
+
+        It does when the slot time lower-priority jobs held while the oldest queued frame waited
+        would have run one of the task's own jobs (its median), which would have made room. A
+        burst that overflows the queue while a short lower-priority job happens to run is the
+        task's own loss: no limit on the other task would have prevented it. pool.advance(now)
+        comes first.
+        """
+        entries = task.queue.entries
+        since = min(out.lower_busy, entries[0].lower_busy) if entries else out.lower_busy
+        blocking = task.lower_busy - since
+        return blocking > 0.0 and blocking >= task.median_s

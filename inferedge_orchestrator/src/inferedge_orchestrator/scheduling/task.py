@@ -55,8 +55,10 @@ class RiskSignals:
     A loss (a frame dropped as expired, predicted_late or queue_overflow, a deadline miss or a
     timeout) is blocked when lower-priority work explains it: without the time a lower-priority
     job held the slot while the frame waited, it would have made its deadline (by the drop
-    predictor), or, for an overflow, a lower-priority job was running. Every other loss is
-    explained by the task's own service time and by higher-priority work.
+    predictor), or, for an overflow, a lower-priority job was running and the slot time such
+    jobs held while the queue's oldest frame waited would have run one of the task's own jobs
+    (Admission._overflow_blocked). Every other loss is explained by the task's own service time
+    and by higher-priority work.
     """
 
     __slots__ = ('blocked', 'own', 'end_to_end', 'unblocked_end_to_end', 'blocking', 'service')
