@@ -164,6 +164,8 @@ class TestRespawn(ros_test_env.ListenerTestCase):
         return children
 
     def test_1_three_lives(self):
+        # Launch may still be between fork and exec when the test starts: wait for the node.
+        self.listener.spin_until(lambda: len(node_processes()) == 1, 30.0)
         first = node_processes()
         self.assertEqual(len(first), 1, first)
         LIVES.append(first[0])
