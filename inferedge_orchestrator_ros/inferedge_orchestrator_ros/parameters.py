@@ -243,7 +243,7 @@ class NodeParameters:
                     reason=f'{param.name} cannot change while the node is '
                            f'{self._node.state_label}: it is read at configure; deactivate '
                            'and cleanup first')
-        task_changes, _ = self._live_changes(parameters)
+        task_changes, node_changes = self._live_changes(parameters)
         # Every task's merged settings are valid, so that a refusal changes nothing.
         try:
             for task, changes in task_changes.items():
@@ -251,7 +251,6 @@ class NodeParameters:
         except ConfigError as error:
             return SetParametersResult(successful=False, reason=str(error))
         # The node's own settings as they are before the set, for the PARAM_CHANGE decision.
-        _, node_changes = self._live_changes(parameters)
         self._before = {name: self.get(name) for name in node_changes}
         if not self._post_set:
             self._apply(parameters)
