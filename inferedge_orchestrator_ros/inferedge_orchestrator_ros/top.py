@@ -32,8 +32,23 @@ import time
 import tty
 from typing import Dict, List
 
-from inferedge_orchestrator_ros.top_view import (decision_line, DECISION_LINES, NodeWatch,
-                                                 render, SORTS)
+from inferedge_orchestrator_msgs.msg import OrchestratorTelemetry, SchedulerDecision
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from rclpy.utilities import remove_ros_args
+import rosbag2_py
+from rosidl_runtime_py.utilities import get_message
+
+try:  # rich: an exec_depend a bare workspace may lack; main() says how to install it
+    from rich.console import Console
+    from rich.live import Live
+except ImportError:
+    Console = Live = None
+else:  # the view is drawn with rich
+    from inferedge_orchestrator_ros.top_view import (decision_line, DECISION_LINES, NodeWatch,
+                                                     render, SORTS)
 
 TELEMETRY_TYPE = 'inferedge_orchestrator_msgs/msg/OrchestratorTelemetry'
 DECISION_TYPE = 'inferedge_orchestrator_msgs/msg/SchedulerDecision'
@@ -94,10 +109,6 @@ class LiveSource:
     """The subscriptions of the live view (one rclpy node of its own)."""
 
     def __init__(self, screen: Screen, nodes: List[str]):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        self._rclpy = rclpy
         rclpy.init()
         self.node = rclpy.create_node('inferedge_top', start_parameter_services=False)
         self.executor = SingleThreadedExecutor()
@@ -111,7 +122,6 @@ class LiveSource:
             self._subscribe(name if name.startswith('/') else '/' + name)
 
     def _subscribe(self, name: str) -> None:
-        from inferedge_orchestrator_msgs.msg import OrchestratorTelemetry, SchedulerDecision
         if name in self._subscriptions:
             return
         self._screen.watch(name)
@@ -137,17 +147,13 @@ class LiveSource:
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
-        self._rclpy.try_shutdown()
+        rclpy.try_shutdown()
 
 
 class BagSource:
     """A bag's telemetry and decisions, replayed at their recorded pace times rate."""
 
     def __init__(self, screen: Screen, path: str, rate: float):
-        import rosbag2_py
-        from rclpy.serialization import deserialize_message
-        from rosidl_runtime_py.utilities import get_message
-        self._deserialize = deserialize_message
         self._reader = rosbag2_py.SequentialReader()
         self._reader.open_uri(path)
         self._types = {}
@@ -189,7 +195,7 @@ class BagSource:
                     break
                 time.sleep(due - now)
             kind, msg_type = self._types[topic]
-            msg = self._deserialize(data, msg_type)
+            msg = deserialize_message(data, msg_type)
             if kind == TELEMETRY_TYPE:
                 self._screen.on_telemetry(node_of(topic), msg)
             else:
@@ -247,15 +253,11 @@ def parse_arguments(argv):
 
 
 def main(argv=None) -> int:
-    try:
-        from rich.console import Console
-        from rich.live import Live
-    except ImportError:
+    if Console is None:
         print('top needs rich: apt install python3-rich (rosdep key python3-rich) or pip '
               'install rich', file=sys.stderr)
         return 2
     if argv is None:
-        from rclpy.utilities import remove_ros_args
         argv = remove_ros_args(sys.argv)[1:]
     arguments = parse_arguments(argv)
     if arguments.bag and arguments.node:
@@ -270,15 +272,15 @@ def main(argv=None) -> int:
         return 2
     try:
         if arguments.print_once:
-            return print_once(screen, source, arguments, Console)
-        return run_live(screen, source, Console, Live)
+            return print_once(screen, source, arguments)
+        return run_live(screen, source)
     except KeyboardInterrupt:
         return 0
     finally:
         source.close()
 
 
-def print_once(screen: Screen, source, arguments, console_type) -> int:
+def print_once(screen: Screen, source, arguments) -> int:
     end = time.monotonic() + arguments.timeout
 
     def ready():
@@ -289,18 +291,17 @@ def print_once(screen: Screen, source, arguments, console_type) -> int:
         return bool(watches) and all(watch.previous is not None for watch in watches)
     while not ready() and (isinstance(source, BagSource) or time.monotonic() < end):
         source.spin(REFRESH_S)
-    console = console_type(width=arguments.width or None, force_terminal=False)
+    console = Console(width=arguments.width or None, force_terminal=False)
     console.print(screen.draw())
     return 0 if ready() else 1
 
 
-def run_live(screen: Screen, source, console_type, live_type) -> int:
+def run_live(screen: Screen, source) -> int:
     keys = Keys()
     try:
         # The alternate screen: a resize redraws from the top, and quitting restores the
         # shell's screen. The console measures the terminal at each draw.
-        with live_type(screen.draw(), console=console_type(), screen=True,
-                       auto_refresh=False) as live:
+        with Live(screen.draw(), console=Console(), screen=True, auto_refresh=False) as live:
             drawn_at = 0.0
             while True:
                 for key in keys.read():
