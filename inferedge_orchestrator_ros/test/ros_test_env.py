@@ -20,6 +20,8 @@ the loopback interface only, without multicast, on the test file's own ROS_DOMAI
 """
 
 import os
+import signal
+import subprocess
 import time
 import unittest
 
@@ -44,7 +46,6 @@ def start_executable(name: str, parameters: dict, domain_id: int, log, env: dict
     parameters go as `-p key:=value`; its environment is this process's with the domain's
     loopback variables and env over it; its output goes to log (a file, or DEVNULL).
     """
-    import subprocess
     from inferedge_orchestrator_ros.environment import executable
     arguments = [executable(name), '--ros-args']
     for key, value in parameters.items():
@@ -54,6 +55,19 @@ def start_executable(name: str, parameters: dict, domain_id: int, log, env: dict
     environment.update(env or {})
     return subprocess.Popen(arguments, env=environment, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
+
+
+def stop_processes(processes, grace_s: float = 20.0) -> None:
+    """Stop processes as Ctrl-C does (SIGINT); kill those still there after grace_s."""
+    for process in processes:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGINT)
+    for process in processes:
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10.0)
 
 
 def package_available(name: str = 'inferedge_orchestrator_ros') -> bool:

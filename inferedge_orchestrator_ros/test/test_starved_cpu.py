@@ -41,7 +41,7 @@ import time
 import pytest
 import rclpy  # noqa: F401 - marks a ROS test module (skipped by name without ROS)
 
-from .ros_test_env import NOT_BUILT, package_available, start_executable
+from .ros_test_env import NOT_BUILT, package_available, start_executable, stop_processes
 
 DOMAIN_ID = 34
 NODE = '/inferedge_orchestrator'
@@ -74,15 +74,7 @@ def node_and_camera(tmp_path):
                        'topic': TOPIC, 'fps': FPS, 'width': 160, 'height': 120,
                        'reliability': 'reliable'}, DOMAIN_ID, stream)]
     yield started, log
-    for process in started:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGINT)
-    for process in started:
-        try:
-            process.wait(20.0)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10.0)
+    stop_processes(started)
 
 
 @pytest.fixture

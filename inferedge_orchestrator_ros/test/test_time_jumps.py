@@ -40,7 +40,6 @@ import glob
 import json
 import os
 import signal
-import subprocess
 import time
 
 from inferedge_orchestrator import check_invariants, Snapshot
@@ -48,7 +47,7 @@ from inferedge_orchestrator_ros.environment import CYCLONEDDS_URI
 import pytest
 import rclpy  # noqa: F401 - marks a ROS test module (skipped by name without ROS)
 
-from .ros_test_env import NOT_BUILT, package_available, start_executable
+from .ros_test_env import NOT_BUILT, package_available, start_executable, stop_processes
 
 DOMAIN_ID = 33
 NODE = '/inferedge_orchestrator'
@@ -280,15 +279,7 @@ def processes(tmp_path):
                  'reliability': RELIABILITY, 'depth': DEPTH}, **camera), DOMAIN_ID, stream, env))
         return started, log
     yield start
-    for process in started:  # a failed test's: SIGINT first, so that the node writes its report
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGINT)
-    for process in started:
-        try:
-            process.wait(20.0)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10.0)
+    stop_processes(started)  # a failed test's: SIGINT first, so that the node writes its report
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ Then a bag of the same topics, recorded by the test, replayed with --print.
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import unittest
@@ -34,6 +33,7 @@ import unittest
 import rclpy  # noqa: F401 - marks a ROS test module (skipped by name without ROS)
 
 from .ros_test_env import missing, NOT_BUILT, package_available, ros_environment
+from .ros_test_env import stop_processes
 
 DOMAIN_ID = 60
 NODE = '/inferedge_orchestrator'
@@ -106,8 +106,7 @@ class TopUnderTmux(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.tmux.close()
-        for process in (cls.node, cls.camera):
-            stop(process)
+        stop_processes([cls.node, cls.camera])
         cls.listener.close()
         for log in cls.logs:
             log.close()
@@ -182,7 +181,7 @@ class TopUnderTmux(unittest.TestCase):
         self.assertEqual(self.tmux.pane('pane_dead'), '0', screen)
 
     def test_5_waits_for_a_stopped_node_and_recovers(self):
-        stop(self.node)
+        stop_processes([self.node])
         self.wait_for_screen(lambda s: 'waiting' in s, 20.0, 'the waiting state')
         type(self).node = self.start('orchestrator')
         self.wait_for_screen(
@@ -247,63 +246,3 @@ def write_bag(path: str, messages) -> None:
                 serialization_format='cdr'))
         writer.write(topic, serialize_message(message), int(1e9 + index * 1e8))
     del writer
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Stop a node as Ctrl-C does; kill it if it is still there after 20 s."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(20.0)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10.0)
-
-
-def telemetry(uptime_s: float, executed: int, dropped: int, p99_ms: float = 50.0):
-    """Return a telemetry message of one task 'detector' (budget 100 ms)."""
-    from inferedge_orchestrator_msgs.msg import (LatencySummary, OrchestratorTelemetry,
-                                                 ReasonCount, TaskStats)
-    task = TaskStats(name='detector', priority=100, latency_budget_ms=100.0, executed=executed,
-                     completed_within_budget=executed, dropped=dropped,
-                     dropped_by_reason=[ReasonCount(reason='expired', count=dropped)],
-                     latency=[LatencySummary(series='end_to_end', count=10, p50_ms=p99_ms / 2,
-                                             p99_ms=p99_ms)])
-    return OrchestratorTelemetry(uptime_s=uptime_s, tasks=[task])
-
-
-class TopView(unittest.TestCase):
-    """The view's state from messages the test makes (no graph, no terminal)."""
-
-    def setUp(self):
-        why = missing('rich') or ('' if package_available() else NOT_BUILT)
-        if why:
-            self.skipTest(why)
-
-    def test_rates_drops_since_and_a_restarted_node(self):
-        from inferedge_orchestrator_ros.top_view import NodeWatch
-        watch = NodeWatch('/n')
-        watch.publishers = 1
-        watch.on_telemetry(telemetry(1.0, 10, 0), now=100.0)
-        self.assertEqual(watch.rows[0].executed_hz, 0.0)  # no previous message: no rate
-        watch.on_telemetry(telemetry(3.0, 30, 4), now=102.0)
-        row = watch.rows[0]
-        self.assertEqual((row.executed_hz, row.within_budget_hz, row.dropped_hz),
-                         (10.0, 10.0, 2.0))
-        self.assertEqual(row.dropped_hz_by_reason, {'expired': 2.0})
-        self.assertEqual(watch.dropping_since, {'detector': 3.0})
-        watch.on_telemetry(telemetry(1.0, 5, 0), now=103.0)  # a new engine: uptime went back
-        self.assertEqual((watch.restarts, watch.rows[0].executed_hz), (1, 0.0))
-        self.assertEqual(watch.waiting(now=103.5), '')
-        self.assertIn('no telemetry for', watch.waiting(now=110.0))
-        watch.publishers = 0
-        self.assertIn('no publisher', watch.waiting(now=103.5))
-
-    def test_sparkline_is_red_over_the_budget(self):
-        from inferedge_orchestrator_ros.top_view import sparkline, SPARK_WIDTH
-        line = sparkline([(1.0, 50.0), (59.0, 150.0)], budget_ms=100.0, now_uptime=60.0)
-        self.assertEqual(len(line.plain), SPARK_WIDTH)
-        self.assertEqual(line.plain.strip()[0], '▄')
-        self.assertEqual(line.plain[-1], '█')
-        styles = {line.plain[span.start]: str(span.style) for span in line.spans}
-        self.assertEqual(styles, {'▄': 'green', '█': 'red'})
