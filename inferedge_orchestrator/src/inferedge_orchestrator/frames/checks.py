@@ -31,6 +31,7 @@ _SINGLE_CHANNEL = {'uint8': 'mono8', 'uint16': 'mono16', 'float32': '32FC1'}
 # The element types an array may have, by dtype: a dict lookup per frame, where dtype.name is
 # a Python-level property of numpy's and comparing dtypes with types converts them each time.
 _DTYPE_NAMES = {np.dtype(name): name for name in _SINGLE_CHANNEL}
+_MULTI_CHANNEL = {3: 'rgb8', 4: 'rgba8'}  # an 8-bit array without an encoding, by channels
 
 
 def size_fault(height: int, width: int, max_pixels: int) -> str:
@@ -78,7 +79,7 @@ def check_data(data: Any, encoding: Optional[str], max_pixels: int
             return None, None, None, fault
         if encoding is None:
             encoding = _SINGLE_CHANNEL[dtype] if channels == 1 else \
-                {3: 'rgb8', 4: 'rgba8'}.get(channels)
+                _MULTI_CHANNEL.get(channels)
         if CHANNELS.get(encoding) != channels:
             return None, None, None, reasons.UNKNOWN_ENCODING
         if dtype != dtype_of(encoding):

@@ -167,24 +167,23 @@ class BucketCounts:
 class FixedBuckets:
     """Counts of values per fixed upper bound (a value equal to a bound is counted in it)."""
 
-    __slots__ = ('bounds', '_counts', 'count', 'total')
+    __slots__ = ('bounds', '_counts', 'total')
 
     def __init__(self, bounds: Tuple[float, ...] = LATENCY_BOUNDS_S):
         if list(bounds) != sorted(set(bounds)):
             raise ValueError(f'bucket bounds {bounds!r} are not strictly increasing')
         self.bounds = tuple(bounds)
         self._counts = [0] * (len(bounds) + 1)  # the last: above every bound
-        self.count = 0
         self.total = 0.0
 
     def add(self, value: float) -> None:
         self._counts[bisect_left(self.bounds, value)] += 1
-        self.count += 1
         self.total += value
 
     def counts(self) -> BucketCounts:
         cumulative, running = [], 0
-        for count in self._counts[:-1]:
+        for count in self._counts:
             running += count
             cumulative.append(running)
-        return BucketCounts(self.bounds, cumulative, self.count, self.total)
+        # The last running total is every value's: the +Inf bucket.
+        return BucketCounts(self.bounds, cumulative[:-1], running, self.total)
