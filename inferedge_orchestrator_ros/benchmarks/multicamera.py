@@ -35,7 +35,11 @@ Points (--points): cameras x fps, 640x480 rgb8, one synthetic_camera process per
   service time gives the slot's capacity in the same round (1 / its median);
 - batched (not by default): one_task with max_batch 4: the scheduler picks the batch size
   from the measured cost per size (on this CPU, size 1 unless a batch pays); its target:
-  within budget >= 0.98x one_task's of the same round; its jobs by size in the run table.
+  within budget >= 0.98x one_task's of the same round; its jobs by size in the run table;
+- alone_loaded (not by default): alone while every other camera of the point publishes too,
+  taken by a bare rclpy subscriber (intake_benchmark.py --bare): the capacity the slot has
+  beside the cameras' traffic on the same cores, shown beside the targets' capacity (which
+  stays alone's) to tell the machine's share of a gap from the scheduler's.
 With the classifier (default), the direction classifier (48x192, priority 50, budget 300 ms,
 min_rate_hz 1) also runs on the front camera (cam0) in one_task and per_camera (a task of the
 same node) and in the front camera's inline node. Each round runs every system at every point
@@ -68,8 +72,9 @@ from ros_launch import Background, ros_environment, stamp_ns, summary
 from ros_matrix import fmt, load_average, machine, model_folder, spread
 import yaml
 
-SYSTEMS = ('one_task', 'per_camera', 'inline', 'alone', 'batched')
+SYSTEMS = ('one_task', 'per_camera', 'inline', 'alone', 'batched', 'alone_loaded')
 DEFAULT_SYSTEMS = SYSTEMS[:4]
+ALONE = ('alone', 'alone_loaded')  # the detector on cam0 only
 COMPARED = ('one_task', 'per_camera', 'inline', 'batched')
 MAX_BATCH = 4  # the batched system's
 NODE = '/inferedge_orchestrator'
@@ -107,7 +112,7 @@ def classifier_block(threads: int) -> dict:
 def write_configs(system: str, cameras: int, fps: float, budget_ms: float, threads: int,
                   classifier: bool, folder: str) -> list:
     """Write the core configs of a run (one per inline node, else one); return the paths."""
-    names = camera_names(1 if system == 'alone' else cameras)
+    names = camera_names(1 if system in ALONE else cameras)
     if system in ('one_task', 'batched'):
         configs = [[detector_block('detector', names, budget_ms, 'drop', threads)]]
         if system == 'batched':
@@ -117,9 +122,9 @@ def write_configs(system: str, cameras: int, fps: float, budget_ms: float, threa
                    for camera in names]
     else:
         configs = [[detector_block(f'detector_{camera}', [camera], budget_ms,
-                                   'run' if system == 'alone' else 'drop', threads)
+                                   'run' if system in ALONE else 'drop', threads)
                     for camera in names]]
-    if classifier and system != 'alone':
+    if classifier and system not in ALONE:
         configs[0].append(classifier_block(threads))
     paths = []
     for index, tasks in enumerate(configs):
@@ -168,7 +173,7 @@ def result_topics(system: str, cameras: list, classifier: bool) -> list:
         topics = [f'/inline_{camera}/detector/result' for camera in cameras]
     else:
         topics = [f'{NODE}/detector_{camera}/result' for camera in cameras]
-    if classifier and system != 'alone':
+    if classifier and system not in ALONE:
         topics.append('/inline_cam0/classifier/result' if system == 'inline' else
                       f'{NODE}/classifier/result')
     return topics
@@ -206,6 +211,12 @@ def usage(processes: list) -> tuple:
         except psutil.Error:
             continue
     return rss, cpu
+
+
+def start_sink(cameras: list, env: dict) -> Background:
+    """Start a bare rclpy subscriber taking every frame of cameras (alone_loaded's traffic)."""
+    return Background([sys.executable, os.path.join(HERE, 'intake_benchmark.py'), '--bare'] +
+                      [topic(camera) for camera in cameras], env)
 
 
 def kept_rate(camera: Background) -> float:
@@ -327,7 +338,8 @@ def analyse(system: str, cameras: list, budget_ms: float, raw: dict) -> dict:
 def run_once(system: str, cameras: int, fps: float, budget_ms: float, args,
              domain: int) -> dict:
     env = ros_environment(domain)
-    names = camera_names(1 if system == 'alone' else cameras)
+    names = camera_names(1 if system in ALONE else cameras)
+    others = camera_names(cameras)[1:] if system == 'alone_loaded' else []
     with tempfile.TemporaryDirectory(prefix='multicamera_') as folder:
         configs = write_configs(system, cameras, fps, budget_ms, args.threads, args.classifier,
                                 folder)
@@ -336,20 +348,19 @@ def run_once(system: str, cameras: int, fps: float, budget_ms: float, args,
                      zip(configs, names)]
         else:
             nodes = [start_node(configs[0], names, env)]
-        feeds = [start_camera(camera, fps, env) for camera in names]
+        sinks = [start_sink(others, env)] if others else []
+        feeds = [start_camera(camera, fps, env) for camera in names + others]
         try:
             raw = measure(domain, result_topics(system, names, args.classifier), args,
-                          nodes + feeds, nodes)
+                          nodes + sinks + feeds, nodes)
         finally:
-            for feed in feeds:
-                feed.stop()
-            for node in nodes:
-                node.stop()
+            for process in feeds + sinks + nodes:
+                process.stop()
         if raw['window_ns'] is None or not raw['samples']:
             print(nodes[0].output()[-3000:], file=sys.stderr)
             raise SystemExit(f'{system}: no results')
-        kept = {camera: kept_rate(feed) for camera, feed in zip(names, feeds)}
-        for process in nodes + feeds:
+        kept = {camera: kept_rate(feed) for camera, feed in zip(names + others, feeds)}
+        for process in nodes + sinks + feeds:
             process.discard_log()
     result = analyse(system, names, budget_ms, raw)
     result.update(cameras_count=cameras, fps=fps, kept_rates=kept,
@@ -365,7 +376,8 @@ def aggregate(runs: list) -> dict:
         rounds.setdefault(point, {}).setdefault(run['round'], {})[run['system']] = run
     keys = ('jain', 'within_per_s', 'within_x_one_task', 'worst_camera_within_per_s',
             'worst_x_mean',
-            'capacity_per_s', 'within_x_capacity', 'late_share', 'late_in_node_share',
+            'capacity_per_s', 'within_x_capacity', 'loaded_capacity_per_s',
+            'within_x_loaded_capacity', 'service_x_alone_loaded', 'late_share', 'late_in_node_share',
             'service_x_alone', 'camera_rate_min', 'kept_min', 'p99_worst_ms',
             'classifier_per_s', 'rss_mb', 'rss_x_per_camera', 'cpu_cores')
     table = {}
@@ -386,6 +398,14 @@ def aggregate(runs: list) -> dict:
                 rows['worst_x_mean'].append(min(within) / mean if mean else 0.0)
                 rows['capacity_per_s'].append(capacity)
                 rows['within_x_capacity'].append(mine['within_budget_per_s'] / capacity)
+                loaded = systems.get('alone_loaded')
+                if loaded and loaded['service_p50_ms']:
+                    rows['loaded_capacity_per_s'].append(1000.0 / loaded['service_p50_ms'])
+                    rows['within_x_loaded_capacity'].append(
+                        mine['within_budget_per_s'] * loaded['service_p50_ms'] / 1000.0)
+                    if mine['service_p50_ms']:
+                        rows['service_x_alone_loaded'].append(mine['service_p50_ms'] /
+                                                              loaded['service_p50_ms'])
                 rows['late_share'].append(mine['late_share'])
                 rows['late_in_node_share'].append(mine['late_in_node_share'])
                 if mine['service_p50_ms']:
@@ -493,6 +513,9 @@ def report(table: dict, memory: dict, checks: list, runs: list, meta: dict) -> s
             ("slot capacity: 1 / the alone detector's median service (/s)", 'capacity_per_s',
              False, 2),
             ('within budget x capacity', 'within_x_capacity', True, 2),
+            ("capacity beside the other cameras' traffic: 1 / alone_loaded's median service "
+             '(/s)', 'loaded_capacity_per_s', False, 2),
+            ('within budget x that capacity', 'within_x_loaded_capacity', True, 2),
             ("within budget x one_task's (batched)", 'within_x_one_task', False, 2),
             ('worst camera within budget (/s)', 'worst_camera_within_per_s', False, 2),
             ("worst camera x the cameras' mean", 'worst_x_mean', True, 2),
@@ -501,6 +524,7 @@ def report(table: dict, memory: dict, checks: list, runs: list, meta: dict) -> s
             ('classifier frames/s (front camera)', 'classifier_per_s', False, 2),
             ('executed frames late at receipt', 'late_share', True, 2),
             ("detector median service x alone's", 'service_x_alone', False, 2),
+            ("detector median service x alone_loaded's", 'service_x_alone_loaded', False, 2),
             ("slowest camera's received rate x fps", 'camera_rate_min', True, 2),
             ("slowest camera process's own rate x fps", 'kept_min', True, 2),
             ('RSS of the system (MB)', 'rss_mb', False, 0),
@@ -517,6 +541,8 @@ def report(table: dict, memory: dict, checks: list, runs: list, meta: dict) -> s
                   '| figure | ' + ' | '.join(compared) + ' |',
                   '| --- |' + ' --- |' * len(compared)]
         for text, key, percent, digits in rows:
+            if all(table.get((point, system), {}).get(key) is None for system in compared):
+                continue  # a figure of a system not run (alone_loaded's)
             lines.append(f'| {text} | ' + ' | '.join(
                 cell(point, system, key, percent, digits) for system in compared) + ' |')
     if memory:
