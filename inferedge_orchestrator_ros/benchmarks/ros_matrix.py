@@ -32,9 +32,10 @@ process (synthetic_camera, 640x480 rgb8, reliable QoS, depth 10):
 - alone: the detector alone through the orchestrator, on_deadline run, the same detector
   block: the machine's floor at that moment.
 --pools: the background tasks on a pool of their own, at a lower OS priority (issue 26).
-First a study at 15 fps / 150 ms (--study-rounds, --study-window-s) of the two-pool systems of
-POOL_SYSTEMS beside `alone`; the one that best keeps the detector as alone while the others
-run (pick_pool_system) then runs beside `priority` (one slot) and `alone` at the points of
+First a study at 15 fps / 150 ms (--study-point, --study-rounds, --study-window-s) of the
+two-pool systems of POOL_SYSTEMS (or --study-systems, which may add `priority`) beside
+`alone`; the one that best keeps the detector as alone while the others run
+(pick_pool_system) then runs beside `priority` (one slot) and `alone` at the points of
 --pool-points, --rounds (5) rounds of --window-s (60 s) windows.
 One subscriber in this process measures every result from header.stamp to its receipt. Points:
 fps x detector budget (10, 15, 30 x 80, 150 ms by default); each round runs every system at
@@ -68,15 +69,23 @@ MODELS = {'detector': ('ch_PP-OCRv4_det_infer.onnx', [480, 640]),
           'classifier': ('ch_ppocr_mobile_v2.0_cls_infer.onnx', [48, 192]),
           'recognizer': ('ch_PP-OCRv4_rec_infer.onnx', [48, 320])}
 QUEUES = {'detector': 1, 'classifier': 2, 'recognizer': 2}
-# The two-pool systems: the detector's pool, the background pool (classifier, recognizer) and
-# the intra-op threads of the background models (the detector keeps --threads).
+# The two-pool systems: the detector's pool, the background pool (classifier, recognizer), the
+# intra-op threads of the background models (the detector keeps --threads) and the detector's
+# own worker options. /spin: the detector's idle intra-op threads spin (allow_spinning): a thread
+# that blocks between operators gives its core to the background, and waits to get it back.
+SPIN = {'allow_spinning': True}
 POOL_SYSTEMS = {
-    'nice19/t1': ({'isolation': 'thread'}, {'isolation': 'process', 'os_nice': 19}, 1),
-    'nice19/t2': ({'isolation': 'thread'}, {'isolation': 'process', 'os_nice': 19}, 2),
-    'idle/t1': ({'isolation': 'thread'}, {'isolation': 'process', 'os_policy': 'idle'}, 1),
-    'idle/t2': ({'isolation': 'thread'}, {'isolation': 'process', 'os_policy': 'idle'}, 2),
+    'nice19/t1': ({'isolation': 'thread'}, {'isolation': 'process', 'os_nice': 19}, 1, {}),
+    'nice19/t2': ({'isolation': 'thread'}, {'isolation': 'process', 'os_nice': 19}, 2, {}),
+    'idle/t1': ({'isolation': 'thread'}, {'isolation': 'process', 'os_policy': 'idle'}, 1, {}),
+    'idle/t2': ({'isolation': 'thread'}, {'isolation': 'process', 'os_policy': 'idle'}, 2, {}),
+    'nice19/t1/spin': ({'isolation': 'thread'}, {'isolation': 'process', 'os_nice': 19}, 1,
+                       SPIN),
+    'idle/t1/spin': ({'isolation': 'thread'}, {'isolation': 'process', 'os_policy': 'idle'}, 1,
+                     SPIN),
     # One core each, both at normal priority: the alternative the OS priorities replace.
-    'pinned': ({'isolation': 'process', 'cpus': '0'}, {'isolation': 'process', 'cpus': '1'}, 1),
+    'pinned': ({'isolation': 'process', 'cpus': '0'}, {'isolation': 'process', 'cpus': '1'}, 1,
+               {}),
 }
 POOL_POINTS = '10/150,15/80,15/150,30/150'
 TOPIC = '/matrix/image'
@@ -116,6 +125,8 @@ def task_blocks(system: str, budget_ms: float, threads: int) -> list:
                                'std': [0.5, 0.5, 0.5]}})
         if pools:
             tasks[-1]['pool'] = 'detector' if name == 'detector' else 'background'
+            if name == 'detector':
+                tasks[-1]['worker_options'].update(pools[3])
     return tasks
 
 
@@ -123,7 +134,7 @@ def write_config(system: str, budget_ms: float, threads: int, slots: int, folder
     """Write the core config of a run; the orchestrator reads it as its config_file."""
     pools = {'cpu': {'slots': slots}}
     if system in POOL_SYSTEMS:
-        detector, background, _ = POOL_SYSTEMS[system]
+        detector, background = POOL_SYSTEMS[system][:2]
         pools = {'detector': dict(detector, slots=1), 'background': dict(background, slots=1)}
     config = {'orchestrator': {'mode': 'fifo' if system == 'fifo' else 'priority',
                                'pools': pools,
@@ -677,6 +688,9 @@ def main(argv=None) -> int:
     parser.add_argument('--study-point', default='15/150',
                         help='fps/budget of the --pools study (15/150)')
     parser.add_argument('--study-only', action='store_true', help='--pools: the study alone')
+    parser.add_argument('--study-systems', default=','.join(POOL_SYSTEMS),
+                        help='--pools: the systems of the study, of POOL_SYSTEMS and priority '
+                        '(all of POOL_SYSTEMS; alone always runs)')
     parser.add_argument('--study-rounds', type=int, default=3)
     parser.add_argument('--study-window-s', type=float, default=30.0)
     parser.add_argument('--pool-system', choices=sorted(POOL_SYSTEMS),
@@ -709,13 +723,16 @@ def main(argv=None) -> int:
         if chosen is None:
             args.window_s = args.study_window_s
             study_point = tuple(float(v) for v in args.study_point.split('/'))
-            study_runs = run_rounds([study_point], [(system, args.threads, 1) for system in
-                                                    list(POOL_SYSTEMS) + ['alone']],
+            studied = [s for s in args.study_systems.split(',') if s != 'alone'] + ['alone']
+            if not set(studied) <= set(POOL_SYSTEMS) | {'priority', 'alone'}:
+                parser.error(f'--study-systems: some of {", ".join(POOL_SYSTEMS)}, priority')
+            study_runs = run_rounds([study_point], [(system, args.threads, 1)
+                                                    for system in studied],
                                     1 if args.short else args.study_rounds, args, [],
                                     'study ')
             study_table = aggregate(study_runs)
             chosen = pick_pool_system(study_table)
-            globals()['SYSTEMS'] = tuple(POOL_SYSTEMS) + ('alone',)
+            globals()['SYSTEMS'] = tuple(studied)
             study = markdown(study_table, [], dict(meta, rounds=args.study_rounds,
                                                    window_s=args.study_window_s,
                                                    load_end=load_average()))
