@@ -375,10 +375,9 @@ def aggregate(runs: list) -> dict:
         point = (run['cameras_count'], run['fps'])
         rounds.setdefault(point, {}).setdefault(run['round'], {})[run['system']] = run
     keys = ('jain', 'within_per_s', 'within_x_one_task', 'worst_camera_within_per_s',
-            'worst_x_mean',
-            'capacity_per_s', 'within_x_capacity', 'loaded_capacity_per_s',
-            'within_x_loaded_capacity', 'service_x_alone_loaded', 'late_share', 'late_in_node_share',
-            'service_x_alone', 'camera_rate_min', 'kept_min', 'p99_worst_ms',
+            'worst_x_mean', 'capacity_per_s', 'within_x_capacity', 'loaded_capacity_per_s',
+            'within_x_loaded_capacity', 'service_x_alone_loaded', 'late_share',
+            'late_in_node_share', 'service_x_alone', 'camera_rate_min', 'kept_min', 'p99_worst_ms',
             'classifier_per_s', 'rss_mb', 'rss_x_per_camera', 'cpu_cores')
     table = {}
     for point, by_round in rounds.items():
