@@ -32,7 +32,7 @@ from inferedge_orchestrator.engine.expiry import ExpiryIndex
 from inferedge_orchestrator.engine.ledger import Ledger
 from inferedge_orchestrator.engine.pool import (Job, JOB_ABANDONED, JOB_RUNNING, JOB_TIMED_OUT,
                                                 Pool, Slot)
-from inferedge_orchestrator.engine.records import LOGGER, Result
+from inferedge_orchestrator.engine.records import LOGGER, Result, SAME_INSTANT_S
 from inferedge_orchestrator.frames.frame import Frame
 from inferedge_orchestrator.scheduling.batching import describe_costs
 from inferedge_orchestrator.scheduling.task import TaskState
@@ -150,7 +150,7 @@ class Completion:
         result.batch_size = size
         if output.span is not None:
             result.model_span = output.span
-        result.deadline_met = now <= job.deadline
+        result.deadline_met = now <= job.deadline + SAME_INSTANT_S
         task.count_executed(result.deadline_met, frame.input)
         risk = task.risk
         if not result.deadline_met:

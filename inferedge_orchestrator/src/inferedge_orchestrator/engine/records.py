@@ -28,6 +28,12 @@ CREATED, RUNNING, PAUSED, STOPPING, STOPPED, CLOSED = (
     'created', 'running', 'paused', 'stopping', 'stopped', 'closed')
 
 
+# Instants closer than this are one instant: the resolution of ROS stamps and
+# time.monotonic_ns. The virtual clock's float sums can land an ulp past a deadline a frame
+# meets exactly (start + service == stamp + budget), which is no miss.
+SAME_INSTANT_S = 1e-9
+
+
 class VirtualClock:
     """A clock that only moves when the simulation sets `now`."""
 
