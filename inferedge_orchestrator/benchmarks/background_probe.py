@@ -33,7 +33,6 @@ without background. Nothing runs at a real-time policy or a negative nice.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -42,6 +41,9 @@ import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rapidocr_benchmark import MODELS, models_folder  # noqa: E402, I100
 
 # The background child: argv = kind, policy, cpu ('-': any), recognizer model path.
 BACKGROUND = r"""
@@ -86,12 +88,9 @@ CONDITIONS = {
 }
 
 
-def model_path(filename: str) -> str:
-    spec = importlib.util.find_spec('rapidocr_onnxruntime')
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit('the models come from rapidocr-onnxruntime: '
-                         'pip install --no-deps rapidocr-onnxruntime')
-    return os.path.join(list(spec.submodule_search_locations)[0], 'models', filename)
+def model_path(name: str) -> str:
+    """Return the path of one of rapidocr_benchmark's MODELS (detector, recognizer)."""
+    return os.path.join(models_folder(), MODELS[name][0])
 
 
 def detector(threads: int, spinning: bool):
@@ -101,7 +100,7 @@ def detector(threads: int, spinning: bool):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry('session.intra_op.allow_spinning', '1' if spinning else '0')
-    session = onnxruntime.InferenceSession(model_path('ch_PP-OCRv4_det_infer.onnx'), options,
+    session = onnxruntime.InferenceSession(model_path('detector'), options,
                                            providers=['CPUExecutionProvider'])
     feed = {session.get_inputs()[0].name: np.random.rand(1, 3, 480, 640).astype(np.float32)}
     for _ in range(3):
@@ -115,7 +114,7 @@ def service_times(session, feed, background, runs: int) -> list:
     if background:
         child = subprocess.Popen(
             [sys.executable, '-c', BACKGROUND, *background,
-             model_path('ch_PP-OCRv4_rec_infer.onnx')], stdout=subprocess.PIPE, text=True)
+             model_path('recognizer')], stdout=subprocess.PIPE, text=True)
         child.stdout.readline()
         time.sleep(1.0)  # the recognizer's session loaded and running
     times = []
