@@ -399,9 +399,10 @@ def aggregate(runs: list) -> dict:
                 rows['within_x_capacity'].append(mine['within_budget_per_s'] / capacity)
                 loaded = systems.get('alone_loaded')
                 if loaded and loaded['service_p50_ms']:
-                    rows['loaded_capacity_per_s'].append(1000.0 / loaded['service_p50_ms'])
+                    loaded_capacity = 1000.0 / loaded['service_p50_ms']
+                    rows['loaded_capacity_per_s'].append(loaded_capacity)
                     rows['within_x_loaded_capacity'].append(
-                        mine['within_budget_per_s'] * loaded['service_p50_ms'] / 1000.0)
+                        mine['within_budget_per_s'] / loaded_capacity)
                     if mine['service_p50_ms']:
                         rows['service_x_alone_loaded'].append(mine['service_p50_ms'] /
                                                               loaded['service_p50_ms'])
