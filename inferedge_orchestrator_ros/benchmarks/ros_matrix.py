@@ -69,23 +69,26 @@ MODELS = {'detector': ('ch_PP-OCRv4_det_infer.onnx', [480, 640]),
           'classifier': ('ch_ppocr_mobile_v2.0_cls_infer.onnx', [48, 192]),
           'recognizer': ('ch_PP-OCRv4_rec_infer.onnx', [48, 320])}
 QUEUES = {'detector': 1, 'classifier': 2, 'recognizer': 2}
-# The two-pool systems: the detector's pool, the background pool (classifier, recognizer), the
+# A two-pool system: the detector's pool, the background pool (classifier, recognizer), the
 # intra-op threads of the background models (the detector keeps --threads) and the detector's
 # own worker options. /spin: the detector's idle intra-op threads spin (allow_spinning): a thread
 # that blocks between operators gives its core to the background, and waits to get it back.
+PoolSystem = collections.namedtuple(
+    'PoolSystem', 'detector_pool background_pool background_threads detector_options')
+NICE19 = {'isolation': 'process', 'os_nice': 19}
+IDLE = {'isolation': 'process', 'os_policy': 'idle'}
+THREAD = {'isolation': 'thread'}
 SPIN = {'allow_spinning': True}
 POOL_SYSTEMS = {
-    'nice19/t1': ({'isolation': 'thread'}, {'isolation': 'process', 'os_nice': 19}, 1, {}),
-    'nice19/t2': ({'isolation': 'thread'}, {'isolation': 'process', 'os_nice': 19}, 2, {}),
-    'idle/t1': ({'isolation': 'thread'}, {'isolation': 'process', 'os_policy': 'idle'}, 1, {}),
-    'idle/t2': ({'isolation': 'thread'}, {'isolation': 'process', 'os_policy': 'idle'}, 2, {}),
-    'nice19/t1/spin': ({'isolation': 'thread'}, {'isolation': 'process', 'os_nice': 19}, 1,
-                       SPIN),
-    'idle/t1/spin': ({'isolation': 'thread'}, {'isolation': 'process', 'os_policy': 'idle'}, 1,
-                     SPIN),
+    'nice19/t1': PoolSystem(THREAD, NICE19, 1, {}),
+    'nice19/t2': PoolSystem(THREAD, NICE19, 2, {}),
+    'idle/t1': PoolSystem(THREAD, IDLE, 1, {}),
+    'idle/t2': PoolSystem(THREAD, IDLE, 2, {}),
+    'nice19/t1/spin': PoolSystem(THREAD, NICE19, 1, SPIN),
+    'idle/t1/spin': PoolSystem(THREAD, IDLE, 1, SPIN),
     # One core each, both at normal priority: the alternative the OS priorities replace.
-    'pinned': ({'isolation': 'process', 'cpus': '0'}, {'isolation': 'process', 'cpus': '1'}, 1,
-               {}),
+    'pinned': PoolSystem({'isolation': 'process', 'cpus': '0'},
+                         {'isolation': 'process', 'cpus': '1'}, 1, {}),
 }
 POOL_POINTS = '10/150,15/80,15/150,30/150'
 TOPIC = '/matrix/image'
@@ -108,8 +111,8 @@ def task_blocks(system: str, budget_ms: float, threads: int) -> list:
     for name in (('detector',) if system == 'alone' else TASKS):
         filename, size = MODELS[name]
         if pools:
-            task_threads = threads if name == 'detector' else pools[2]
-            if 'cpus' in pools[0]:
+            task_threads = threads if name == 'detector' else pools.background_threads
+            if 'cpus' in pools.detector_pool:
                 task_threads = 1  # one core each
         else:
             task_threads = threads
@@ -126,7 +129,7 @@ def task_blocks(system: str, budget_ms: float, threads: int) -> list:
         if pools:
             tasks[-1]['pool'] = 'detector' if name == 'detector' else 'background'
             if name == 'detector':
-                tasks[-1]['worker_options'].update(pools[3])
+                tasks[-1]['worker_options'].update(pools.detector_options)
     return tasks
 
 
@@ -134,8 +137,9 @@ def write_config(system: str, budget_ms: float, threads: int, slots: int, folder
     """Write the core config of a run; the orchestrator reads it as its config_file."""
     pools = {'cpu': {'slots': slots}}
     if system in POOL_SYSTEMS:
-        detector, background = POOL_SYSTEMS[system][:2]
-        pools = {'detector': dict(detector, slots=1), 'background': dict(background, slots=1)}
+        chosen = POOL_SYSTEMS[system]
+        pools = {'detector': dict(chosen.detector_pool, slots=1),
+                 'background': dict(chosen.background_pool, slots=1)}
     config = {'orchestrator': {'mode': 'fifo' if system == 'fifo' else 'priority',
                                'pools': pools,
                                'telemetry': {'period_s': 1.0}},
